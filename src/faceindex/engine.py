@@ -1,0 +1,223 @@
+"""The Engine: the one object the CLI, the REST service and the tests build to use faceindex."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from faceindex.config import Settings
+from faceindex.errors import FaceIndexError, InvalidInputError, NoFaceError, PolicyError
+from faceindex.ingest.runner import FaceFilter, IngestReport, IngestRunner, ProgressFn
+from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
+from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
+from faceindex.privacy.audit import AuditEvent, AuditLog
+from faceindex.store.catalog import Collection
+from faceindex.store.face_store import FaceStore
+
+ImageSource = str | os.PathLike | bytes
+
+
+@dataclass
+class VerifyResult:
+    same_person: bool
+    score: float
+    threshold: float
+    fmr: float | None
+
+
+class Engine:
+    """Wires the pipeline (models, loaded lazily), the store and the privacy layer together.
+
+    Use as a context manager, or call `close()`: the index is persisted on close.
+    """
+
+    def __init__(self, store: str | os.PathLike | None = None, settings: Settings | None = None, *,
+                 actor: str = "cli", pipeline: FacePipeline | None = None):
+        self.settings = settings or Settings()
+        if store is not None:
+            self.settings = self.settings.model_copy(update={"store": Path(store)})
+        self.actor = actor
+        self.store = FaceStore(self.settings.store, approximate_above=self.settings.approximate_above)
+        self.catalog = self.store.catalog
+        self.audit = AuditLog(self.catalog)
+        self._pipeline = pipeline
+        self._policy: ThresholdPolicy | None = None
+        self.face_filter: FaceFilter | None = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        if self._pipeline is None:
+            self._pipeline = FacePipeline(self.settings)
+        return self._pipeline
+
+    @property
+    def policy(self) -> ThresholdPolicy:
+        if self._policy is None:
+            self._policy = ThresholdPolicy(load_calibration(self.pipeline.model_id), fixed=self.settings.threshold,
+                                           max_expected_false=self.settings.max_expected_false)
+        return self._policy
+
+    def _record(self, action: str, *, purpose: str | None = None, params: dict | None = None,
+                counts: dict | None = None) -> None:
+        self.audit.record(AuditEvent(action, actor=self.actor, purpose=purpose, params=params or {},
+                                     counts=counts or {}))
+
+    # -- collections ------------------------------------------------------------------------
+    def create_collection(self, name: str, basis: str, purpose: str, *, jurisdictions: Sequence[str] = (),
+                          retention_days: int | None = None, owner: str | None = None) -> Collection:
+        with self.catalog.transaction():
+            collection = self.catalog.create_collection(name, basis, purpose, jurisdictions=tuple(jurisdictions),
+                                                        retention_days=retention_days, owner=owner)
+            self._record("collection.create", purpose=purpose,
+                         params={"collection": name, "basis": basis, "jurisdictions": list(collection.jurisdictions),
+                                 "retention_days": retention_days})
+        return collection
+
+    def collection(self, name: str, basis: str | None = None, purpose: str | None = None, **policy) -> Collection:
+        """Get a collection, creating it when basis and purpose are given and it does not exist yet."""
+        existing = self.catalog.find_collection(name)
+        if existing is None:
+            if not basis or not purpose:
+                raise PolicyError(f"collection {name!r} does not exist; creating it needs a legal basis and a purpose")
+            return self.create_collection(name, basis, purpose, **policy)
+        if basis and basis != existing.legal_basis:
+            raise InvalidInputError(f"collection {name!r} exists with basis {existing.legal_basis!r}, not {basis!r}")
+        return existing
+
+    # -- ingest -----------------------------------------------------------------------------
+    def ingest(self, paths: Iterable[str | os.PathLike], collection: str, *, basis: str | None = None,
+               purpose: str | None = None, progress: ProgressFn | None = None, **policy) -> IngestReport:
+        """Index every photo under `paths` into `collection` (created if basis and purpose are given)."""
+        target = self.collection(collection, basis, purpose, **policy)
+        model_id = self.pipeline.model_id
+        runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.face_filter,
+                              progress=progress)
+        report = runner.run([str(p) for p in paths], target, model_id)
+        self.store.index()  # catch the index up and persist it before reporting success
+        self.store.save_index()
+        self._record("ingest", purpose=target.purpose, params={"collection": target.name,
+                     "paths": [str(p) for p in paths]}, counts=report.counts())
+        return report
+
+    # -- analysis and search ----------------------------------------------------------------
+    def analyse(self, source: ImageSource) -> AnalysedImage:
+        return self.pipeline.analyse(source)
+
+    def search(self, sources: Sequence[ImageSource], purpose: str, *, top_k: int | None = None,
+               threshold: float | None = None, face: int | None = None,
+               probe_names: Sequence[str] | None = None) -> list[ProbeResult]:
+        """Search every face of each probe photo (or only face number `face`, 0-based, largest first)."""
+        if not purpose or not purpose.strip():
+            raise PolicyError("a search needs a purpose or case reference")
+        top_k = min(top_k or self.settings.top_k, self.settings.max_candidates)
+        self.store.check_model(self.pipeline.model_id)
+        gallery = len(self.store.index())
+        limit = self.policy.threshold(gallery, threshold)
+        results = []
+        for n, source in enumerate(sources):
+            name = probe_names[n] if probe_names else (str(source) if not isinstance(source, bytes) else f"upload-{n}")
+            try:
+                analysis = self.pipeline.analyse(source)
+            except FaceIndexError as exc:
+                results.append(ProbeResult(name, error=exc.message))
+                continue
+            faces = sorted(analysis.faces, key=lambda f: -f.size_px)
+            if face is not None:
+                faces = faces[face:face + 1]
+            results.append(ProbeResult(name, [self._search_face(f, top_k, limit, gallery) for f in faces], None,
+                                       gallery))
+        self._record("search", purpose=purpose.strip(),
+                     params={"probes": len(results), "top_k": top_k, "threshold": round(limit, 4)},
+                     counts={"faces": sum(len(r.faces or []) for r in results),
+                             "candidates": sum(len(f.candidates) for r in results for f in r.faces or [])})
+        return results
+
+    def _search_face(self, face, top_k: int, limit: float, gallery: int) -> ProbeFace:
+        fmr = self.policy.fmr(limit)
+        result = ProbeFace(box=face.box, threshold=round(limit, 4), threshold_fmr=fmr,
+                           expected_false_candidates=None if fmr is None else round(fmr * gallery, 6))
+        if not face.ok:
+            result.status, result.reason = "refused", face.rejected
+            return result
+        hits = [(fid, s) for fid, s in self.store.search(face.embedding[None, :], top_k)[0] if s >= limit]
+        details = self.catalog.face_details([fid for fid, _ in hits])
+        for fid, score in hits:
+            row = details.get(fid)
+            if row is None:
+                continue
+            result.candidates.append(Candidate(
+                face_id=fid, image_id=row["image_id"], path=row["uri"],
+                box=(row["box_left"], row["box_top"], row["box_right"], row["box_bottom"]),
+                collection=row["collection"], score=round(score, 4), fmr=self.policy.fmr(score)))
+        by_image: dict[int, list[int]] = {}
+        for cand in result.candidates:
+            by_image.setdefault(cand.image_id, []).append(cand.face_id)
+        for cand in result.candidates:
+            cand.same_photo_as = [f for f in by_image[cand.image_id] if f != cand.face_id]
+        return result
+
+    def verify(self, a: ImageSource, b: ImageSource, *, threshold: float | None = None) -> VerifyResult:
+        """Are the largest faces of two photos the same person? 1:1, so the gallery size is 1."""
+        vectors = []
+        for source in (a, b):
+            accepted = sorted(self.pipeline.analyse(source).accepted, key=lambda f: -f.size_px)
+            if not accepted:
+                raise NoFaceError(f"no usable face in {source if not isinstance(source, bytes) else 'upload'}")
+            vectors.append(accepted[0].embedding)
+        score = float(np.dot(vectors[0], vectors[1]))
+        limit = self.policy.threshold(1, threshold)
+        self._record("verify", purpose=None, params={"threshold": round(limit, 4)}, counts={"pairs": 1})
+        return VerifyResult(score >= limit, round(score, 4), round(limit, 4), self.policy.fmr(score))
+
+    # -- maintenance ------------------------------------------------------------------------
+    def stats(self) -> dict:
+        stats = self.catalog.stats()
+        stats["model_id"] = self.store.model_id
+        stats["index"] = self.store.index().kind if stats["faces"] else "empty"
+        return stats
+
+    def remove_image(self, ref: str | int) -> int:
+        """Remove an image (by id or path) from every collection; returns faces removed."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            rows = [self.catalog.image_by_id(int(ref))]
+        else:
+            rows = self.catalog.images_by_uri(str(Path(ref).resolve())) or self.catalog.images_by_uri(str(ref))
+        if not rows:
+            raise InvalidInputError(f"no image {ref!r} in this store")
+        return self._delete_images([r["id"] for r in rows], "image.remove", {"images": len(rows)})
+
+    def remove_collection(self, name: str) -> int:
+        collection = self.catalog.get_collection(name)
+        ids = [r[0] for r in self.catalog.conn.execute("SELECT id FROM images WHERE collection_id = ?",
+                                                         (collection.id,))]
+        return self._delete_images(ids, "collection.delete", {"collection": name}, collection_id=collection.id)
+
+    def _delete_images(self, image_ids: list[int], action: str, params: dict, collection_id: int | None = None) -> int:
+        marks = ",".join("?" * len(image_ids)) or "NULL"
+        face_ids = [r[0] for r in self.catalog.conn.execute(
+            f"SELECT id FROM faces WHERE image_id IN ({marks})", image_ids)]
+        with self.catalog.transaction():
+            removed = self.catalog.delete_images(image_ids)
+            if collection_id is not None:
+                self.catalog.conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+            self._record(action, params=params, counts={"images": len(image_ids), "faces": removed})
+        self.store.forget_vectors(face_ids)
+        return removed
+
+    def reindex(self) -> int:
+        index = self.store.rebuild_index()
+        self._record("reindex", counts={"faces": len(index)})
+        return len(index)

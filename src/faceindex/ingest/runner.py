@@ -1,0 +1,182 @@
+"""Drives an ingest run: scan → skip unchanged → analyse in a process pool → commit per photo."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceindex.config import Settings
+from faceindex.ingest.scanner import SourceFile, describe, iter_files
+from faceindex.ingest.worker import AnalysisOutcome, analyse_file, init_worker
+from faceindex.pipeline.analyse import FacePipeline
+from faceindex.store.catalog import Collection
+from faceindex.store.face_store import FaceStore
+
+SAVE_EVERY_S = 60.0
+"""Persist the index at least this often during long runs, so a crash loses little catch-up work."""
+
+
+@dataclass
+class IngestReport:
+    """Counts of one run; `skipped` lists (path, reason) of every file that could not be indexed."""
+
+    files: int = 0
+    indexed: int = 0
+    unchanged: int = 0
+    copied: int = 0
+    faces: int = 0
+    rejected_faces: int = 0
+    opted_out_faces: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {"files": self.files, "indexed": self.indexed, "unchanged": self.unchanged, "copied": self.copied,
+                "faces": self.faces, "rejected_faces": self.rejected_faces,
+                "opted_out_faces": self.opted_out_faces, "skipped": len(self.skipped)}
+
+
+ProgressFn = Callable[[str, int, int | None], None]
+"""progress(event, done, total): event is 'total' once the scan is known, then 'file' per file."""
+
+FaceFilter = Callable[[np.ndarray], np.ndarray]
+"""Given faceprints (n, dim), return a boolean mask of faces to DROP (opt-out)."""
+
+
+class IngestRunner:
+    """Commits each photo in its own transaction: a crash or kill -9 loses at most the photos in flight,
+    and a re-run skips what was committed (same path, same sha256) without duplicating anything."""
+
+    def __init__(self, store: FaceStore, pipeline: FacePipeline, settings: Settings,
+                 *, face_filter: FaceFilter | None = None, progress: ProgressFn | None = None):
+        self.store = store
+        self.catalog = store.catalog
+        self.pipeline = pipeline
+        self.settings = settings
+        self.face_filter = face_filter
+        self.progress = progress or (lambda event, done, total: None)
+        self._last_save = time.monotonic()
+
+    def run(self, paths: Iterable[str], collection: Collection, model_id: str) -> IngestReport:
+        start = time.monotonic()
+        report = IngestReport()
+        files = list(iter_files(paths))
+        report.files = len(files)
+        self.progress("total", 0, len(files))
+        with self.catalog.transaction():
+            self.catalog.bind_model(model_id)
+        todo: list[SourceFile] = []
+        done = 0
+        for path in files:
+            source = describe(path)
+            if self._settle_without_analysis(source, collection, model_id, report):
+                done += 1
+                self.progress("file", done, len(files))
+            else:
+                todo.append(source)
+        for outcome in self._analyse_all(todo):
+            self._commit(outcome, collection, model_id, report)
+            done += 1
+            self.progress("file", done, len(files))
+        self.store.save_index()
+        report.seconds = time.monotonic() - start
+        return report
+
+    # -- before analysis ----------------------------------------------------------------------
+    def _settle_without_analysis(self, source: SourceFile, collection: Collection, model_id: str,
+                                 report: IngestReport) -> bool:
+        """Handle unchanged files, unreadable files and exact copies of indexed photos. True = handled."""
+        existing = self.catalog.find_image(collection.id, source.uri)
+        if existing is not None and existing["sha256"] == source.sha256 and source.sha256 is not None:
+            report.unchanged += 1
+            return True
+        with self.catalog.transaction():
+            if existing is not None:  # the file changed since it was indexed: forget the old version
+                self._drop_image(existing["id"])
+            if source.error:
+                self.catalog.insert_image(collection.id, source.uri, sha256=None, size_bytes=None,
+                                          status="skipped", error=source.error)
+                report.skipped.append((source.uri, source.error))
+                return True
+            twin = self.catalog.indexed_twin(source.sha256, model_id) if self.face_filter is None else None
+            if twin is None:
+                return False
+            image_id = self.catalog.insert_image(
+                collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=twin["width"],
+                height=twin["height"], fmt=twin["format"], captured_at=twin["captured_at"], n_faces=twin["n_faces"])
+            copied = self.catalog.copy_faces(twin["id"], image_id)
+            report.copied += 1
+            report.faces += twin["n_faces"]
+            report.rejected_faces += copied - twin["n_faces"]
+        return True
+
+    def _drop_image(self, image_id: int) -> None:
+        # Deleting bumps the catalog epoch, so the next index access rebuilds without the old faces.
+        self.catalog.delete_images([image_id])
+
+    # -- analysis -----------------------------------------------------------------------------
+    def _analyse_all(self, todo: list[SourceFile]):
+        workers = min(self.settings.resolved_workers(), len(todo))
+        if workers <= 1:
+            pipeline = self.pipeline
+            for source in todo:
+                yield analyse_file(str(source.path), source.uri, pipeline), source
+            return
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once FAISS/OpenMP threads exist
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
+                                 initargs=(self.settings.model_dump_json(),)) as pool:
+            pending: dict[Future, SourceFile] = {}
+            queue = iter(todo)
+            window = workers * 4  # bounded in-flight work keeps memory flat on huge folders
+            while True:
+                while len(pending) < window and (source := next(queue, None)) is not None:
+                    pending[pool.submit(analyse_file, str(source.path), source.uri)] = source
+                if not pending:
+                    return
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    source = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a crashed worker must not stop the batch
+                        outcome = AnalysisOutcome(source.uri, error=f"worker failed: {type(exc).__name__}")
+                    yield outcome, source
+
+    # -- commit -------------------------------------------------------------------------------
+    def _commit(self, item: tuple[AnalysisOutcome, SourceFile], collection: Collection, model_id: str,
+                report: IngestReport) -> None:
+        outcome, source = item
+        with self.catalog.transaction():
+            if outcome.error is not None or outcome.analysis is None:
+                reason = outcome.error or "no analysis"
+                self.catalog.insert_image(collection.id, source.uri, sha256=source.sha256, size_bytes=source.size,
+                                          status="skipped", error=reason)
+                report.skipped.append((source.uri, reason))
+                return
+            analysis = outcome.analysis
+            faces = analysis.faces
+            accepted = [f for f in faces if f.ok]
+            if accepted and self.face_filter is not None:
+                drop = self.face_filter(np.stack([f.embedding for f in accepted]))
+                dropped = {id(f) for f, d in zip(accepted, drop, strict=True) if d}
+                report.opted_out_faces += len(dropped)
+                faces = [f for f in faces if id(f) not in dropped]  # opted-out faces are never stored
+                accepted = [f for f in faces if f.ok]
+            image_id = self.catalog.insert_image(
+                collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=analysis.width,
+                height=analysis.height, fmt=analysis.format,
+                captured_at=analysis.captured_at.isoformat() if analysis.captured_at else None,
+                n_faces=len(accepted))
+            self.catalog.insert_faces(image_id, faces, model_id)
+        report.indexed += 1
+        report.faces += len(accepted)
+        report.rejected_faces += len(faces) - len(accepted)
+        if time.monotonic() - self._last_save > SAVE_EVERY_S:
+            self.store.index()  # catch up in memory, then persist
+            self.store.save_index()
+            self._last_save = time.monotonic()

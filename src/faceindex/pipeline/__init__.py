@@ -1,0 +1,1 @@
+"""Image → faces pipeline: decode, detect, align, embed, judge quality. No storage here."""

@@ -1,0 +1,1 @@
+"""Storage: the SQLite catalog (source of truth) and the FAISS vector index (rebuildable cache)."""

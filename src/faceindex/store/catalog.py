@@ -1,0 +1,264 @@
+"""The SQLite catalog: collections, images with provenance, faces with faceprints (source of truth)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from faceindex.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
+from faceindex.pipeline.types import Face
+from faceindex.store.migrations import LEGAL_BASES, apply_migrations
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    legal_basis: str
+    purpose: str
+    jurisdictions: tuple[str, ...]
+    retention_days: int | None
+    owner: str | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Collection:
+        juris = tuple(j for j in row["jurisdictions"].split(",") if j)
+        return cls(row["id"], row["name"], row["legal_basis"], row["purpose"], juris,
+                   row["retention_days"], row["owner"], row["created_at"])
+
+
+class Catalog:
+    """One SQLite database in WAL mode; all writes go through `transaction()` on one connection.
+
+    `secure_delete` is on so erased rows are overwritten with zeros, not left in free pages.
+    The meta key `epoch` increases whenever faces are deleted: the vector index compares it with
+    its own watermark to know whether appending new faces is enough or it must be rebuilt.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            for pragma in ("journal_mode=WAL", "foreign_keys=ON", "secure_delete=ON", "synchronous=NORMAL"):
+                self.conn.execute(f"PRAGMA {pragma}")
+            apply_migrations(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open catalog {self.path}: {exc}") from exc
+        self._depth = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; nested uses join the outer transaction."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    # -- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                          (key, value))
+
+    @property
+    def epoch(self) -> int:
+        return int(self.get_meta("epoch", "0"))
+
+    def bump_epoch(self) -> None:
+        self.set_meta("epoch", str(self.epoch + 1))
+
+    def max_face_id(self) -> int:
+        return self.conn.execute("SELECT coalesce(max(id), 0) FROM faces").fetchone()[0]
+
+    def bind_model(self, model_id: str) -> None:
+        """Record the store's embedding model on first use; refuse a different one afterwards."""
+        current = self.get_meta("model_id")
+        if current is None:
+            self.set_meta("model_id", model_id)
+        elif current != model_id:
+            from faceindex.errors import ModelMismatchError
+
+            raise ModelMismatchError(
+                f"this store holds faceprints of model {current!r}; the pipeline produces {model_id!r}. "
+                "Use a separate store or re-embed."
+            )
+
+    # -- collections --------------------------------------------------------------------------
+    def create_collection(self, name: str, legal_basis: str, purpose: str, *, jurisdictions: tuple[str, ...] = (),
+                          retention_days: int | None = None, owner: str | None = None) -> Collection:
+        if not name or not name.strip():
+            raise InvalidInputError("a collection needs a name")
+        if legal_basis not in LEGAL_BASES:
+            raise InvalidInputError(f"legal basis must be one of {', '.join(LEGAL_BASES)}; got {legal_basis!r}")
+        if not purpose or not purpose.strip():
+            raise InvalidInputError("a collection needs a purpose")
+        juris = ",".join(sorted({j.strip().upper() for j in jurisdictions if j.strip()}))
+        try:
+            self.conn.execute(
+                "INSERT INTO collections (name, legal_basis, purpose, jurisdictions, retention_days, owner, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, legal_basis, purpose.strip(), juris, retention_days, owner, utcnow()),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"collection {name!r} already exists") from exc
+        return self.get_collection(name)
+
+    def get_collection(self, name: str) -> Collection:
+        row = self.conn.execute("SELECT * FROM collections WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no collection named {name!r}")
+        return Collection.from_row(row)
+
+    def find_collection(self, name: str) -> Collection | None:
+        try:
+            return self.get_collection(name)
+        except NotFoundError:
+            return None
+
+    def list_collections(self) -> list[Collection]:
+        return [Collection.from_row(r) for r in self.conn.execute("SELECT * FROM collections ORDER BY name")]
+
+    # -- images -------------------------------------------------------------------------------
+    def find_image(self, collection_id: int, uri: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM images WHERE collection_id = ? AND uri = ?",
+                                 (collection_id, uri)).fetchone()
+
+    def image_by_id(self, image_id: int) -> sqlite3.Row:
+        row = self.conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no image with id {image_id}")
+        return row
+
+    def images_by_uri(self, uri: str) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM images WHERE uri = ?", (uri,)))
+
+    def indexed_twin(self, sha256: str, model_id: str) -> sqlite3.Row | None:
+        """An already-indexed image with the same content, whose faces can be copied instead of recomputed."""
+        return self.conn.execute(
+            "SELECT i.* FROM images i WHERE i.sha256 = ? AND i.status = 'indexed' AND NOT EXISTS "
+            "(SELECT 1 FROM faces f WHERE f.image_id = i.id AND f.model_id != ?) ORDER BY i.id LIMIT 1",
+            (sha256, model_id),
+        ).fetchone()
+
+    def insert_image(self, collection_id: int, uri: str, *, sha256: str | None, size_bytes: int | None,
+                     width: int | None = None, height: int | None = None, fmt: str | None = None,
+                     captured_at: str | None = None, status: str = "indexed", error: str | None = None,
+                     n_faces: int = 0) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO images (collection_id, uri, sha256, size_bytes, width, height, format, captured_at,"
+            " ingested_at, status, error, n_faces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (collection_id, uri, sha256, size_bytes, width, height, fmt, captured_at, utcnow(), status, error,
+             n_faces),
+        )
+        return int(cur.lastrowid)
+
+    def delete_images(self, image_ids: list[int]) -> int:
+        """Delete images (their faces cascade); bumps the epoch when any face goes. Returns faces deleted."""
+        if not image_ids:
+            return 0
+        marks = ",".join("?" * len(image_ids))
+        n_faces = self.conn.execute(f"SELECT count(*) FROM faces WHERE image_id IN ({marks})", image_ids).fetchone()[0]
+        self.conn.execute(f"DELETE FROM images WHERE id IN ({marks})", image_ids)
+        if n_faces:
+            self.bump_epoch()
+        return n_faces
+
+    # -- faces --------------------------------------------------------------------------------
+    def insert_faces(self, image_id: int, faces: list[Face], model_id: str) -> list[int]:
+        ids = []
+        now = utcnow()
+        for face in faces:
+            blob = None if face.embedding is None else np.asarray(face.embedding, np.float32).tobytes()
+            cur = self.conn.execute(
+                "INSERT INTO faces (image_id, box_left, box_top, box_right, box_bottom, landmarks, detector,"
+                " det_score, size_px, blur, rejected, model_id, embedding, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, *face.box, json.dumps(face.landmarks), face.detector, face.score, face.size_px,
+                 face.blur, face.rejected if face.embedding is None else None, model_id, blob, now),
+            )
+            ids.append(int(cur.lastrowid))
+        return ids
+
+    def copy_faces(self, from_image: int, to_image: int) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO faces (image_id, box_left, box_top, box_right, box_bottom, landmarks, detector, det_score,"
+            " size_px, blur, rejected, model_id, embedding, created_at) SELECT ?, box_left, box_top, box_right,"
+            " box_bottom, landmarks, detector, det_score, size_px, blur, rejected, model_id, embedding, ?"
+            " FROM faces WHERE image_id = ? ORDER BY id",
+            (to_image, utcnow(), from_image),
+        )
+        return cur.rowcount
+
+    def iter_embeddings(self, after_id: int = 0, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids int64, vectors float32 (n, dim)) of accepted faces with id > after_id, in id order."""
+        last = after_id
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, embedding FROM faces WHERE id > ? AND embedding IS NOT NULL ORDER BY id LIMIT ?",
+                (last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            yield ids, vectors
+            last = int(ids[-1])
+
+    def face_details(self, face_ids: list[int]) -> dict[int, sqlite3.Row]:
+        """Face rows joined with their image and collection, keyed by face id."""
+        if not face_ids:
+            return {}
+        marks = ",".join("?" * len(face_ids))
+        rows = self.conn.execute(
+            "SELECT f.id AS face_id, f.box_left, f.box_top, f.box_right, f.box_bottom, f.image_id, i.uri,"
+            " i.sha256, i.captured_at, i.width, i.height, c.name AS collection, c.legal_basis, c.id AS collection_id"
+            f" FROM faces f JOIN images i ON i.id = f.image_id JOIN collections c ON c.id = i.collection_id"
+            f" WHERE f.id IN ({marks})",
+            face_ids,
+        )
+        return {r["face_id"]: r for r in rows}
+
+    def count(self, sql: str, params: tuple = ()) -> int:
+        return int(self.conn.execute(sql, params).fetchone()[0])
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "collections": self.count("SELECT count(*) FROM collections"),
+            "images": self.count("SELECT count(*) FROM images WHERE status = 'indexed'"),
+            "skipped": self.count("SELECT count(*) FROM images WHERE status = 'skipped'"),
+            "faces": self.count("SELECT count(*) FROM faces WHERE embedding IS NOT NULL"),
+            "rejected_faces": self.count("SELECT count(*) FROM faces WHERE embedding IS NULL"),
+        }

@@ -1,0 +1,121 @@
+"""Named, ordered schema migrations for the catalog, each applied once inside a transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+LEGAL_BASES = (
+    "consent",
+    "contract",
+    "legal-obligation",
+    "vital-interests",
+    "public-task",
+    "legitimate-interests",
+)
+
+_BASIS_CHECK = ", ".join(f"'{b}'" for b in LEGAL_BASES)
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        f"""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            legal_basis TEXT NOT NULL CHECK (legal_basis IN ({_BASIS_CHECK})),
+            purpose TEXT NOT NULL CHECK (length(trim(purpose)) > 0),
+            jurisdictions TEXT NOT NULL DEFAULT '',
+            retention_days INTEGER CHECK (retention_days IS NULL OR retention_days > 0),
+            owner TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            uri TEXT NOT NULL,
+            sha256 TEXT,
+            size_bytes INTEGER,
+            width INTEGER,
+            height INTEGER,
+            format TEXT,
+            captured_at TEXT,
+            ingested_at TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('indexed', 'skipped')),
+            error TEXT,
+            n_faces INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (collection_id, uri)
+        );
+        CREATE INDEX images_sha256 ON images(sha256);
+        CREATE TABLE faces (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            box_left INTEGER NOT NULL, box_top INTEGER NOT NULL,
+            box_right INTEGER NOT NULL, box_bottom INTEGER NOT NULL,
+            landmarks TEXT NOT NULL,
+            detector TEXT NOT NULL,
+            det_score REAL NOT NULL,
+            size_px INTEGER NOT NULL,
+            blur REAL NOT NULL,
+            rejected TEXT,
+            model_id TEXT NOT NULL,
+            embedding BLOB,
+            created_at TEXT NOT NULL,
+            CHECK ((rejected IS NULL) = (embedding IS NOT NULL))
+        );
+        CREATE INDEX faces_image ON faces(image_id);
+        CREATE TABLE audit_events (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            purpose TEXT,
+            params TEXT NOT NULL,
+            counts TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+        """,
+    ),
+]
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return the names applied."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, sql in migrations or MIGRATIONS:
+        if name in done:
+            continue
+        # executescript would COMMIT implicitly; run statements one by one inside our transaction.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, datetime.now(UTC).isoformat()))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (sqlite3.complete_statement keeps triggers whole)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
