@@ -85,12 +85,23 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
+def all_migrations() -> list[tuple[str, str]]:
+    """Core migrations, then those of the privacy layer and of the service, in that order.
+
+    Each layer keeps its SQL beside its code; names are unique and never change once released.
+    """
+    from faceindex.privacy.schema import MIGRATIONS as privacy
+    from faceindex.service.schema import MIGRATIONS as service
+
+    return MIGRATIONS + privacy + service
+
+
 def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
     """Apply every migration not yet recorded, each in its own transaction; return the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
-    for name, sql in migrations or MIGRATIONS:
+    for name, sql in migrations or all_migrations():
         if name in done:
             continue
         # executescript would COMMIT implicitly; run statements one by one inside our transaction.

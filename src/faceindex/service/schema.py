@@ -1,0 +1,3 @@
+"""Catalog migrations owned by the service (API keys, sessions)."""
+
+MIGRATIONS: list[tuple[str, str]] = []
