@@ -219,5 +219,11 @@ def reindex(store: StoreOpt = None) -> None:
     out.print(f"index rebuilt with {count} faces")
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()
+def _register_extensions() -> None:
+    from faceindex import cli_privacy, cli_service
+
+    cli_privacy.register(app)
+    cli_service.register(app)
+
+
+_register_extensions()

@@ -15,6 +15,7 @@ from faceindex.ingest.runner import FaceFilter, IngestReport, IngestRunner, Prog
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
 from faceindex.privacy.audit import AuditEvent, AuditLog
+from faceindex.privacy.operations import PrivacyOps
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
 
@@ -47,6 +48,8 @@ class Engine:
         self._pipeline = pipeline
         self._policy: ThresholdPolicy | None = None
         self.face_filter: FaceFilter | None = None
+        self.privacy = PrivacyOps(self)
+        self.privacy.on_open()
 
     def __enter__(self) -> Engine:
         return self
@@ -154,6 +157,7 @@ class Engine:
             return result
         hits = [(fid, s) for fid, s in self.store.search(face.embedding[None, :], top_k)[0] if s >= limit]
         details = self.catalog.face_details([fid for fid, _ in hits])
+        subjects = self.privacy.subject_names([fid for fid, _ in hits])
         for fid, score in hits:
             row = details.get(fid)
             if row is None:
@@ -161,7 +165,8 @@ class Engine:
             result.candidates.append(Candidate(
                 face_id=fid, image_id=row["image_id"], path=row["uri"],
                 box=(row["box_left"], row["box_top"], row["box_right"], row["box_bottom"]),
-                collection=row["collection"], score=round(score, 4), fmr=self.policy.fmr(score)))
+                collection=row["collection"], score=round(score, 4), fmr=self.policy.fmr(score),
+                subject=subjects.get(fid)))
         by_image: dict[int, list[int]] = {}
         for cand in result.candidates:
             by_image.setdefault(cand.image_id, []).append(cand.face_id)
