@@ -1,0 +1,5 @@
+"""`python -m faceindex` runs the CLI."""
+
+from faceindex.cli import app
+
+app()
