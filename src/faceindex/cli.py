@@ -220,10 +220,11 @@ def reindex(store: StoreOpt = None) -> None:
 
 
 def _register_extensions() -> None:
-    from faceindex import cli_privacy, cli_service
+    from faceindex import cli_eval, cli_privacy, cli_service
 
     cli_privacy.register(app)
     cli_service.register(app)
+    cli_eval.register(app)
 
 
 _register_extensions()
