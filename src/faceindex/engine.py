@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,8 @@ class Engine:
     """
 
     def __init__(self, store: str | os.PathLike | None = None, settings: Settings | None = None, *,
-                 actor: str = "cli", pipeline: FacePipeline | None = None):
+                 actor: str = "cli", pipeline: FacePipeline | None = None,
+                 clock: Callable[[], datetime] | None = None):
         self.settings = settings or Settings()
         if store is not None:
             self.settings = self.settings.model_copy(update={"store": Path(store)})
@@ -48,6 +50,8 @@ class Engine:
         self._pipeline = pipeline
         self._policy: ThresholdPolicy | None = None
         self.face_filter: FaceFilter | None = None
+        # Time source of retention decisions (timezone-aware UTC); injectable so tests control expiry.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.privacy = PrivacyOps(self)
         self.privacy.on_open()
 
@@ -210,7 +214,8 @@ class Engine:
                                                          (collection.id,))]
         return self._delete_images(ids, "collection.delete", {"collection": name}, collection_id=collection.id)
 
-    def _delete_images(self, image_ids: list[int], action: str, params: dict, collection_id: int | None = None) -> int:
+    def _delete_images(self, image_ids: list[int], action: str, params: dict, collection_id: int | None = None,
+                       purpose: str | None = None) -> int:
         marks = ",".join("?" * len(image_ids)) or "NULL"
         face_ids = [r[0] for r in self.catalog.conn.execute(
             f"SELECT id FROM faces WHERE image_id IN ({marks})", image_ids)]
@@ -218,7 +223,7 @@ class Engine:
             removed = self.catalog.delete_images(image_ids)
             if collection_id is not None:
                 self.catalog.conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
-            self._record(action, params=params, counts={"images": len(image_ids), "faces": removed})
+            self._record(action, purpose=purpose, params=params, counts={"images": len(image_ids), "faces": removed})
         self.store.forget_vectors(face_ids)
         return removed
 

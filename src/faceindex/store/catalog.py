@@ -196,6 +196,26 @@ class Catalog:
             self.bump_epoch()
         return n_faces
 
+    def delete_faces(self, face_ids: list[int]) -> int:
+        """Delete single faces (their images stay, `n_faces` updated); bumps the epoch. Returns faces deleted.
+
+        Used by erasure of one person's faces from photos that also show other people.
+        """
+        ids = sorted({int(i) for i in face_ids})
+        deleted = 0
+        for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            per_image = self.conn.execute(
+                f"SELECT image_id, count(*) FROM faces WHERE id IN ({marks}) AND embedding IS NOT NULL"
+                " GROUP BY image_id", chunk).fetchall()
+            deleted += self.conn.execute(f"DELETE FROM faces WHERE id IN ({marks})", chunk).rowcount
+            self.conn.executemany("UPDATE images SET n_faces = max(n_faces - ?, 0) WHERE id = ?",
+                                  [(n, image_id) for image_id, n in per_image])
+        if deleted:
+            self.bump_epoch()
+        return deleted
+
     # -- faces --------------------------------------------------------------------------------
     def insert_faces(self, image_id: int, faces: list[Face], model_id: str) -> list[int]:
         ids = []
