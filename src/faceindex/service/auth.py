@@ -1,0 +1,143 @@
+"""Who is calling and what they may do: API keys, browser sessions with CSRF tokens, roles, rate limits.
+
+Credentials, in order: `Authorization: Bearer <key>` or `X-API-Key: <key>` (scripts), else the
+`fi_session` cookie of a browser that logged in with a key. A cookie is an ambient credential the
+browser attaches by itself, so every state-changing request made with one must also carry the session's
+CSRF token (header `X-CSRF-Token` or form field `csrf_token`); a key in a header needs none.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from faceindex.errors import AuthError, ForbiddenError
+from faceindex.service.errors import CsrfError, RateLimitedError
+from faceindex.service.keys import ROLES, ApiKey
+from faceindex.service.state import get_state
+
+SESSION_COOKIE = "fi_session"
+LOGIN_CSRF_COOKIE = "fi_login_csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "collections:read": frozenset({"admin", "curator", "auditor", "privacy-officer"}),
+    "collections:write": frozenset({"admin", "curator"}),
+    "ingest": frozenset({"admin", "curator"}),
+    "search": frozenset({"admin", "searcher"}),
+    "images:list": frozenset({"admin", "curator", "privacy-officer"}),
+    "images:view": frozenset({"admin", "curator", "searcher", "privacy-officer"}),
+    "images:delete": frozenset({"admin", "curator", "privacy-officer"}),
+    "stats": frozenset({"admin", "curator", "auditor", "privacy-officer"}),
+    "audit:read": frozenset({"admin", "auditor"}),
+    "privacy": frozenset({"admin", "privacy-officer"}),
+    "keys": frozenset({"admin"}),
+}
+"""Permission → roles holding it. `admin` holds every permission; a searcher may view only the photos
+its own searches returned (see SearchGrants)."""
+
+assert all("admin" in roles and roles <= set(ROLES) for roles in PERMISSIONS.values())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    key_id: int
+    name: str
+    role: str
+    via: str
+    """'key' (header) or 'session' (browser cookie)."""
+    csrf: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"key:{self.name}"
+
+    def can(self, permission: str) -> bool:
+        return self.role in PERMISSIONS[permission]
+
+    @property
+    def permissions(self) -> list[str]:
+        return sorted(p for p in PERMISSIONS if self.can(p))
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _lookup(request: Request) -> Principal | None:
+    """Resolve the request's credentials (blocking: reads the catalog); None when it presents none."""
+    state = get_state(request)
+    secret = presented_key(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if secret is None and not cookie:
+        return None
+    with state.gate.keys() as keys:
+        if secret is not None:
+            key: ApiKey | None = keys.authenticate(secret)
+            if key is None:
+                raise AuthError("invalid or revoked API key")
+            keys.touch(key)
+            return Principal(key.id, key.name, key.role, "key")
+        found = keys.session(cookie)
+        if found is None:
+            raise AuthError("session expired or logged out; log in again")
+        key, csrf = found
+        keys.touch(key)
+        return Principal(key.id, key.name, key.role, "session", csrf)
+
+
+async def current_principal(request: Request) -> Principal | None:
+    """The caller (cached on the request), or None when no credentials were presented."""
+    if not hasattr(request.state, "principal"):
+        request.state.principal = await run_in_threadpool(_lookup, request)
+    return request.state.principal
+
+
+async def check_csrf(request: Request, principal: Principal) -> None:
+    if principal.via != "session" or request.method in SAFE_METHODS:
+        return
+    token = request.headers.get("x-csrf-token")
+    if token is None and request.headers.get("content-type", "").startswith(
+            ("multipart/form-data", "application/x-www-form-urlencoded")):
+        token = (await request.form()).get("csrf_token")
+    if not isinstance(token, str) or not hmac.compare_digest(token, principal.csrf or ""):
+        raise CsrfError("missing or wrong CSRF token; reload the page and try again")
+
+
+class Require:
+    """Dependency: an authenticated caller holding `permission` (None = any role), within its rate limit.
+
+    401 without valid credentials, 403 for a role without the permission or a cookie request without its
+    CSRF token, 429 over the rate limit. The permission is also published in the OpenAPI document as
+    `x-permission` / `x-roles` (see app.annotate_permissions).
+    """
+
+    def __init__(self, permission: str | None = None):
+        if permission is not None and permission not in PERMISSIONS:
+            raise ValueError(f"unknown permission {permission!r}")
+        self.permission = permission
+
+    @property
+    def roles(self) -> list[str]:
+        return sorted(PERMISSIONS[self.permission]) if self.permission else list(ROLES)
+
+    async def __call__(self, request: Request) -> Principal:
+        principal = await current_principal(request)
+        if principal is None:
+            raise AuthError("authentication required: send an API key (Authorization: Bearer …) or log in")
+        wait = get_state(request).limiter.take(f"key:{principal.key_id}")
+        if wait:
+            raise RateLimitedError(f"rate limit exceeded for key {principal.name!r}; retry in {wait:.0f} s", wait)
+        if self.permission is not None and not principal.can(self.permission):
+            raise ForbiddenError(f"role {principal.role!r} may not do this (needs one of: {', '.join(self.roles)})")
+        await check_csrf(request, principal)
+        return principal

@@ -1,0 +1,44 @@
+"""Settings of the REST service and web UI, read from arguments or FACEINDEX_SERVICE_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceConfig(BaseSettings):
+    """Every limit the service enforces on what clients send; each field documents its unit.
+
+    The engine's own settings (model, thresholds, `max_pixels` for ingest) stay in `faceindex.config.Settings`;
+    these are the extra guards for an HTTP front door that anyone on the network may knock on.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FACEINDEX_SERVICE_", extra="ignore")
+
+    max_request_bytes: int = Field(
+        100 * 2**20, ge=1024, description="Largest request body (bytes); bigger requests get 413 before parsing."
+    )
+    max_upload_bytes: int = Field(20 * 2**20, ge=1024, description="Largest single uploaded photo (bytes).")
+    max_upload_pixels: int = Field(
+        50_000_000, ge=1, description="Largest uploaded photo in pixels (width x height read from the header)."
+    )
+    max_files_per_upload: int = Field(200, ge=1, description="Most photos in one ingest upload request.")
+    rate_per_minute: float = Field(
+        600.0, gt=0, description="Sustained requests per minute allowed per API key (token bucket refill rate)."
+    )
+    rate_burst: int = Field(120, ge=1, description="Requests a key may make at once before the rate applies.")
+    login_per_minute: float = Field(
+        20.0, gt=0, description="Login attempts per minute per client address (guards the login form)."
+    )
+    session_hours: float = Field(12.0, gt=0, description="Lifetime of a browser session cookie, in hours.")
+    allowed_folders: list[Path] = Field(
+        default_factory=list,
+        description="Server-side folders (and their subfolders) that curators may register for ingest. "
+        "Empty = registering server folders is refused; uploads still work.",
+    )
+    search_grant_hours: float = Field(
+        8.0, gt=0, description="How long a searcher may view the photos of candidates their own searches returned.",
+    )
+    thumbnail_max_px: int = Field(1024, ge=64, le=4096, description="Largest thumbnail side served, in pixels.")

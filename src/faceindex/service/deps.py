@@ -1,0 +1,37 @@
+"""Shared `Annotated` dependencies of the routes: the service state and permission-checked callers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends
+
+from faceindex.service.auth import Principal, Require
+from faceindex.service.schemas import ErrorResponse
+from faceindex.service.state import ServiceState, get_state
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+AnyRole = Annotated[Principal, Depends(Require())]
+CanReadCollections = Annotated[Principal, Depends(Require("collections:read"))]
+CanWriteCollections = Annotated[Principal, Depends(Require("collections:write"))]
+CanIngest = Annotated[Principal, Depends(Require("ingest"))]
+CanSearch = Annotated[Principal, Depends(Require("search"))]
+CanListImages = Annotated[Principal, Depends(Require("images:list"))]
+CanViewImages = Annotated[Principal, Depends(Require("images:view"))]
+CanDeleteImages = Annotated[Principal, Depends(Require("images:delete"))]
+CanStats = Annotated[Principal, Depends(Require("stats"))]
+CanAudit = Annotated[Principal, Depends(Require("audit:read"))]
+CanPrivacy = Annotated[Principal, Depends(Require("privacy"))]
+CanKeys = Annotated[Principal, Depends(Require("keys"))]
+
+_ERR = {"model": ErrorResponse}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {**_ERR, "description": "No valid API key or session."},
+    403: {**_ERR, "description": "Role lacks the permission, policy refusal, or missing CSRF token."},
+    422: {**_ERR, "description": "Invalid input."},
+    429: {**_ERR, "description": "Rate limit exceeded (see Retry-After)."},
+}
+"""Error responses every authenticated route documents."""
+NOT_FOUND = {404: {**_ERR, "description": "No such record."}}
+UPLOAD_ERRORS = {413: {**_ERR, "description": "Upload over the byte or pixel limit."},
+                 415: {**_ERR, "description": "Not a supported image format (judged by content)."}}

@@ -1,0 +1,79 @@
+"""Thumbnails and face crops, always re-encoded from decoded pixels.
+
+The service never streams a stored file's bytes: it decodes the photo through the same guarded decoder
+as ingest (format sniffed, bomb limit) and encodes fresh JPEG pixels. So a catalog path that now points
+at something else cannot leak that file, and EXIF metadata (GPS position, camera serial) never leaves.
+Nothing is cached on disk, so erasing an image leaves no thumbnail behind.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageFilter
+
+from faceindex.config import Settings
+from faceindex.errors import NotFoundError
+from faceindex.pipeline.decode import decode_image
+from faceindex.pipeline.types import Box
+
+
+def photo_path(uri: str) -> Path:
+    path = Path(uri)
+    if not path.is_file():
+        raise NotFoundError("the photo file is no longer on disk")
+    return path
+
+
+def _encode(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.convert("RGB").save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()
+
+
+def _obscure(img: Image.Image, box: tuple[int, int, int, int]) -> None:
+    """Pixelate then blur a region in place: other people's faces in a subject-access view."""
+    left, top, right, bottom = box
+    if right - left < 2 or bottom - top < 2:
+        return
+    region = img.crop(box)
+    small = region.resize((6, 6), Image.Resampling.BILINEAR)
+    region = small.resize(region.size, Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(3))
+    img.paste(region, box)
+
+
+def thumbnail(uri: str, settings: Settings, max_side: int, obscure: Sequence[Box] = ()) -> bytes:
+    """An upright JPEG of the photo, longest side at most `max_side`; boxes in `obscure` are made unrecognisable."""
+    decoded = decode_image(str(photo_path(uri)), max_pixels=settings.max_pixels, max_bytes=settings.max_bytes,
+                           detect_max_side=max_side)
+    img = Image.fromarray(decoded.detection)
+    for box in obscure:
+        grow = 0.15 * (box[2] - box[0])  # a margin, so hair and ears do not identify the person either
+        scaled = (math.floor((box[0] - grow) / decoded.scale), math.floor((box[1] - grow) / decoded.scale),
+                  math.ceil((box[2] + grow) / decoded.scale), math.ceil((box[3] + grow) / decoded.scale))
+        _obscure(img, (max(0, scaled[0]), max(0, scaled[1]), min(img.width, scaled[2]), min(img.height, scaled[3])))
+    return _encode(img)
+
+
+def face_crop(uri: str, settings: Settings, box: Box, width: int, height: int, out_side: int = 256,
+              margin: float = 0.3) -> bytes:
+    """A JPEG of one face with `margin` (fraction of the box) around it, about `out_side` px on its long side.
+
+    The photo is decoded just large enough for that (JPEG DCT scaling does most of the work), not at full size.
+    """
+    left, top, right, bottom = box
+    pad_x, pad_y = margin * (right - left), margin * (bottom - top)
+    region = (max(0, left - pad_x), max(0, top - pad_y), min(width, right + pad_x), min(height, bottom + pad_y))
+    region_side = max(region[2] - region[0], region[3] - region[1], 1)
+    shrink = max(1.0, region_side / out_side)
+    detect_side = max(16, math.ceil(max(width, height) / shrink))
+    decoded = decode_image(str(photo_path(uri)), max_pixels=settings.max_pixels, max_bytes=settings.max_bytes,
+                           detect_max_side=detect_side)
+    img = Image.fromarray(decoded.detection)
+    crop = img.crop(tuple(round(v / decoded.scale) for v in region))
+    if max(crop.size) > out_side:
+        crop.thumbnail((out_side, out_side), Image.Resampling.LANCZOS)
+    return _encode(crop)

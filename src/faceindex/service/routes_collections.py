@@ -1,0 +1,150 @@
+"""Collections and ingest: create, list, get, delete; upload photos or register a server folder as a job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from faceindex.engine import Engine
+from faceindex.errors import InvalidInputError, NotFoundError, PolicyError
+from faceindex.service.deps import (
+    ERRORS,
+    NOT_FOUND,
+    UPLOAD_ERRORS,
+    CanIngest,
+    CanReadCollections,
+    CanWriteCollections,
+    StateDep,
+)
+from faceindex.service.schemas import CollectionCreate, CollectionPublic, DeletedPublic, FolderCreate, JobPublic
+from faceindex.service.state import ServiceState
+from faceindex.service.uploads import read_upload, save_uploads
+from faceindex.store.catalog import Collection
+
+router = APIRouter(prefix="/api/v1", tags=["collections"], responses=ERRORS)
+
+
+def collection_public(engine: Engine, collection: Collection) -> CollectionPublic:
+    images, faces = engine.catalog.conn.execute(
+        "SELECT count(*), coalesce(sum(n_faces), 0) FROM images WHERE collection_id = ? AND status = 'indexed'",
+        (collection.id,)).fetchone()
+    return CollectionPublic(name=collection.name, basis=collection.legal_basis, purpose=collection.purpose,
+                            jurisdictions=list(collection.jurisdictions), retention_days=collection.retention_days,
+                            owner=collection.owner, created_at=collection.created_at, images=images, faces=faces)
+
+
+@router.get("/collections", response_model=list[CollectionPublic])
+def list_collections(principal: CanReadCollections, state: StateDep):
+    """Every collection with its legal basis, purpose, retention and counts."""
+    with state.gate.use(principal) as engine:
+        return [collection_public(engine, c) for c in engine.catalog.list_collections()]
+
+
+@router.post("/collections", response_model=CollectionPublic, status_code=201, responses={409: ERRORS[422]})
+def create_collection(body: CollectionCreate, principal: CanWriteCollections, state: StateDep):
+    """Create a collection; its legal basis and purpose are recorded in the audit log."""
+    with state.gate.use(principal) as engine:
+        collection = engine.create_collection(body.name, body.basis, body.purpose, jurisdictions=body.jurisdictions,
+                                              retention_days=body.retention_days, owner=body.owner or principal.name)
+        return collection_public(engine, collection)
+
+
+@router.get("/collections/{name}", response_model=CollectionPublic, responses=NOT_FOUND)
+def get_collection(name: str, principal: CanReadCollections, state: StateDep):
+    with state.gate.use(principal) as engine:
+        return collection_public(engine, engine.catalog.get_collection(name))
+
+
+@router.delete("/collections/{name}", response_model=DeletedPublic, responses=NOT_FOUND)
+def delete_collection(name: str, principal: CanWriteCollections, state: StateDep):
+    """Delete a collection with every image and face in it (faceprints leave the index file too)."""
+    with state.gate.use(principal) as engine:
+        collection = engine.catalog.get_collection(name)
+        images = engine.catalog.count("SELECT count(*) FROM images WHERE collection_id = ?", (collection.id,))
+        faces = engine.remove_collection(name)
+    sweep(state)
+    return DeletedPublic(images_removed=images, faces_removed=faces)
+
+
+@router.post("/collections/{name}/uploads", response_model=JobPublic, status_code=202,
+             responses={**NOT_FOUND, **UPLOAD_ERRORS})
+async def upload_photos(name: str, principal: CanIngest, state: StateDep,
+                        files: Annotated[list[UploadFile], File(description="Photos to index.")]):
+    """Upload photos into a collection; they are indexed by a background job whose progress you poll.
+
+    Every file is checked by content first (format, bytes, pixels): one bad file refuses the whole request,
+    so nothing is half-uploaded. The photos are kept under the store's `uploads/` folder.
+    """
+    config = state.config
+    if not files:
+        raise InvalidInputError("no files uploaded")
+    if len(files) > config.max_files_per_upload:
+        raise InvalidInputError(f"at most {config.max_files_per_upload} photos per upload; got {len(files)}")
+    uploads = [await read_upload(f, config) for f in files]
+
+    def store_and_queue():
+        with state.gate.use(principal) as engine:
+            collection = engine.catalog.get_collection(name)
+            paths = save_uploads(engine.settings.store, collection.id, uploads)
+            return state.jobs.submit("upload", collection.name, paths, principal.actor)
+
+    return (await run_in_threadpool(store_and_queue)).to_dict()
+
+
+def allowed_folder(state: ServiceState, raw: str) -> Path:
+    """The resolved path if it lies inside a configured allowed folder; refuses anything else.
+
+    Resolving first (symlinks, `..`) and then checking containment is what stops path traversal.
+    """
+    if not state.config.allowed_folders:
+        raise PolicyError("this server does not allow registering server folders (start it with --allow-folder)")
+    if "\x00" in raw:
+        raise InvalidInputError("invalid path")
+    try:
+        path = Path(raw).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise NotFoundError(f"no such folder or file on the server: {raw}") from exc
+    for root in state.config.allowed_folders:
+        if path.is_relative_to(Path(root).expanduser().resolve()):
+            return path
+    raise PolicyError(f"{raw} is outside the folders this server allows for ingest")
+
+
+@router.post("/collections/{name}/folders", response_model=JobPublic, status_code=202, responses=NOT_FOUND)
+def register_folder(name: str, body: FolderCreate, principal: CanIngest, state: StateDep):
+    """Index a folder on the server (recursively) into a collection, as a background job.
+
+    The folder must lie inside one of the service's allowed folders (`--allow-folder`); photos stay where
+    they are and the catalog records their paths as provenance.
+    """
+    path = allowed_folder(state, body.path)
+    with state.gate.use(principal) as engine:
+        collection = engine.catalog.get_collection(name)
+    return state.jobs.submit("folder", collection.name, [path], principal.actor).to_dict()
+
+
+@router.get("/jobs", response_model=list[JobPublic], tags=["jobs"])
+def list_jobs(principal: CanIngest, state: StateDep):
+    """Ingest jobs of this server process, newest first."""
+    return [job.to_dict() for job in state.jobs.list()]
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic, tags=["jobs"], responses=NOT_FOUND)
+def get_job(job_id: str, principal: CanIngest, state: StateDep):
+    """One job's status and progress (`done` of `total` files) — poll this while it runs."""
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
+    return job.to_dict()
+
+
+def sweep(state: ServiceState) -> int:
+    """Delete uploaded photo files that no image record refers to any more (after deletions and erasure)."""
+    from faceindex.service.uploads import sweep_uploads
+
+    with state.gate.use() as engine:
+        referenced = {r[0] for r in engine.catalog.conn.execute("SELECT uri FROM images")}
+        return sweep_uploads(engine.settings.store, referenced, state.jobs.pending_paths())

@@ -1,0 +1,242 @@
+"""Request (…Create) and response (…Public) models of the REST API.
+
+Responses are built from these models only, never from catalog rows, so an internal column (a faceprint,
+a key hash, a session token) cannot leak by being added to a table.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from faceindex.service.keys import ROLES
+from faceindex.store.migrations import LEGAL_BASES
+
+LegalBasis = Literal[LEGAL_BASES]  # type: ignore[valid-type]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. not_found, policy, unauthorized.")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every route."""
+
+    error: ErrorDetail
+
+
+class Message(BaseModel):
+    message: str
+
+
+# -- collections and ingest ----------------------------------------------------------------
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=COLLECTION_NAME, description="Letters, digits, space, dot, dash, underscore.")
+    basis: LegalBasis = Field(description="Legal basis for processing these photos.")
+    purpose: str = Field(min_length=1, max_length=1000, description="Why this collection is processed.")
+    jurisdictions: list[str] = Field(default_factory=list, max_length=20, description="ISO 3166 codes, e.g. DE, US-IL.")
+    retention_days: int | None = Field(None, gt=0, description="Faces are purged this many days after ingest.")
+    owner: str | None = Field(None, max_length=200)
+
+
+class CollectionPublic(BaseModel):
+    name: str
+    basis: str
+    purpose: str
+    jurisdictions: list[str]
+    retention_days: int | None
+    owner: str | None
+    created_at: str
+    images: int
+    faces: int
+
+
+class FolderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1, max_length=4096,
+                      description="A folder or file on the server, inside one of the service's allowed folders.")
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class JobPublic(BaseModel):
+    id: str
+    kind: Literal["upload", "folder"]
+    collection: str
+    status: Literal["queued", "running", "done", "failed"]
+    total: int | None = Field(description="Files found (known once the scan finished).")
+    done: int = Field(description="Files handled so far.")
+    counts: dict[str, int]
+    skipped: list[SkippedFile]
+    error: ErrorDetail | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    seconds: float | None
+    actor: str
+
+
+class DeletedPublic(BaseModel):
+    images_removed: int = 0
+    faces_removed: int
+
+
+# -- search ---------------------------------------------------------------------------------
+class CandidatePublic(BaseModel):
+    face_id: int
+    image_id: int
+    path: str
+    box: list[int] = Field(description="left, top, right, bottom in the photo's upright pixels.")
+    collection: str
+    score: float = Field(description="Cosine similarity; higher is more alike.")
+    fmr: float | None = Field(description="Measured false-match rate at this score (None: uncalibrated model).")
+    subject: str | None
+    same_photo_as: list[int] = Field(description="Other candidates from the same photo: at most one can be right.")
+
+
+class ProbeFacePublic(BaseModel):
+    box: list[int]
+    status: Literal["searched", "refused"]
+    reason: str | None
+    threshold: float | None
+    threshold_fmr: float | None
+    expected_false_candidates: float | None
+    candidates: list[CandidatePublic]
+    match: bool
+    note: str | None = Field(description="'candidates for human review', 'no match', or why the face was refused.")
+
+
+class SearchPublic(BaseModel):
+    """Same shape as one line of `faceindex search --json`."""
+
+    probe: str
+    gallery_size: int
+    faces: list[ProbeFacePublic]
+
+
+class VerifyPublic(BaseModel):
+    same_person: bool
+    score: float
+    threshold: float
+    fmr: float | None
+
+
+# -- images and faces -------------------------------------------------------------------------
+class FacePublic(BaseModel):
+    id: int
+    image_id: int
+    box: list[int]
+    detector: str
+    det_score: float
+    size_px: int
+    blur: float
+    rejected: str | None = Field(description="Why no faceprint was stored (quality), or None.")
+    model_id: str
+    subject: str | None
+    created_at: str
+
+
+class ImagePublic(BaseModel):
+    id: int
+    collection: str
+    path: str
+    sha256: str | None
+    size_bytes: int | None
+    width: int | None
+    height: int | None
+    format: str | None
+    captured_at: str | None
+    ingested_at: str
+    status: str
+    error: str | None
+    n_faces: int
+
+
+class ImageDetailPublic(ImagePublic):
+    faces: list[FacePublic]
+
+
+class ImagePage(BaseModel):
+    items: list[ImagePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class FacePage(BaseModel):
+    items: list[FacePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class StatsPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    collections: int
+    images: int
+    skipped: int
+    faces: int
+    rejected_faces: int
+    model_id: str | None
+    index: str
+
+
+# -- audit, keys, identity ------------------------------------------------------------------------
+class AuditEventPublic(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    purpose: str | None
+    params: dict
+    counts: dict
+    prev_hash: str
+    hash: str
+
+
+class AuditVerifyPublic(BaseModel):
+    ok: bool
+    events: int
+    head: str | None
+    problems: list[str]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+
+
+class KeyPublic(BaseModel):
+    id: int
+    name: str
+    role: str
+    hint: str = Field(description="First characters of the key, to recognise it.")
+    created_at: str
+    revoked_at: str | None
+    last_used_at: str | None
+    active: bool
+
+
+class KeyCreatedPublic(KeyPublic):
+    key: str = Field(description="The secret: shown this once, only its hash is stored.")
+
+
+class MePublic(BaseModel):
+    name: str
+    role: str
+    via: Literal["key", "session"]
+    permissions: list[str]
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+    version: str

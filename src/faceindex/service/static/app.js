@@ -1,0 +1,135 @@
+// faceindex web UI: a little progressive enhancement over server-rendered pages. No framework, no CDN.
+"use strict";
+
+/** The session's CSRF token: every state-changing request made with the session cookie must carry it. */
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
+/** Call the JSON API with the session cookie; throws Error(message) with the API's error message. */
+async function api(method, url, body) {
+  const options = { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrfToken(), Accept: "application/json" } };
+  if (body instanceof FormData) {
+    options.body = body;
+  } else if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(url, options);
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (!response.ok) {
+    throw new Error(data && data.error ? data.error.message : response.status + " " + response.statusText);
+  }
+  return data;
+}
+
+/** Turn a form into the request: fields marked data-path fill {name} in the URL; the rest go in the body. */
+function formRequest(form) {
+  let url = form.dataset.api;
+  const data = new FormData(form);
+  for (const el of form.querySelectorAll("[data-path]")) {
+    url = url.replace("{" + el.name + "}", encodeURIComponent(el.value));
+    data.delete(el.name);
+  }
+  if (form.dataset.body === "form") return { url, body: data };
+  if (form.dataset.body !== "json") return { url, body: undefined };
+  const json = {};
+  for (const el of form.elements) {
+    if (!el.name || el.dataset.path !== undefined || el.type === "submit") continue;
+    const value = el.value.trim();
+    if (value === "") continue;
+    if (el.dataset.type === "number") json[el.name] = Number(value);
+    else if (el.dataset.type === "list") json[el.name] = value.split(",").map((s) => s.trim()).filter(Boolean);
+    else json[el.name] = value;
+  }
+  return { url, body: json };
+}
+
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  if (!form.dataset || !form.dataset.api) return;
+  event.preventDefault();
+  if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+  const error = form.querySelector("[data-error]");
+  if (error) error.textContent = "";
+  const buttons = form.querySelectorAll("button");
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const { url, body } = formRequest(form);
+    const result = await api(form.dataset.method || "POST", url, body);
+    const then = form.dataset.then || "reload";
+    if (then.startsWith("redirect:")) window.location.assign(then.slice(9));
+    else if (then === "show-key") showKey(result);
+    else if (then === "report") showReport(form, result);
+    else window.location.reload();
+  } catch (e) {
+    if (error) error.textContent = e.message; else window.alert(e.message);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+});
+
+function showKey(result) {
+  const box = document.getElementById("new-key");
+  box.querySelector("[data-secret]").textContent = result.key;
+  box.hidden = false;
+}
+
+/** Render a JSON answer (e.g. an access report) into the form's [data-report] element as readable text. */
+function showReport(form, result) {
+  const target = document.getElementById(form.dataset.report);
+  if (!target) return;
+  target.hidden = false;
+  target.querySelector("pre").textContent = JSON.stringify(result, null, 2);
+}
+
+/** Poll running ingest jobs and move their progress bars; reload once all are finished to show counts. */
+function pollJobs() {
+  const running = Array.from(document.querySelectorAll("[data-job]"))
+    .filter((el) => el.dataset.status === "queued" || el.dataset.status === "running");
+  if (!running.length) return;
+  let changed = false;
+  Promise.all(running.map(async (el) => {
+    try {
+      const job = await api("GET", "/api/v1/jobs/" + encodeURIComponent(el.dataset.job));
+      const bar = el.querySelector("progress");
+      if (job.total !== null) { bar.max = Math.max(job.total, 1); bar.value = job.done; }
+      el.querySelector(".job-status").textContent = job.status + (job.total !== null ? " · " + job.done + "/" + job.total + " files" : "");
+      if (job.status !== el.dataset.status) changed = true;
+      el.dataset.status = job.status;
+    } catch (e) { el.dataset.status = "unknown"; }
+  })).then(() => {
+    const stillRunning = Array.from(document.querySelectorAll("[data-job]"))
+      .some((el) => el.dataset.status === "queued" || el.dataset.status === "running");
+    if (!stillRunning && changed) window.location.reload();
+    else window.setTimeout(pollJobs, 700);
+  });
+}
+
+/** The drop zone of the search page: drag a photo in, or pick one, and see a local preview (never uploaded until Search). */
+function setupDropzone() {
+  const zone = document.getElementById("dropzone");
+  if (!zone) return;
+  const input = zone.querySelector("input[type=file]");
+  const preview = document.getElementById("preview");
+  const show = () => {
+    if (!input.files.length) return;
+    preview.src = URL.createObjectURL(input.files[0]);
+    preview.hidden = false;
+    zone.classList.add("has-file");
+  };
+  input.addEventListener("change", show);
+  ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (e.dataTransfer.files.length) { input.files = e.dataTransfer.files; show(); }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupDropzone();
+  pollJobs();
+});
