@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         False, description="Average the faceprint of the face and its mirror image (2x embed cost)."
     )
     min_face_px: int = Field(
-        40, ge=8, description="Faces whose box is narrower than this (full-resolution px) are rejected."
+        32, ge=8, description="Faces whose box is narrower than this (full-resolution px) are rejected."
     )
     min_blur: float = Field(
         12.0, ge=0.0, description="Minimum variance of the Laplacian of the 150px aligned chip; below is 'blurred'."
@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         "false candidates for the current gallery size stays below max_expected_false.",
     )
     max_expected_false: float = Field(0.1, gt=0.0, description="Bound on gallery_size x FMR at the default threshold.")
+    calibration: Path | None = Field(
+        None,
+        description="Calibration JSON written by `faceindex calibrate` on your own labelled photos: the false-match "
+        "rate of each threshold for your cameras and population. None = the file shipped for the model id "
+        "(measured on LFW DevTrain, web photos of mostly adult public figures). A file made for another model "
+        "id is refused.",
+    )
     approximate_above: int = Field(200_000, ge=1, description="Gallery size at which search becomes approximate.")
 
     def resolved_workers(self) -> int:
