@@ -215,16 +215,27 @@ class Engine:
         return self._delete_images(ids, "collection.delete", {"collection": name}, collection_id=collection.id)
 
     def _delete_images(self, image_ids: list[int], action: str, params: dict, collection_id: int | None = None,
-                       purpose: str | None = None) -> int:
+                       purpose: str | None = None, *, face_ids: Sequence[int] = (),
+                       also: Callable[[], dict[str, int]] | None = None) -> int:
+        """Delete images (their faces cascade) and single `face_ids` in one transaction with one audit event,
+        then drop their vectors from the index. `also` runs inside the transaction (erasure deletes subjects
+        and collections there) and returns extra audit counts. Returns the number of faces deleted."""
         marks = ",".join("?" * len(image_ids)) or "NULL"
-        face_ids = [r[0] for r in self.catalog.conn.execute(
+        face_ids_gone = [r[0] for r in self.catalog.conn.execute(
             f"SELECT id FROM faces WHERE image_id IN ({marks})", image_ids)]
         with self.catalog.transaction():
-            removed = self.catalog.delete_images(image_ids)
+            if face_ids:  # delete every face first so the epoch is bumped once (index fast path)
+                face_ids_gone = sorted(set(face_ids_gone) | {int(f) for f in face_ids})
+                removed = self.catalog.delete_faces(face_ids_gone)
+                self.catalog.delete_images(image_ids)
+            else:
+                removed = self.catalog.delete_images(image_ids)
             if collection_id is not None:
                 self.catalog.conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
-            self._record(action, purpose=purpose, params=params, counts={"images": len(image_ids), "faces": removed})
-        self.store.forget_vectors(face_ids)
+            extra = also() if also is not None else {}
+            self._record(action, purpose=purpose, params=params,
+                         counts={"images": len(image_ids), "faces": removed, **extra})
+        self.store.forget_vectors(face_ids_gone)
         return removed
 
     def reindex(self) -> int:

@@ -58,6 +58,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             collection_ids TEXT NOT NULL,
             subject_ids TEXT NOT NULL,
             purpose TEXT,
+            params TEXT NOT NULL,
             created_at TEXT NOT NULL
         );
         """,

@@ -1,0 +1,394 @@
+"""Complete erasure: plan by route, journal the intent, delete, rewrite the index, scrub every store file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from faceindex.errors import InvalidInputError, NotFoundError, StoreError
+from faceindex.privacy.probe import selfie_faceprint, strict_threshold
+from faceindex.store.catalog import utcnow
+from faceindex.store.face_store import CATALOG_FILE
+
+if TYPE_CHECKING:
+    from faceindex.engine import Engine, ImageSource
+
+log = logging.getLogger(__name__)
+
+DERIVED_DIRS = ("crops", "thumbs")
+"""Folders of the store where derived images may live, named `face-<id>.<ext>` or `image-<id>.<ext>`.
+faceindex itself writes none (the service re-encodes thumbnails per request); erasure still sweeps them
+so that anything following the convention never outlives the face or image it shows."""
+
+FAILPOINT_ENV = "FACEINDEX_FAILPOINT"
+"""Crash-test hook: when set to 'erasure:planned' or 'erasure:deleted' the erasure stops there (prints
+`failpoint NAME` on stderr and sleeps) so a test can kill -9 it and check that reopening finishes it."""
+
+JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+"""ISO 3166-1 alpha-2 country, optionally with an ISO 3166-2 subdivision: CA, DE, US-IL."""
+
+_CHUNK = 64 * 2**20  # residue scan reads files in 64 MiB windows
+
+
+@dataclass
+class Match:
+    """A face an erasure by selfie would delete, shown to the operator before anything is deleted."""
+
+    face_id: int
+    image_id: int
+    path: str
+    collection: str
+    score: float
+    same_photo_as: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ErasurePlan:
+    """What one erasure will delete, by id. `params` go to the audit log: ids and route, never a name,
+    a path or a faceprint, so an erased person is not re-identifiable from the append-only log."""
+
+    route: str
+    face_ids: list[int] = field(default_factory=list)
+    image_ids: list[int] = field(default_factory=list)
+    collection_ids: list[int] = field(default_factory=list)
+    subject_ids: list[int] = field(default_factory=list)
+    purpose: str | None = None
+    params: dict = field(default_factory=dict)
+    matches: list[Match] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.face_ids or self.image_ids or self.collection_ids or self.subject_ids)
+
+
+@dataclass
+class ErasureResult:
+    job_id: int
+    route: str
+    faces: int = 0
+    images: int = 0
+    collections: int = 0
+    subjects: int = 0
+    files_deleted: int = 0
+    complete: bool = True
+    """False when another process kept the WAL open: the rest finishes at the next open (journal kept)."""
+    verified: bool = False
+    """True when the store's files were scanned and none holds an erased faceprint."""
+
+
+def jurisdiction_code(code: str) -> str:
+    value = code.strip().upper()
+    if not JURISDICTION.match(value):
+        raise InvalidInputError(f"not an ISO 3166 code: {code!r} (expected e.g. CA, DE, US-IL)")
+    return value
+
+
+def jurisdiction_covers(query: str, tag: str) -> bool:
+    """A country code covers its subdivisions (US covers US-IL); a subdivision covers only itself."""
+    return tag == query or tag.startswith(query + "-")
+
+
+def _failpoint(name: str) -> None:
+    if os.environ.get(FAILPOINT_ENV) == name:
+        sys.stderr.write(f"failpoint {name}\n")
+        sys.stderr.flush()
+        time.sleep(3600)
+
+
+class Eraser:
+    """Plans and executes erasures. Every route ends in `Engine._delete_images` (one transaction, one
+    audit event, index rewritten through `FaceStore.forget_vectors`), wrapped in a journal so a crash
+    at any point is finished by `resume()` when the store next opens."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.catalog = engine.catalog
+
+    # -- planning -------------------------------------------------------------------------------
+    def plan_subject(self, name: str, purpose: str | None = None) -> ErasurePlan:
+        """The subject's enrolled faces (and byte-identical copies of them), plus the subject record."""
+        subject = self.engine.privacy.subjects.get(name)
+        faces = self.engine.privacy.subjects.face_ids(subject.id)
+        return ErasurePlan("subject", face_ids=self.with_copies(faces), subject_ids=[subject.id], purpose=purpose,
+                           params={"subject_id": subject.id})
+
+    def plan_selfie(self, source: ImageSource, purpose: str | None = None,
+                    threshold: float | None = None) -> ErasurePlan:
+        """Every face scoring >= the strict threshold against the selfie's largest face, listed in `matches`."""
+        vector = selfie_faceprint(self.engine, source)
+        gallery = len(self.engine.store.index())
+        limit = threshold if threshold is not None else strict_threshold(self.engine.policy, gallery)
+        hits = dict(self.engine.store.search_above(vector, limit, limit=1_000_000))
+        del vector  # only ids and scores leave this function
+        details = self.catalog.face_details(list(hits))
+        by_image: dict[int, list[int]] = {}
+        for fid in details:
+            by_image.setdefault(details[fid]["image_id"], []).append(fid)
+        matches = [Match(fid, row["image_id"], row["uri"], row["collection"], round(hits[fid], 4),
+                         [f for f in by_image[row["image_id"]] if f != fid])
+                   for fid, row in sorted(details.items(), key=lambda kv: -hits[kv[0]])]
+        return ErasurePlan("selfie", face_ids=self.with_copies([m.face_id for m in matches]), purpose=purpose,
+                           params={"threshold": round(limit, 4), "gallery": gallery}, matches=matches)
+
+    def plan_collection(self, name: str, purpose: str | None = None) -> ErasurePlan:
+        collection = self.catalog.get_collection(name)
+        return ErasurePlan("collection", collection_ids=[collection.id], purpose=purpose,
+                           params={"collection_id": collection.id, "collection": collection.name})
+
+    def plan_jurisdiction(self, code: str, purpose: str | None = None) -> ErasurePlan:
+        """Every collection tagged with the code, and every face of subjects tagged with it (and the subjects)."""
+        code = jurisdiction_code(code)
+        collections = [c.id for c in self.catalog.list_collections()
+                       if any(jurisdiction_covers(code, j) for j in c.jurisdictions)]
+        subjects = [s.id for s in self.engine.privacy.subjects.list()
+                    if any(jurisdiction_covers(code, j) for j in s.jurisdictions)]
+        faces = [f for sid in subjects for f in self.engine.privacy.subjects.face_ids(sid)]
+        return ErasurePlan("jurisdiction", face_ids=self.with_copies(faces), collection_ids=collections,
+                           subject_ids=subjects, purpose=purpose, params={"jurisdiction": code})
+
+    def plan_image(self, ref: str | int, purpose: str | None = None) -> ErasurePlan:
+        """An image by id or path, in every collection, and every other copy with the same content (sha256)."""
+        rows = []
+        if isinstance(ref, int) or str(ref).isdigit():
+            rows = [self.catalog.image_by_id(int(ref))]
+        else:
+            path = Path(ref)
+            rows = self.catalog.images_by_uri(str(path.resolve())) or self.catalog.images_by_uri(str(ref))
+            if path.is_file():
+                from faceindex.ingest.scanner import hash_file
+
+                digest = hash_file(path)[1]
+                rows += list(self.catalog.conn.execute("SELECT * FROM images WHERE sha256 = ?", (digest,)))
+        if not rows:
+            raise NotFoundError(f"no image {ref!r} in this store")
+        hashes = sorted({r["sha256"] for r in rows if r["sha256"]})
+        ids = {r["id"] for r in rows}
+        for digest in hashes:
+            ids.update(r[0] for r in self.catalog.conn.execute("SELECT id FROM images WHERE sha256 = ?", (digest,)))
+        return ErasurePlan("image", image_ids=sorted(ids), purpose=purpose, params={"image_ids": sorted(ids)})
+
+    def with_copies(self, face_ids: list[int]) -> list[int]:
+        """The faces plus byte-identical copies of their faceprints made when the same photo (same sha256)
+        was ingested again elsewhere: erasing one copy of a biometric must erase them all."""
+        ids = {int(f) for f in face_ids}
+        for start in range(0, len(face_ids), 500):
+            chunk = [int(f) for f in face_ids[start:start + 500]]
+            marks = ",".join("?" * len(chunk))
+            ids.update(r[0] for r in self.catalog.conn.execute(
+                "SELECT f2.id FROM faces f JOIN images i ON i.id = f.image_id JOIN images i2 ON i2.sha256 = i.sha256"
+                " JOIN faces f2 ON f2.image_id = i2.id AND f2.embedding = f.embedding"
+                f" WHERE f.id IN ({marks})", chunk))
+        return sorted(ids)
+
+    def summary(self, plan: ErasurePlan) -> dict:
+        """What the plan would delete, counted (for the confirmation prompt); plus the matches of a selfie."""
+        images = set(plan.image_ids)
+        for cid in plan.collection_ids:
+            images.update(r[0] for r in self.catalog.conn.execute("SELECT id FROM images WHERE collection_id = ?",
+                                                                  (cid,)))
+        faces = set(plan.face_ids) | set(self._faces_of(sorted(images)))
+        return {"route": plan.route, "faces": len(faces), "images": len(images),
+                "collections": len(plan.collection_ids), "subjects": len(plan.subject_ids), **plan.params,
+                "matches": [m.__dict__ for m in plan.matches]}
+
+    # -- executing ------------------------------------------------------------------------------
+    def journal(self, plan: ErasurePlan) -> int:
+        """Record the intent (ids only). Joins the caller's transaction, so a consent withdrawal and the
+        erasure it triggers commit together; the deletion itself happens in `run`."""
+        with self.catalog.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO erasure_jobs (route, face_ids, image_ids, collection_ids, subject_ids, purpose, params,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (plan.route, json.dumps(plan.face_ids), json.dumps(plan.image_ids), json.dumps(plan.collection_ids),
+                 json.dumps(plan.subject_ids), plan.purpose, json.dumps(plan.params), utcnow()))
+            return int(cur.lastrowid)
+
+    def execute(self, plan: ErasurePlan) -> ErasureResult:
+        """Journal the plan, then run it to completion."""
+        return self.run(self.journal(plan))
+
+    def run(self, job_id: int, *, resumed: bool = False) -> ErasureResult:
+        """Delete what the journal row names, rewrite the index, delete derived files, scrub the SQLite files."""
+        conn = self.catalog.conn
+        job = conn.execute("SELECT * FROM erasure_jobs WHERE id = ?", (job_id,)).fetchone()
+        if job is None:
+            raise NotFoundError(f"no erasure job {job_id}")
+        if self.catalog._depth:
+            raise StoreError("an erasure must run outside any open transaction (its WAL scrub needs that)")
+        route = job["route"]
+        face_ids, image_ids = json.loads(job["face_ids"]), json.loads(job["image_ids"])
+        collection_ids, subject_ids = json.loads(job["collection_ids"]), json.loads(job["subject_ids"])
+        collection_ids = [c for c in collection_ids if self._exists("collections", c)]
+        image_ids = sorted({i for i in image_ids if self._exists("images", i)} | {
+            r[0] for c in collection_ids for r in conn.execute("SELECT id FROM images WHERE collection_id = ?", (c,))})
+        face_ids = [f for f in face_ids if self._exists("faces", f)]
+        subject_ids = [s for s in subject_ids if self._exists("subjects", s)]
+        all_faces = sorted(set(face_ids) | set(self._faces_of(image_ids)))
+        vectors = self._vectors(all_faces)  # in memory only: to prove afterwards that no file still holds them
+        result = ErasureResult(job_id, route, images=len(image_ids), collections=len(collection_ids),
+                               subjects=len(subject_ids))
+        _failpoint("erasure:planned")
+        if image_ids or face_ids or collection_ids or subject_ids or not resumed:
+
+            def drop_records() -> dict[str, int]:
+                for table, ids in (("collections", collection_ids), ("subjects", subject_ids)):
+                    conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+                return {"collections": len(collection_ids), "subjects": len(subject_ids)}
+
+            audit = {"route": route, "erasure": job_id, **json.loads(job["params"])}
+            if resumed:
+                audit["resumed"] = True
+            action = "purge" if route == "retention" else "erase"
+            result.faces = self.engine._delete_images(image_ids, action, audit, purpose=job["purpose"],
+                                                      face_ids=face_ids, also=drop_records)
+        _failpoint("erasure:deleted")
+        result.files_deleted = self._delete_derived(all_faces, image_ids)
+        result.complete, result.verified = self._scrub(vectors, vacuum=resumed)
+        if result.complete:
+            with self.catalog.transaction():
+                conn.execute("DELETE FROM erasure_jobs WHERE id = ?", (job_id,))
+            self._checkpoint()
+        return result
+
+    def resume(self) -> list[ErasureResult]:
+        """Finish every journaled erasure (run when the store opens, e.g. after kill -9 mid-erasure)."""
+        ids = [r[0] for r in self.catalog.conn.execute("SELECT id FROM erasure_jobs ORDER BY id")]
+        results = []
+        for job_id in ids:
+            log.warning("finishing interrupted erasure %d", job_id)
+            results.append(self.run(job_id, resumed=True))
+        return results
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _exists(self, table: str, row_id: int) -> bool:
+        return self.catalog.conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is not None
+
+    def _faces_of(self, image_ids: list[int]) -> list[int]:
+        out: list[int] = []
+        for start in range(0, len(image_ids), 500):
+            chunk = image_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out += [r[0] for r in self.catalog.conn.execute(f"SELECT id FROM faces WHERE image_id IN ({marks})", chunk)]
+        return out
+
+    def _vectors(self, face_ids: list[int]) -> list[bytes]:
+        blobs: list[bytes] = []
+        for start in range(0, len(face_ids), 500):
+            chunk = face_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            blobs += [bytes(r[0]) for r in self.catalog.conn.execute(
+                f"SELECT embedding FROM faces WHERE id IN ({marks}) AND embedding IS NOT NULL", chunk)]
+        return blobs
+
+    def _delete_derived(self, face_ids: list[int], image_ids: list[int]) -> int:
+        doomed = {f"face-{i}" for i in face_ids} | {f"image-{i}" for i in image_ids}
+        deleted = 0
+        for name in DERIVED_DIRS:
+            folder = self.engine.store.root / name
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.is_file() and path.name.split(".", 1)[0] in doomed:
+                    path.unlink()
+                    deleted += 1
+        return deleted
+
+    def _checkpoint(self, tries: int = 20) -> bool:
+        """Copy the WAL into the database and truncate it to 0 bytes; False if a reader kept it busy."""
+        for _ in range(tries):
+            busy = self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def _vacuum(self) -> bool:
+        """Rewrite the catalog without free pages, then checkpoint; False if another connection blocked it."""
+        try:
+            self.catalog.conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            log.warning("VACUUM failed: %s", exc)
+            return False
+        return self._checkpoint()
+
+    def _scrub(self, vectors: list[bytes], *, vacuum: bool) -> tuple[bool, bool]:
+        """Leave no erased faceprint in any file of the store. Returns (complete, verified).
+
+        secure_delete zeroes deleted rows in the database file, but the WAL keeps the old page images
+        until a checkpoint, so the WAL is checkpointed and truncated. Then the store's files are scanned
+        for the erased faceprints; a hit in the catalog (a page freed when secure_delete was off, e.g. by
+        another tool) triggers VACUUM, a hit in the index a rebuild. After a crash the faceprints are no
+        longer known, so a resumed erasure always VACUUMs (cost: one copy of the catalog).
+        """
+        if not self._checkpoint() or (vacuum and not self._vacuum()):
+            log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
+            return False, False
+        if not vectors:
+            return True, vacuum
+        residue = find_residue(self.engine.store.root, vectors)
+        if any(name.startswith(CATALOG_FILE) for name in residue) and not self._vacuum():
+            return False, False
+        if any(not name.startswith(CATALOG_FILE) for name in residue):
+            self.engine.store.rebuild_index()
+        if residue:
+            residue = find_residue(self.engine.store.root, vectors)
+            if residue:
+                raise StoreError(f"erased faceprints still found in {sorted(residue)}")
+        return True, True
+
+
+def find_residue(root: Path, needles: list[bytes]) -> dict[str, int]:
+    """How many of the byte strings `needles` occur in each file under `root` (relative name -> count).
+
+    Each needle is looked up by its first 8 bytes in every file (vectorised over the 8 byte alignments),
+    then confirmed in full; files are read in 64 MiB windows, so memory stays flat on large stores.
+    """
+    needles = [n for n in needles if len(n) >= 8]
+    if not needles:
+        return {}
+    by_key: dict[bytes, list[bytes]] = {}
+    for n in needles:
+        by_key.setdefault(n[:8], []).append(n)
+    keys = np.frombuffer(b"".join(by_key), dtype=np.uint64)
+    overlap = max(len(n) for n in needles) - 1
+    found: dict[str, int] = {}
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        hits = 0
+        with open(path, "rb") as handle:
+            tail, block = b"", handle.read(_CHUNK)
+            while block:
+                following = handle.read(_CHUNK)
+                data = tail + block
+                # Matches starting in the last `overlap` bytes may not fit yet: count them with the next window.
+                limit = len(data) - overlap if following else len(data)
+                hits += _count_in(data, by_key, keys, limit)
+                tail, block = data[limit:], following
+        if hits:
+            found[str(path.relative_to(root))] = hits
+    return found
+
+
+def _count_in(data: bytes, by_key: dict[bytes, list[bytes]], keys: np.ndarray, limit: int) -> int:
+    """Occurrences of the needles in `data` that start before offset `limit`."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    hits = 0
+    for shift in range(8):
+        words = (len(raw) - shift) // 8
+        if words <= 0:
+            break
+        view = raw[shift:shift + words * 8].view(np.uint64)
+        for word in np.nonzero(np.isin(view, keys))[0]:
+            pos = shift + 8 * int(word)
+            if pos < limit:
+                hits += sum(data[pos:pos + len(n)] == n for n in by_key[data[pos:pos + 8]])
+    return hits
