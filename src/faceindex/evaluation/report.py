@@ -129,10 +129,15 @@ def _figures(r: EvalResult, out: Path) -> list[str]:
     ax.set(xscale="log", xlabel="FAR (false accept rate)", ylabel="TAR (true accept rate)", ylim=(0, 1.01))
     ax = plots["det"][1]
     ok &= tar < 1
-    ax.plot(far[ok], 1 - tar[ok], lw=1.5)
-    if r.eer > 0:
-        ax.plot(r.eer, r.eer, "o", label=f"EER = {100 * r.eer:.2f}%")
-    ax.set(xscale="log", yscale="log", xlabel="FAR (false accept rate)", ylabel="FRR (false reject rate)")
+    if ok.any():
+        ax.plot(far[ok], 1 - tar[ok], lw=1.5)
+        if r.eer > 0:
+            ax.plot(r.eer, r.eer, "o", label=f"EER = {100 * r.eer:.2f}%")
+        ax.set(xscale="log", yscale="log", xlabel="FAR (false accept rate)", ylabel="FRR (false reject rate)")
+    else:  # no threshold has both error kinds > 0 (scores separate perfectly): nothing to put on log axes
+        ax.text(0.5, 0.5, "no threshold with both FAR > 0 and FRR > 0\n(scores separate perfectly on this sample)",
+                ha="center", va="center")
+        ax.set_axis_off()
     ax = plots["cmc"][1]
     if r.cmc is not None:
         ax.plot(np.arange(1, len(r.cmc) + 1), r.cmc, "o-", ms=3)

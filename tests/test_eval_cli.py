@@ -1,0 +1,191 @@
+"""`faceindex eval` / `calibrate` end to end on real photos, the face choice rule, and calibration loading.
+
+The evaluations run on small real subsets (~30 photos of ../shared/faces/people, 20 LFW DevTrain
+pairs) so the module stays under ~60 s on 2 cores; the full DevTrain run is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from faceindex.cli import app
+from faceindex.config import Settings
+from faceindex.errors import InvalidInputError
+from faceindex.evaluation.calibration import Calibration
+from faceindex.evaluation.lfw import load_pairs
+from faceindex.evaluation.runner import choose_face, scan_labelled_folder
+from faceindex.matching import load_calibration
+from faceindex.pipeline.embed import MODEL_ID
+from faceindex.pipeline.types import Face
+
+REPORT_FILES = ("roc.png", "det.png", "cmc.png", "scores.png", "report.md", "report.html", "results.json")
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src.resolve())
+
+
+def _invoke(*args: str) -> dict:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def people_subset(faces_dir: Path, tmp_path_factory) -> Path:
+    """10 identities x 3 photos (first by name) of people/, plus one photo without a face and one non-image."""
+    root = tmp_path_factory.mktemp("people")
+    photos = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+              for d in (faces_dir / "people").iterdir() if d.is_dir()}
+    people = sorted(name for name, files in photos.items() if len(files) >= 3)[:10]
+    for name in people:
+        for photo in photos[name][:3]:
+            _link(photo, root / name / photo.name)
+    _link(faces_dir / "nonfaces" / "dlib__giraffe.jpg", root / people[0] / "giraffe.jpg")
+    (root / people[1] / "notes.txt").write_text("not a photo")
+    return root
+
+
+@pytest.fixture(scope="module")
+def lfw_subset(faces_dir: Path, tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """A miniature LFW in LFW's own layout: images/<name>/<name>_NNNN.jpg and a View-1 pairs file.
+
+    10 same + 10 different pairs, taken from the top of each half of pairsDevTrain.txt.
+    """
+    lfw = faces_dir / "lfw-devtrain"
+    lines = (lfw / "pairsDevTrain.txt").read_text().splitlines()
+    n = int(lines[0])
+    chosen = lines[1:11] + lines[1 + n: 11 + n]
+    root = tmp_path_factory.mktemp("lfw")
+    pairs_file = root / "pairs.txt"
+    pairs_file.write_text("10\n" + "\n".join(chosen) + "\n")
+    names = set()
+    for pair in load_pairs(pairs_file, lfw / "images"):
+        for path in (pair.path_a, pair.path_b):
+            names.add(path.parent.name)
+            if not (root / "images" / path.parent.name / path.name).exists():
+                _link(path, root / "images" / path.parent.name / path.name)
+    return root, pairs_file, sorted(names)
+
+
+def test_eval_people_subset_json_and_report(people_subset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    head = _invoke("eval", str(people_subset), "--json", "--out", str(out))
+    for name in REPORT_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert head["images"] == 32 and head["identities"] == 10
+    # the giraffe has no face and the text file is no image: both counted and listed with a reason
+    assert head["detect_failures"] == 2
+    reasons = {Path(d["path"]).name: d["reason"] for d in head["detect_failed"]}
+    assert reasons["giraffe.jpg"] == "no face found"
+    assert reasons["notes.txt"].startswith("unreadable")
+    # sane figures for a strong model on 10 distinct people with clear photos
+    assert head["model_id"] == MODEL_ID + ("+flip" if Settings().flip_augment else "")
+    assert head["rank1"] >= 0.9 and head["rank5"] >= head["rank1"]
+    assert 0.0 <= head["eer"] <= 0.05
+    assert head["accuracy"] >= 0.9 and 0.0 <= head["accuracy_std"] <= 0.1
+    assert head["accuracy_protocol"].startswith("balanced sample")
+    assert head["tar_at_far"]["0.01"] >= 0.9
+    assert head["tar_at_far"]["0.0001"] is None  # a few hundred impostor pairs cannot resolve 1e-4
+    # 10 probes give 10 non-mated searches: FPIR 0.01 needs 100, so it is reported unresolved, not 0
+    assert head["probes"] == 10 and head["fnir_at_fpir"] == {"0.003": None, "0.01": None}
+    assert head["n_impostor"] > 10 * head["n_genuine"] > 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["eer"] == pytest.approx(head["eer"])
+    assert results["cmc"][0] == pytest.approx(head["rank1"])
+    assert len(results["detect_failures"]) == 2
+    md = (out / "report.md").read_text()
+    assert "## Identification (1:N)" in md and "giraffe.jpg: no face found" in md
+
+
+def test_eval_lfw_layout_with_pairs_and_groups(lfw_subset, tmp_path: Path) -> None:
+    root, pairs_file, names = lfw_subset
+    groups = tmp_path / "groups.csv"
+    groups.write_text("identity,group\n" + "".join(f"{n},{'A' if k % 2 else 'B'}\n" for k, n in enumerate(names)))
+    out = tmp_path / "report"
+    head = _invoke("eval", str(root), "--pairs", str(pairs_file), "--groups", str(groups), "--json", "--out", str(out))
+    assert head["accuracy_protocol"].startswith("LFW pairs file, 20 pairs in 10 folds")
+    assert head["pairs"] == 20
+    assert head["accuracy"] >= 0.85
+    assert head["detect_failures"] == head["pairs_without_face"] == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["kfold_accuracy"]["folds"] == 10
+    by_group = {g["group"]: g for g in results["groups"]}
+    assert {"A", "B"} <= set(by_group)
+    assert sum(g["n_genuine"] for g in results["groups"]) == head["n_genuine"]
+    assert "infers no demographic" in (out / "report.md").read_text()
+
+
+def test_calibrate_writes_a_file_the_engine_loads(lfw_subset, tmp_path: Path, monkeypatch) -> None:
+    root, pairs_file, _ = lfw_subset
+    target = tmp_path / "cal.json"
+    data = _invoke("calibrate", str(root), "--pairs", str(pairs_file), "--out", str(target), "--json")
+    assert data["path"] == str(target)
+    cal = Calibration.from_json(target.read_text())
+    model_id = MODEL_ID + ("+flip" if Settings().flip_augment else "")
+    assert cal.model_id == model_id and cal.n_impostor > 100
+    # the file is used when named by argument or by FACEINDEX_CALIBRATION, and refused for another model
+    assert load_calibration(model_id, target).to_json() == cal.to_json()
+    monkeypatch.setenv("FACEINDEX_CALIBRATION", str(target))
+    assert Settings().calibration == target
+    assert load_calibration(model_id).n_impostor == cal.n_impostor
+    with pytest.raises(InvalidInputError, match="is for model"):
+        load_calibration("some-other-model")
+    monkeypatch.setenv("FACEINDEX_CALIBRATION", str(tmp_path / "missing.json"))
+    with pytest.raises(InvalidInputError, match="cannot read calibration"):
+        load_calibration(model_id)
+
+
+def test_shipped_calibration_for_default_model(monkeypatch) -> None:
+    monkeypatch.delenv("FACEINDEX_CALIBRATION", raising=False)
+    model_id = MODEL_ID + ("+flip" if Settings().flip_augment else "")
+    cal = load_calibration(model_id)
+    assert cal is not None, f"no calibration shipped for the default model id {model_id}"
+    assert cal.model_id == model_id and "lfw-devtrain" in cal.source
+    assert cal.n_impostor >= 1_000_000  # all-vs-all on DevTrain: FMR measured to 1e-6
+    # a bigger gallery gets a stricter threshold, and the expected false candidates stay within the bound
+    sizes = [10, 1_000, 100_000, 10_000_000]
+    thresholds = [cal.threshold_for_gallery(n) for n in sizes]
+    assert thresholds == sorted(thresholds) and thresholds[0] < thresholds[-1]
+    for n, t in zip(sizes[1:3], thresholds[1:3], strict=True):
+        assert cal.expected_false_candidates(t, n) <= 0.1 + 1e-9
+
+
+def _face(box) -> Face:
+    return Face(box=box, score=1.0, detector="test", landmarks=[], size_px=min(box[2] - box[0], box[3] - box[1]),
+                blur=100.0, embedding=np.zeros(128, np.float32))
+
+
+def test_choose_face_prefers_the_centred_subject_over_a_larger_bystander() -> None:
+    # LFW-like 250x250 crop: subject centred (90 px box), a bystander cut by the edge (110 px box)
+    subject, bystander = _face((80, 80, 170, 170)), _face((150, 0, 250, 110))
+    assert choose_face([bystander, subject], 250, 250) is subject
+    # an ordinary portrait: the large face wins over a small one that happens to be nearer the centre
+    big, small = _face((100, 150, 500, 550)), _face((590, 380, 630, 420))
+    assert choose_face([small, big], 1200, 800) is big
+    assert choose_face([], 100, 100) is None
+
+
+def test_scan_labelled_folder_uses_lfw_images_dir(lfw_subset) -> None:
+    root, _, names = lfw_subset
+    images = scan_labelled_folder(root)  # root holds pairs.txt and images/: the images/ folder is scanned
+    assert sorted({i.identity for i in images}) == names
+    assert all(i.path.parent.name == i.identity for i in images)
+    with pytest.raises(InvalidInputError):
+        scan_labelled_folder(root / "images" / names[0])  # files but no identity folders
+
+
+def test_report_survives_perfectly_separated_scores(tmp_path: Path) -> None:
+    # small clean sets often have EER 0: the DET then has no point to draw on log axes
+    from faceindex.evaluation.report import EvalResult, write_report
+
+    result = EvalResult.from_scores([0.95, 0.96, 0.97], np.linspace(0.1, 0.8, 300), model_id="m", dataset="d")
+    files = write_report(result, tmp_path)
+    assert result.eer == 0.0 and files["det.png"].read_bytes()[:4] == b"\x89PNG"
