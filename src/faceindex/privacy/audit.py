@@ -96,22 +96,48 @@ class AuditLog:
         return [_row_event(r) for r in self.catalog.conn.execute(sql, params)]
 
     def verify(self) -> list[str]:
-        """Return the problems found (empty list = intact): edited, deleted, inserted or reordered events."""
+        """Return the problems found (empty list = intact), each naming the event(s) concerned.
+
+        - edited: an event's stored hash no longer matches its contents;
+        - edited and re-hashed: the next event's `prev_hash` no longer matches it;
+        - deleted: a gap in the sequence numbers, or the log ends before the recorded head;
+        - inserted: an event the chain skips over, or events after the recorded head;
+        - reordered: an event chained after another event than the one before it.
+        """
         problems: list[str] = []
-        prev_hash, expected_seq = GENESIS, 1
-        rows = self.catalog.conn.execute("SELECT * FROM audit_events ORDER BY rowid").fetchall()
-        for row in rows:
-            event = _row_event(row)
-            if event.seq != expected_seq:
-                problems.append(f"event seq {event.seq}: expected seq {expected_seq} (deleted, inserted or "
-                                "reordered events)")
-            if event.prev_hash != prev_hash:
-                problems.append(f"event seq {event.seq}: chain broken (previous hash does not match)")
+        rows = self.catalog.conn.execute("SELECT * FROM audit_events ORDER BY seq").fetchall()
+        events = [_row_event(r) for r in rows]
+        seq_of_hash = {e.hash: e.seq for e in events}
+        for n, event in enumerate(events):
             if event.compute_hash() != event.hash:
                 problems.append(f"event seq {event.seq}: contents edited (hash mismatch)")
-            prev_hash, expected_seq = event.hash, event.seq + 1
+            expected_seq = events[n - 1].seq + 1 if n else 1
+            if event.seq != expected_seq:
+                gap = f"{expected_seq}" if event.seq == expected_seq + 1 else f"{expected_seq}..{event.seq - 1}"
+                problems.append(f"event seq {gap} missing (deleted); the log jumps to seq {event.seq}")
+                continue
+            expected_prev = events[n - 1].hash if n else GENESIS
+            if event.prev_hash == expected_prev:
+                continue
+            if n >= 2 and event.prev_hash == events[n - 2].hash:
+                problems.append(f"event seq {events[n - 1].seq}: inserted (seq {event.seq} chains to seq "
+                                f"{events[n - 2].seq}, skipping it)")
+            elif event.prev_hash in seq_of_hash:
+                problems.append(f"event seq {event.seq}: reordered (it was chained after seq "
+                                f"{seq_of_hash[event.prev_hash]}, now follows seq {expected_seq - 1})")
+            else:
+                problems.append(f"event seq {event.seq}: chain broken: the event before it (seq {expected_seq - 1}) "
+                                "was edited and re-hashed, or replaced")
         head = self.catalog.get_meta("audit_head")
-        last = f"{rows[-1]['seq']}:{rows[-1]['hash']}" if rows else None
+        last = f"{events[-1].seq}:{events[-1].hash}" if events else None
         if head != last:
-            problems.append(f"head mismatch: catalog records {head}, log ends at {last} (events removed at the end?)")
+            head_seq = int(head.split(":")[0]) if head else 0
+            last_seq = events[-1].seq if events else 0
+            if head_seq < last_seq:
+                problems.append(f"events seq {head_seq + 1}..{last_seq} come after the recorded head seq {head_seq} "
+                                "(inserted)")
+            elif head_seq > last_seq:
+                problems.append(f"events seq {last_seq + 1}..{head_seq} missing at the end (deleted)")
+            else:
+                problems.append(f"event seq {last_seq}: differs from the recorded head (edited or replaced)")
         return problems

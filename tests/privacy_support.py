@@ -1,0 +1,134 @@
+"""Shared set-up of the privacy tests: one small real-photo store, built once per session, copied per test.
+
+Layout (photos copied from ../shared/faces so paths are stable and nothing outside tmp is touched):
+- collection "press" (legitimate-interests, DE): Jack Dorsey x4, Mark Zuckerberg x4, Kit Harington x2,
+  Rose Leslie x1, and the group photo of Kit with Rose;
+- collection "canada" (consent, CA): John Simm x3.
+One more photo of each person, never ingested, is their "selfie". The selfies were chosen from measured
+scores (all >= 0.96 against the person's other photos, <= 0.93 against everyone else), so the strict
+threshold (0.94) separates them without luck.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from faceindex.config import Settings
+from faceindex.engine import Engine
+from faceindex.pipeline.analyse import FacePipeline
+
+PRESS = {
+    "Jack_Dorsey": ["deepface__img17.jpg", "deepface__img59.jpg", "deepface__img61.jpg", "deepface__img62.jpg"],
+    "Mark_Zuckerberg": ["deepface__img13.jpg", "deepface__img14.jpg", "deepface__img15.jpg", "deepface__img57.jpg"],
+    "Kit_Harington": ["face_recognition__john2.jpeg", "face_recognition__johnsnow_test1.jpg"],
+    "Rose_Leslie": ["face_recognition__img1.jpg"],
+}
+CANADA = {"John_Simm": ["dlib__000300_00470148.jpg", "dlib__000305_00470717.jpg", "dlib__000310_00470511.jpg"]}
+GROUP = "face_recognition__kit_with_rose.jpg"
+SELFIES = {
+    "Jack_Dorsey": "deepface__img16.jpg",
+    "Mark_Zuckerberg": "deepface__img58.jpg",
+    "Kit_Harington": "face_recognition__john1.jpeg",
+    "Rose_Leslie": "face_recognition__img2.jpg",
+    "John_Simm": "dlib__000305_00470162.jpg",
+}
+
+_cache: dict[str, object] = {}
+
+
+def settings() -> Settings:
+    # One worker: the test machine has 2 shared cores, and a pool would load the models again per process.
+    return Settings(workers=1)
+
+
+def pipeline() -> FacePipeline:
+    if "pipeline" not in _cache:
+        _cache["pipeline"] = FacePipeline(settings())
+    return _cache["pipeline"]  # type: ignore[return-value]
+
+
+def open_engine(store: Path, **kwargs) -> Engine:
+    return Engine(store, settings(), pipeline=pipeline(), **kwargs)
+
+
+def build_photos(faces_dir: Path, root: Path) -> Path:
+    photos = root / "photos"
+    for collection, people in (("press", PRESS), ("canada", CANADA)):
+        for name, files in people.items():
+            (photos / collection / name).mkdir(parents=True, exist_ok=True)
+            for file in files:
+                shutil.copy(faces_dir / "people" / name / file, photos / collection / name / file)
+    shutil.copy(faces_dir / "groups" / GROUP, photos / "press" / GROUP)
+    selfies = root / "selfies"
+    selfies.mkdir()
+    for name, file in SELFIES.items():
+        shutil.copy(faces_dir / "people" / name / file, selfies / f"{name}{Path(file).suffix}")
+    return root
+
+
+def pristine(faces_dir: Path, tmp_path_factory) -> Path:
+    """The root (photos/, selfies/, store/) of the shared store, built on first use in this session."""
+    if "root" not in _cache:
+        root = build_photos(faces_dir, tmp_path_factory.mktemp("privacy-pristine"))
+        with open_engine(root / "store") as engine:
+            engine.ingest([root / "photos" / "press"], "press", basis="legitimate-interests",
+                          purpose="press archive", jurisdictions=["DE"])
+            engine.ingest([root / "photos" / "canada"], "canada", basis="consent", purpose="event photos",
+                          jurisdictions=["CA"])
+        _cache["root"] = root
+    return _cache["root"]  # type: ignore[return-value]
+
+
+def fresh_copy(faces_dir: Path, tmp_path_factory, tmp_path: Path) -> Path:
+    """A private copy of the pristine store for one test: photos and selfies are shared, read-only."""
+    root = pristine(faces_dir, tmp_path_factory)
+    shutil.copytree(root / "store", tmp_path / "store")
+    return tmp_path / "store"
+
+
+def selfie(root: Path, name: str) -> Path:
+    return next((root / "selfies").glob(f"{name}.*"))
+
+
+def found_people(engine: Engine, probe: Path, purpose: str = "test") -> set[str]:
+    """Identities (folder names, or 'group') of every candidate the search returns for the probe's faces."""
+    people = set()
+    for result in engine.search([str(probe)], purpose):
+        assert result.error is None, result.error
+        for face in result.faces:
+            for cand in face.candidates:
+                people.add(Path(cand.path).parent.name if GROUP not in cand.path else "group")
+    return people
+
+
+def candidate_paths(engine: Engine, probe: Path) -> set[str]:
+    return {Path(c.path).name for r in engine.search([str(probe)], "test") for f in r.faces for c in f.candidates}
+
+
+def faces_in(engine: Engine, folder_name: str) -> list[int]:
+    """Face ids (with faceprints) of images whose path has `folder_name` as a component or file name."""
+    return [r[0] for r in engine.catalog.conn.execute(
+        "SELECT f.id FROM faces f JOIN images i ON i.id = f.image_id WHERE f.embedding IS NOT NULL AND"
+        " (i.uri LIKE ? OR i.uri LIKE ?)", (f"%/{folder_name}/%", f"%/{folder_name}"))]
+
+
+def needles(vectors: np.ndarray) -> list[bytes]:
+    """Byte forms of faceprints to look for: float32 (how the catalog and the index store them), and
+    float16 / float64 too, so a future change of storage dtype cannot slip past the scan."""
+    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    return [v.astype(dtype).tobytes() for v in vectors for dtype in (np.float32, np.float16, np.float64)]
+
+
+def scan_store(store: Path, vectors: np.ndarray) -> list[str]:
+    """Every file under the store (catalog.sqlite, -wal, -shm, index.faiss, anything else) that contains any
+    of the vectors' bytes. Deliberately naive (`bytes in bytes`): it must not share code with what it checks."""
+    targets = needles(vectors)
+    hits = []
+    for path in sorted(p for p in store.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hits += [f"{path.name}: vector {n // 3} as {('float32', 'float16', 'float64')[n % 3]}"
+                 for n, t in enumerate(targets) if t in data]
+    return hits

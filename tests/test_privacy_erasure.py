@@ -1,0 +1,180 @@
+"""Erasure by each route on real photos: searches find nothing of the person, others are still found, and no
+file of the store holds an erased faceprint in any dtype."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from privacy_support import (
+    GROUP,
+    candidate_paths,
+    faces_in,
+    found_people,
+    fresh_copy,
+    open_engine,
+    pristine,
+    scan_store,
+    selfie,
+)
+
+from faceindex.errors import InvalidInputError, PolicyError
+from faceindex.privacy.erasure import jurisdiction_code, jurisdiction_covers
+
+
+@pytest.fixture()
+def store(faces_dir, tmp_path_factory, tmp_path):
+    return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
+
+
+@pytest.fixture()
+def root(faces_dir, tmp_path_factory):
+    return pristine(faces_dir, tmp_path_factory)
+
+
+def _no_faceprint_in_audit(engine) -> None:
+    """Audit params and counts are small: ids, routes, thresholds; never a 128-number list."""
+    for event in engine.audit.events():
+        text = json.dumps([event.params, event.counts])
+        assert text.count(",") < 100, f"suspiciously large audit event {event.seq}: {text[:200]}"
+    assert engine.audit.verify() == []
+
+
+def test_baseline_every_selfie_finds_its_person_only(store, root):
+    with open_engine(store) as engine:
+        assert found_people(engine, selfie(root, "Jack_Dorsey")) == {"Jack_Dorsey"}
+        assert found_people(engine, selfie(root, "Mark_Zuckerberg")) == {"Mark_Zuckerberg"}
+        assert found_people(engine, selfie(root, "Kit_Harington")) == {"Kit_Harington", "group"}
+        assert found_people(engine, selfie(root, "Rose_Leslie")) == {"Rose_Leslie", "group"}
+        assert found_people(engine, selfie(root, "John_Simm")) == {"John_Simm"}
+
+
+def test_forget_by_selfie_lists_then_erases_completely(store, root):
+    with open_engine(store) as engine:
+        jack = faces_in(engine, "Jack_Dorsey")
+        vectors = engine.privacy.faceprints(jack)
+        plan = engine.privacy.plan_erasure(selfie=str(selfie(root, "Jack_Dorsey")), case="DSR-1")
+        # Listed before anything is deleted: exactly Jack's four faces, nobody else's.
+        assert sorted(m.face_id for m in plan.matches) == sorted(jack) and len(jack) == 4
+        assert all("/Jack_Dorsey/" in m.path and m.score >= plan.params["threshold"] for m in plan.matches)
+        assert plan.params["threshold"] >= 0.94
+        assert len(faces_in(engine, "Jack_Dorsey")) == 4  # planning deleted nothing
+        result = engine.privacy.erase(plan)
+        assert (result.faces, result.complete, result.verified) == (4, True, True)
+        assert found_people(engine, selfie(root, "Jack_Dorsey")) == set()
+        assert found_people(engine, selfie(root, "Mark_Zuckerberg")) == {"Mark_Zuckerberg"}
+        erase = engine.audit.events(action="erase")[-1]
+        assert erase.purpose == "DSR-1" and erase.params["route"] == "selfie" and erase.counts["faces"] == 4
+        _no_faceprint_in_audit(engine)
+    assert scan_store(store, vectors) == []
+    with open_engine(store) as engine:  # and after reopening (index loaded from disk)
+        assert found_people(engine, selfie(root, "Jack_Dorsey")) == set()
+
+
+def test_forget_by_subject_erases_enrolled_faces_and_record(store, root):
+    with open_engine(store) as engine:
+        group_face = [f for f in faces_in(engine, GROUP)
+                      if f in {m.face_id for m in engine.privacy.plan_erasure(
+                          selfie=str(selfie(root, "Kit_Harington"))).matches}]
+        assert len(group_face) == 1
+        enrolled = engine.privacy.subjects.enrol("Kit Harington", [root / "photos/press/Kit_Harington"],
+                                                 collection="press", face_ids=group_face)
+        assert len(enrolled.linked) == 3
+        kit = enrolled.linked
+        # Search results name the subject a candidate is enrolled as.
+        subjects = {c.subject for r in engine.search([str(selfie(root, "Kit_Harington"))], "t")
+                    for f in r.faces for c in f.candidates}
+        assert subjects == {"Kit Harington"}
+        vectors = engine.privacy.faceprints(kit)
+        result = engine.privacy.erase(engine.privacy.plan_erasure(subject="Kit Harington"))
+        assert (result.faces, result.subjects) == (3, 1)
+        assert engine.privacy.subjects.find("Kit Harington") is None
+        assert found_people(engine, selfie(root, "Kit_Harington")) == set()
+        # Rose's face in the same group photo stays: only Kit's face left that photo.
+        assert found_people(engine, selfie(root, "Rose_Leslie")) == {"Rose_Leslie", "group"}
+        assert "Kit Harington" not in json.dumps([e.to_dict() for e in engine.audit.events()])
+        _no_faceprint_in_audit(engine)
+    assert scan_store(store, vectors) == []
+
+
+def test_forget_by_collection(store, root):
+    with open_engine(store) as engine:
+        vectors = engine.privacy.faceprints(faces_in(engine, "John_Simm"))
+        assert len(vectors) == 3
+        result = engine.privacy.erase(engine.privacy.plan_erasure(collection="canada"))
+        assert (result.faces, result.images, result.collections) == (3, 3, 1)
+        assert engine.catalog.find_collection("canada") is None
+        assert found_people(engine, selfie(root, "John_Simm")) == set()
+        assert found_people(engine, selfie(root, "Jack_Dorsey")) == {"Jack_Dorsey"}
+        _no_faceprint_in_audit(engine)
+    assert scan_store(store, vectors) == []
+
+
+def test_forget_by_jurisdiction_takes_tagged_collections_and_subjects(store, root):
+    with open_engine(store) as engine:
+        mark = faces_in(engine, "Mark_Zuckerberg")
+        engine.privacy.subjects.enrol("Mark", face_ids=mark, jurisdictions=["ca"])
+        vectors = engine.privacy.faceprints(mark + faces_in(engine, "John_Simm"))
+        plan = engine.privacy.plan_erasure(jurisdiction="CA")
+        assert plan.params == {"jurisdiction": "CA"}
+        result = engine.privacy.erase(plan)
+        assert (result.collections, result.subjects, result.faces) == (1, 1, 7)
+        assert found_people(engine, selfie(root, "John_Simm")) == set()
+        assert found_people(engine, selfie(root, "Mark_Zuckerberg")) == set()
+        assert found_people(engine, selfie(root, "Jack_Dorsey")) == {"Jack_Dorsey"}  # DE collection stays
+        assert [c.name for c in engine.catalog.list_collections()] == ["press"]
+        _no_faceprint_in_audit(engine)
+    assert scan_store(store, vectors) == []
+
+
+def test_jurisdiction_codes():
+    assert jurisdiction_code(" us-il ") == "US-IL"
+    assert jurisdiction_covers("US", "US-IL") and jurisdiction_covers("CA", "CA")
+    assert not jurisdiction_covers("CA", "US-CA") and not jurisdiction_covers("US-IL", "US")
+    with pytest.raises(InvalidInputError):
+        jurisdiction_code("Canada")
+
+
+def test_forget_by_image_takes_every_copy(store, root, tmp_path):
+    photo = root / "photos/press/Rose_Leslie/face_recognition__img1.jpg"
+    copy = tmp_path / "elsewhere" / "rose-copy.jpg"
+    copy.parent.mkdir()
+    shutil.copy(photo, copy)
+    with open_engine(store) as engine:
+        engine.ingest([copy.parent], "archive", basis="contract", purpose="copies")
+        rose = faces_in(engine, "Rose_Leslie") + faces_in(engine, "rose-copy.jpg")
+        assert len(rose) == 2
+        vectors = engine.privacy.faceprints(rose)
+        result = engine.privacy.erase(engine.privacy.plan_erasure(image=str(photo)))
+        assert (result.images, result.faces) == (2, 2)
+        # The person's other photo (the group photo) is not this image: it stays findable.
+        assert candidate_paths(engine, selfie(root, "Rose_Leslie")) == {GROUP}
+        _no_faceprint_in_audit(engine)
+    assert scan_store(store, vectors) == []
+
+
+def test_consent_withdrawal_erases_faceprints_keeps_history(store, root):
+    simm = root / "photos/canada/John_Simm"
+    with open_engine(store) as engine:
+        with pytest.raises(PolicyError):  # consent-based collection: no enrolment without consent on record
+            engine.privacy.subjects.enrol("John Simm", [simm], collection="canada")
+        enrolled = engine.privacy.subjects.enrol("John Simm", [simm], collection="canada",
+                                                 consent_evidence="form 17", consent_scope="event photos")
+        assert len(enrolled.linked) == 3 and enrolled.subject.consent == "given"
+        vectors = engine.privacy.faceprints(enrolled.linked)
+        result = engine.privacy.subjects.consent("John Simm", "withdrawn", evidence="email 2024-05-02", case="C-9")
+        assert result.erasure.faces == 3 and result.subject.faces == 0 and result.subject.consent == "withdrawn"
+        assert [c["status"] for c in engine.privacy.subjects.consents(result.subject.id)] == ["given", "withdrawn"]
+        assert found_people(engine, selfie(root, "John_Simm")) == set()
+        actions = [e.action for e in engine.audit.events()][-3:]
+        assert actions == ["consent.withdraw", "erase", "search"]
+    assert scan_store(store, vectors) == []
+
+
+def test_search_after_any_erasure_is_consistent_with_catalog(store, root):
+    """Index and catalog agree after erasure: every candidate resolves to a face row (no ghost vectors)."""
+    with open_engine(store) as engine:
+        engine.privacy.erase(engine.privacy.plan_erasure(selfie=str(selfie(root, "Mark_Zuckerberg"))))
+        assert len(engine.store.index()) == engine.stats()["faces"]
+        assert engine.catalog.count("SELECT count(*) FROM erasure_jobs") == 0
