@@ -1,7 +1,7 @@
 """CLI commands of the privacy layer (registered on the main app): thin adapters over `engine.privacy`."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: typer evaluates the annotations, and StoreOpt/JsonOpt are imported
+# inside register() (faceindex.cli imports this module at its end, so a top-level import would be circular).
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
