@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -116,11 +116,12 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body.encode()})
 
 
-def annotate_permissions(app: FastAPI) -> None:
+def annotate_permissions(router: APIRouter) -> None:
     """Publish each route's permission and roles in the OpenAPI document (`x-permission`, `x-roles`).
 
     Derived from the `Require` dependency the route really uses, so the document cannot drift from the code;
-    the test that walks /openapi.json uses these to pick a key too weak for each route.
+    the test that walks /openapi.json uses these to pick a key too weak for each route. Applied to each router
+    before it is included, as FastAPI builds the included routes from the router's own.
     """
 
     def find(dependant) -> Require | None:
@@ -131,8 +132,8 @@ def annotate_permissions(app: FastAPI) -> None:
                 return found
         return None
 
-    for route in app.routes:
-        if isinstance(route, APIRoute):
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.include_in_schema:
             requirement = find(route.dependant)
             extra = dict(route.openapi_extra or {})
             if requirement is None:
@@ -201,9 +202,9 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
         app.mount("/docs-static", StaticFiles(directory=str(docs_assets)), name="docs-static")
     for module in (routes_admin, routes_collections, routes_search, routes_images, routes_privacy, routes_ui,
                    routes_ui_pages):
+        annotate_permissions(module.router)
         app.include_router(module.router)
     install_error_handlers(app)
-    annotate_permissions(app)
     app.openapi = _openapi_with_security(app)
     # Outermost first: the access log sees the final status; limits run before any route touches the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)

@@ -1,0 +1,113 @@
+"""Helpers shared by the service tests (no tests here): a real store, real photos, a key per role.
+
+Everything runs the real pipeline on real photos from ../shared/faces; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from faceindex.config import Settings
+from faceindex.engine import Engine
+from faceindex.service.app import create_app
+from faceindex.service.config import ServiceConfig
+from faceindex.service.keys import ROLES, KeyStore
+
+GALLERY = {
+    "Barack_Obama": ["face_recognition__obama.jpg"],
+    "Angelina_Jolie": ["deepface__img10.jpg", "deepface__img11.jpg"],
+    "Jennifer_Aniston": ["deepface__img12.jpg", "deepface__img53.jpg"],
+    "Elon_Musk": ["deepface__img18.jpg", "deepface__img67.jpg"],
+}
+"""Photos indexed into the test collection: one face each, small files so the ingest takes seconds."""
+PROBES = {
+    "Barack_Obama": "face_recognition__obama2.jpg",
+    "Angelina_Jolie": "deepface__img2.jpg",
+    "Jennifer_Aniston": "deepface__img55.jpg",
+    "Elon_Musk": "deepface__img19.jpg",
+}
+"""A different photo of each gallery person, used to search."""
+NONFACE = "nonfaces/dlib__dog.jpg"
+
+
+def gallery_files(faces_dir: Path) -> list[tuple[str, Path]]:
+    return [(who, faces_dir / "people" / who / name) for who, names in GALLERY.items() for name in names]
+
+
+def upload_name(who: str, path: Path) -> str:
+    """The name a test uploads a photo under: the identity first, so a result shows whose photo it is."""
+    return f"{who}__{path.name}"
+
+
+def uploaded_as(stored_path: str) -> str:
+    """The name a photo was uploaded under, from the path the service stored it at (`<sha256 prefix>-<name>`)."""
+    return Path(stored_path).name.split("-", 1)[1]
+
+
+def probe(faces_dir: Path, who: str) -> Path:
+    return faces_dir / "people" / who / PROBES[who]
+
+
+def jpeg_bytes(width: int = 64, height: int = 64, color=(120, 90, 60)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, "JPEG")
+    return out.getvalue()
+
+
+@dataclass
+class Service:
+    """A running app over a fresh store, with one API key per role (plus a second admin)."""
+
+    engine: Engine
+    client: TestClient
+    keys: dict[str, str] = field(default_factory=dict)
+    store: Path | None = None
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    def wait_job(self, job_id: str, role: str = "curator", timeout: float = 120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/api/v1/jobs/{job_id}", headers=self.auth(role)).json()
+            if job["status"] in ("done", "failed"):
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)
+        self.engine.close()
+
+
+def start_service(store: Path, config: ServiceConfig | None = None) -> Service:
+    """Open a store with a key per role and an app over it. workers=1: no process pool on 2 shared cores."""
+    engine = Engine(store, Settings(workers=1), actor="test")
+    keys = KeyStore(engine)
+    secrets = {role: keys.create(f"{role}-1", role)[1] for role in ROLES}
+    app = create_app(engine, config or ServiceConfig())
+    client = TestClient(app)
+    client.__enter__()
+    return Service(engine, client, secrets, store)
+
+
+def ingest_gallery(service: Service, faces_dir: Path, collection: str = "people") -> dict:
+    """Create a collection and upload the gallery through the API; returns the finished job."""
+    response = service.client.post("/api/v1/collections", headers=service.auth("curator"),
+                                   json={"name": collection, "basis": "consent", "purpose": "service tests",
+                                         "jurisdictions": ["DE"]})
+    assert response.status_code == 201, response.text
+    files = [("files", (upload_name(who, path), path.read_bytes(), "application/octet-stream"))
+             for who, path in gallery_files(faces_dir)]
+    response = service.client.post(f"/api/v1/collections/{collection}/uploads", headers=service.auth("curator"),
+                                   files=files)
+    assert response.status_code == 202, response.text
+    job = service.wait_job(response.json()["id"])
+    assert job["status"] == "done", job
+    return job
