@@ -132,3 +132,15 @@ def scan_store(store: Path, vectors: np.ndarray) -> list[str]:
         hits += [f"{path.name}: vector {n // 3} as {('float32', 'float16', 'float64')[n % 3]}"
                  for n, t in enumerate(targets) if t in data]
     return hits
+
+
+def privacy_cli():
+    """The privacy commands exactly as `faceindex` registers them, on an app of their own: a command group
+    of another layer that fails to build must not fail these tests."""
+    import typer
+
+    from faceindex import cli_privacy
+
+    app = typer.Typer()
+    cli_privacy.register(app)
+    return app

@@ -79,7 +79,8 @@ class ErasureResult:
     complete: bool = True
     """False when another process kept the WAL open: the rest finishes at the next open (journal kept)."""
     verified: bool = False
-    """True when the store's files were scanned and none holds an erased faceprint."""
+    """True when the store's files were scanned and none holds an erased faceprint (apart from byte-identical
+    faceprints that faces outside the erasure still hold, e.g. the same photo in another collection)."""
 
 
 def jurisdiction_code(code: str) -> str:
@@ -308,6 +309,15 @@ class Eraser:
             time.sleep(0.1)
         return False
 
+    def _not_held_elsewhere(self, vectors: list[bytes]) -> list[bytes]:
+        """Drop faceprints that a face still in the catalog holds byte for byte (the same photo kept in a
+        collection the erasure did not cover): those bytes are rightly still in the store's files."""
+        wanted = set(vectors)
+        held: set[bytes] = set()
+        for _, block in self.catalog.iter_embeddings():
+            held.update(b for b in (row.tobytes() for row in block) if b in wanted)
+        return [v for v in vectors if v not in held]
+
     def _vacuum(self) -> bool:
         """Rewrite the catalog without free pages, then checkpoint; False if another connection blocked it."""
         try:
@@ -329,6 +339,7 @@ class Eraser:
         if not self._checkpoint() or (vacuum and not self._vacuum()):
             log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
             return False, False
+        vectors = self._not_held_elsewhere(vectors)
         if not vectors:
             return True, vacuum
         residue = find_residue(self.engine.store.root, vectors)
