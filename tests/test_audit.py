@@ -1,0 +1,148 @@
+"""The hash-chained audit log: append-only, verify names every edited, deleted, inserted or reordered event."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from privacy_support import privacy_cli
+from typer.testing import CliRunner
+
+from faceindex.engine import Engine
+from faceindex.privacy.audit import AuditEvent
+
+
+@pytest.fixture()
+def store(tmp_path):
+    """Six events, no models needed: collections created, then typed events recorded as the engine does."""
+    path = tmp_path / "store"
+    with Engine(path) as engine:
+        engine.create_collection("a", "consent", "event photos", jurisdictions=["DE"])
+        engine.create_collection("b", "contract", "badges", retention_days=30)
+        for n, action in enumerate(["subject.enrol", "consent.give", "erase", "purge"], start=1):
+            with engine.catalog.transaction():
+                engine.audit.record(AuditEvent(action, actor="test", purpose=f"case {n}",
+                                               params={"subject_id": n}, counts={"faces": n}))
+    return path
+
+
+def tamper(store, *statements: str, params: tuple = ()) -> None:
+    """Edit the catalog behind the engine's back, the way an attacker with file access would."""
+    conn = sqlite3.connect(store / "catalog.sqlite", isolation_level=None)
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+    for sql in statements:
+        conn.execute(sql, params if "?" in sql else ())
+    conn.close()
+
+
+def problems(store) -> list[str]:
+    with Engine(store) as engine:
+        return engine.audit.verify()
+
+
+def chained_row(store, seq: int, prev_hash: str, action: str = "search") -> tuple:
+    """A fabricated event with a correct hash, chained to `prev_hash`."""
+    event = AuditEvent(action, actor="intruder", purpose=None, params={}, counts={}, seq=seq, at="2024-01-01T00:00:00",
+                       prev_hash=prev_hash)
+    event.hash = event.compute_hash()
+    return (event.seq, event.at, event.actor, event.action, event.purpose, "{}", "{}", event.prev_hash, event.hash)
+
+
+INSERT = "INSERT INTO audit_events (seq, at, actor, action, purpose, params, counts, prev_hash, hash) VALUES " \
+         "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def test_untouched_log_verifies_and_records_typed_events(store):
+    assert problems(store) == []
+    with Engine(store) as engine:
+        events = engine.audit.events()
+    assert [e.action for e in events] == ["collection.create", "collection.create", "subject.enrol", "consent.give",
+                                          "erase", "purge"]
+    assert events[0].params["basis"] == "consent" and events[4].counts == {"faces": 3}
+    assert all(e.prev_hash == p.hash for p, e in zip(events, events[1:], strict=False))
+
+
+def test_append_only_triggers_refuse_update_and_delete(store):
+    with Engine(store) as engine:
+        for sql in ("UPDATE audit_events SET actor = 'x' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                engine.catalog.conn.execute(sql)
+        with pytest.raises(ValueError):
+            engine.audit.record(AuditEvent("not-an-action"))
+
+
+def test_edit_is_detected(store):
+    tamper(store, "UPDATE audit_events SET counts = '{\"faces\": 0}' WHERE seq = 3")
+    assert problems(store) == ["event seq 3: contents edited (hash mismatch)"]
+
+
+def test_edit_with_recomputed_hash_is_detected_at_the_next_event(store):
+    with Engine(store) as engine:
+        third = engine.audit.events()[2]
+    third.purpose = "nothing to see"
+    tamper(store, "UPDATE audit_events SET purpose = 'nothing to see', hash = ? WHERE seq = 3",
+           params=(third.compute_hash(),))
+    found = problems(store)
+    assert len(found) == 1 and found[0].startswith("event seq 4: chain broken") and "seq 3" in found[0]
+
+
+def test_delete_in_the_middle_is_detected(store):
+    tamper(store, "DELETE FROM audit_events WHERE seq = 3")
+    assert problems(store) == ["event seq 3 missing (deleted); the log jumps to seq 4"]
+
+
+def test_delete_at_the_end_is_detected(store):
+    tamper(store, "DELETE FROM audit_events WHERE seq >= 5")
+    assert problems(store) == ["events seq 5..6 missing at the end (deleted)"]
+
+
+def test_insert_at_the_end_is_detected(store):
+    with Engine(store) as engine:
+        last = engine.audit.events()[-1]
+    tamper(store, INSERT, params=chained_row(store, 7, last.hash))
+    assert problems(store) == ["events seq 7..7 come after the recorded head seq 6 (inserted)"]
+
+
+def test_insert_in_the_middle_is_detected(store):
+    with Engine(store) as engine:
+        events = engine.audit.events()
+    # Make room after seq 2 (shifting later events up), then slip a well-chained fake event in at seq 3.
+    shift = ["UPDATE audit_events SET seq = seq + 100 WHERE seq > 2", "UPDATE audit_events SET seq = seq - 99"
+             " WHERE seq > 100"]
+    tamper(store, *shift)
+    tamper(store, INSERT, params=chained_row(store, 3, events[1].hash))
+    found = problems(store)
+    assert "event seq 3: inserted (seq 4 chains to seq 2, skipping it)" in found
+    assert all("seq" in p for p in found)
+
+
+def test_reorder_is_detected(store):
+    swap = ("UPDATE audit_events SET seq = CASE seq WHEN 3 THEN 104 WHEN 4 THEN 103 END WHERE seq IN (3, 4)",
+            "UPDATE audit_events SET seq = seq - 100 WHERE seq > 100")
+    tamper(store, *swap)
+    found = problems(store)
+    assert "event seq 3: reordered (it was chained after seq 4, now follows seq 2)" in found
+    assert "event seq 4: reordered (it was chained after seq 2, now follows seq 3)" in found
+    assert "event seq 5: reordered (it was chained after seq 3, now follows seq 4)" in found
+    assert not any("inserted" in p or "deleted" in p for p in found)
+
+
+def test_cli_list_export_verify(store, tmp_path):
+    runner = CliRunner()
+    app = privacy_cli()
+    listed = runner.invoke(app, ["audit", "list", "--json", "--store", str(store), "--action", "erase"])
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["action"] for line in listed.output.splitlines()] == ["erase"]
+    ok = runner.invoke(app, ["audit", "verify", "--json", "--store", str(store)])
+    assert ok.exit_code == 0 and json.loads(ok.output) == {"ok": True, "events": 6, "problems": []}
+    out = tmp_path / "audit.jsonl"
+    exported = runner.invoke(app, ["audit", "export", str(out), "--case", "annual review", "--store", str(store)])
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 7 and lines[-1]["action"] == "export" and lines[-1]["purpose"] == "annual review"
+    assert lines[-1]["hash"] in exported.output  # the head hash to keep elsewhere
+    tamper(store, "DELETE FROM audit_events WHERE seq = 2")
+    bad = runner.invoke(app, ["audit", "verify", "--store", str(store)])
+    assert bad.exit_code == 1 and "seq 2 missing" in bad.output
