@@ -272,7 +272,8 @@ def test_delete_face_and_image_remove_faceprints_and_uploaded_file(svc, faces_di
     assert client.delete(f"/api/v1/images/{image['id']}", headers=curator).status_code == 404
     assert client.delete("/api/v1/faces/99999", headers=curator).status_code == 404
     erase = client.get("/api/v1/audit", headers=svc.auth("auditor"), params={"action": "erase"}).json()[-1]
-    assert erase["params"]["scope"] == "face" and erase["actor"] == "key:curator-1"
+    assert erase["params"]["route"] == "face" and erase["params"]["face_id"] == face_id
+    assert erase["actor"] == "key:curator-1"
 
 
 def test_stats_and_small_upload_limits(svc, tmp_path):

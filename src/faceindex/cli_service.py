@@ -122,7 +122,8 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("id", "name", "role", "key", "created", "last used", "revoked")
         for k in keys:
-            table.add_row(str(k.id), k.name, k.role, k.hint, k.created_at, k.last_used_at or "never", k.revoked_at or "")
+            table.add_row(str(k.id), k.name, k.role, k.hint, k.created_at, k.last_used_at or "never",
+                          k.revoked_at or "")
         cli.out.print(table)
 
     @keys_app.command("revoke")

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceindex.engine import Engine
 from faceindex.errors import ForbiddenError, NotFoundError
-from faceindex.privacy.audit import AuditEvent
+from faceindex.privacy.erasure import ErasurePlan
 from faceindex.service.auth import Principal
 from faceindex.service.deps import ERRORS, NOT_FOUND, CanDeleteImages, CanListImages, CanViewImages, StateDep
 from faceindex.service.media import face_crop, thumbnail
@@ -165,20 +165,12 @@ def face_crop_route(face_id: int, principal: CanViewImages, state: StateDep,
 
 
 def remove_face(engine: Engine, face_id: int) -> int:
-    """Delete one face and its faceprint (catalog, then index file), audited as an erasure of that face."""
-    row = get_face_row(engine, face_id)
-    with engine.catalog.transaction() as conn:
-        had_print = conn.execute("SELECT embedding IS NOT NULL FROM faces WHERE id = ?", (face_id,)).fetchone()[0]
-        conn.execute("DELETE FROM faces WHERE id = ?", (face_id,))
-        if had_print:
-            conn.execute("UPDATE images SET n_faces = max(n_faces - 1, 0) WHERE id = ?", (row["image_id"],))
-            engine.catalog.bump_epoch()  # tells the index it must drop a vector, not only append
-        engine.audit.record(AuditEvent("erase", actor=engine.actor, params={"scope": "face", "face": face_id,
-                                                                            "image": row["image_id"]},
-                                       counts={"faces": 1}))
-    if had_print:
-        engine.store.forget_vectors([face_id])
-    return 1
+    """Erase one face through the privacy layer: journaled, byte-identical copies included, index rewritten
+    and the SQLite files scrubbed of its faceprint; audited as an erasure by id, never by name."""
+    get_face_row(engine, face_id)
+    eraser = engine.privacy.eraser
+    plan = ErasurePlan("face", face_ids=eraser.with_copies([face_id]), params={"face_id": face_id})
+    return eraser.execute(plan).faces
 
 
 @router.delete("/faces/{face_id}", response_model=DeletedPublic)
@@ -189,4 +181,6 @@ async def delete_face(face_id: int, principal: CanDeleteImages, state: StateDep)
         with state.gate.use(principal) as engine:
             return remove_face(engine, face_id)
 
-    return DeletedPublic(faces_removed=await run_in_threadpool(run))
+    removed = await run_in_threadpool(run)
+    await run_in_threadpool(sweep, state)
+    return DeletedPublic(faces_removed=removed)

@@ -124,3 +124,14 @@ def keys_page(request: Request, principal: page("keys"), state: StateDep):
     with state.gate.use(principal) as engine:
         keys = KeyStore(engine).list()
     return render(request, "keys.html", principal, keys=keys, roles=ROLES)
+
+
+@router.get("/privacy", response_class=HTMLResponse)
+def privacy_page(request: Request, principal: page("privacy"), state: StateDep):
+    with state.gate.use(principal) as engine:
+        privacy = engine.privacy
+        subjects = [s.to_dict() for s in privacy.subjects.list()]
+        optouts, bipa = privacy.optouts.count(), privacy.retention.bipa_mode
+        collections = [c.name for c in engine.catalog.list_collections()]
+    return render(request, "privacy.html", principal, subjects=subjects, optouts=optouts, bipa=bipa,
+                  collections=collections)

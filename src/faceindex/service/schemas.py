@@ -240,3 +240,110 @@ class MePublic(BaseModel):
 class HealthPublic(BaseModel):
     status: Literal["ok"]
     version: str
+
+
+# -- privacy ------------------------------------------------------------------------------------------
+class SubjectPublic(BaseModel):
+    id: int
+    name: str
+    jurisdictions: list[str]
+    created_at: str
+    last_interaction_at: str
+    faces: int
+    consent: str | None = Field(description="Latest consent status: given, withdrawn, or None (never recorded).")
+
+
+class ConsentPublic(BaseModel):
+    id: int
+    status: str
+    at: str
+    evidence: str | None
+    scope: str | None
+
+
+class SubjectDetailPublic(SubjectPublic):
+    consents: list[ConsentPublic]
+    face_ids: list[int]
+
+
+class EnrolCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    face_ids: list[int] = Field(min_length=1, max_length=1000, description="Indexed faces to link to the subject.")
+    jurisdictions: list[str] = Field(default_factory=list, max_length=20)
+    consent_evidence: str | None = Field(None, max_length=500, description="Reference to the consent record.")
+    consent_scope: str | None = Field(None, max_length=500)
+    case: str | None = Field(None, max_length=500, description="Case reference (audited).")
+
+
+class EnrolPublic(BaseModel):
+    subject: SubjectPublic
+    linked: list[int]
+    skipped: list[SkippedFile]
+
+
+class ConsentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["given", "withdrawn"]
+    evidence: str | None = Field(None, max_length=500)
+    scope: str | None = Field(None, max_length=500)
+    case: str | None = Field(None, max_length=500)
+
+
+class ErasureResultPublic(BaseModel):
+    route: str
+    faces: int
+    images: int
+    collections: int
+    subjects: int
+    files_deleted: int
+    complete: bool = Field(description="False: another reader held the store; it finishes at the next open.")
+    verified: bool = Field(description="True: no store file holds an erased faceprint any more.")
+    upload_files_deleted: int = Field(0, description="Photos the service had kept for erased images.")
+
+
+class ConsentResultPublic(BaseModel):
+    subject: SubjectPublic
+    status: str
+    erasure: ErasureResultPublic | None
+
+
+class ErasurePlanCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    route: Literal["subject", "collection", "jurisdiction", "image"]
+    value: str = Field(min_length=1, max_length=1000,
+                       description="Subject name, collection name, ISO code or image id.")
+    case: str | None = Field(None, max_length=500)
+
+
+class ErasureMatch(BaseModel):
+    face_id: int
+    image_id: int
+    path: str
+    collection: str
+    score: float
+    same_photo_as: list[int]
+
+
+class ErasurePlanPublic(BaseModel):
+    """An erasure prepared, not done: review what it would delete, then confirm with its id."""
+
+    plan_id: str
+    expires_at: str
+    route: str
+    faces: int
+    images: int
+    collections: int
+    subjects: int
+    matches: list[ErasureMatch] = Field(description="For a selfie: every face it would delete, best match first.")
+
+
+class OptOutPublic(BaseModel):
+    optout_id: int
+    threshold: float
+    erasure: ErasureResultPublic
+
+
+class PurgeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bipa: bool | None = Field(None, description="Switch the store-wide BIPA mode on or off before purging.")

@@ -42,6 +42,7 @@ function formRequest(form) {
     if (value === "") continue;
     if (el.dataset.type === "number") json[el.name] = Number(value);
     else if (el.dataset.type === "list") json[el.name] = value.split(",").map((s) => s.trim()).filter(Boolean);
+    else if (el.dataset.type === "numbers") json[el.name] = value.split(/[\s,]+/).filter(Boolean).map(Number);
     else json[el.name] = value;
   }
   return { url, body: json };
@@ -63,6 +64,7 @@ document.addEventListener("submit", async (event) => {
     if (then.startsWith("redirect:")) window.location.assign(then.slice(9));
     else if (then === "show-key") showKey(result);
     else if (then === "report") showReport(form, result);
+    else if (then === "plan") showPlan(form, result);
     else window.location.reload();
   } catch (e) {
     if (error) error.textContent = e.message; else window.alert(e.message);
@@ -83,6 +85,39 @@ function showReport(form, result) {
   if (!target) return;
   target.hidden = false;
   target.querySelector("pre").textContent = JSON.stringify(result, null, 2);
+}
+
+/** Show an erasure plan (counts and, for a selfie, each matching face) and a button that confirms it. */
+function showPlan(form, plan) {
+  const box = document.getElementById(form.dataset.report);
+  box.hidden = false;
+  box.querySelector("pre").textContent = "Would erase " + plan.faces + " face(s), " + plan.images + " image(s), " +
+    plan.collections + " collection(s), " + plan.subjects + " subject(s). Nothing is deleted until you confirm.";
+  const list = box.querySelector("[data-matches]");
+  list.replaceChildren();
+  for (const m of plan.matches) {
+    const item = document.createElement("li");
+    const img = document.createElement("img");
+    img.src = "/api/v1/faces/" + m.face_id + "/crop?size=160";
+    img.alt = "face " + m.face_id;
+    const text = document.createElement("div");
+    text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) + " · " + m.collection + " · " + m.path.split("/").pop();
+    item.append(img, text);
+    list.append(item);
+  }
+  const button = box.querySelector("[data-confirm-plan]");
+  const error = box.querySelector("[data-error]");
+  button.hidden = plan.faces + plan.images + plan.collections + plan.subjects === 0;
+  button.onclick = async () => {
+    if (!window.confirm("Erase permanently? This cannot be undone.")) return;
+    button.disabled = true;
+    try {
+      const result = await api("POST", "/api/v1/erasures/plans/" + encodeURIComponent(plan.plan_id));
+      box.querySelector("pre").textContent = "Erased: " + JSON.stringify(result, null, 2);
+      list.replaceChildren();
+      button.hidden = true;
+    } catch (e) { error.textContent = e.message; } finally { button.disabled = false; }
+  };
 }
 
 /** Poll running ingest jobs and move their progress bars; reload once all are finished to show counts. */
