@@ -9,7 +9,7 @@ import re
 
 import fastapi.routing
 import pytest
-from test_service_support import Service, start_service
+from test_service_support import Service, login, start_service
 
 from faceindex.service.config import ServiceConfig
 from faceindex.service.keys import ROLES, KeyStore
@@ -139,13 +139,6 @@ def test_last_admin_key_cannot_be_revoked_by_itself(tmp_path):
         assert service.client.get("/api/v1/me", headers=admin).status_code == 200
     finally:
         service.close()
-
-
-def login(client, key: str | None = None, token: str | None = None, next_url: str = "/"):
-    form = client.get("/login", params={"token": token} if token else None)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    data = {"csrf_token": csrf, "next": next_url, **({"token": token} if token else {"key": key})}
-    return client.post("/login", data=data, follow_redirects=False)
 
 
 def test_browser_session_cookie_and_csrf(svc):

@@ -6,6 +6,7 @@ Everything runs the real pipeline on real photos from ../shared/faces; nothing i
 from __future__ import annotations
 
 import io
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,3 +112,11 @@ def ingest_gallery(service: Service, faces_dir: Path, collection: str = "people"
     job = service.wait_job(response.json()["id"])
     assert job["status"] == "done", job
     return job
+
+
+def login(client: TestClient, key: str | None = None, token: str | None = None, next_url: str = "/"):
+    """Log a client in through the login form (as a browser does); returns the POST /login answer."""
+    form = client.get("/login", params={"token": token} if token else None)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    data = {"csrf_token": csrf, "next": next_url, **({"token": token} if token else {"key": key})}
+    return client.post("/login", data=data, follow_redirects=False)
