@@ -1,0 +1,84 @@
+"""The privacy commands end to end through the CLI, on a copy of the real-photo store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from privacy_support import fresh_copy, open_engine, pristine, privacy_cli, selfie
+from typer.testing import CliRunner
+
+
+@pytest.fixture()
+def env(faces_dir, tmp_path_factory, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEINDEX_WORKERS", "1")  # 2 shared cores: no process pool in tests
+    root = pristine(faces_dir, tmp_path_factory)
+    store = fresh_copy(faces_dir, tmp_path_factory, tmp_path)
+    runner = CliRunner()
+    app = privacy_cli()
+
+    def run(*args: str, input: str | None = None):
+        result = runner.invoke(app, [*args, "--store", str(store)], input=input)
+        return result
+
+    return root, store, run
+
+
+def test_enrol_consent_subjects(env):
+    root, store, run = env
+    enrolled = run("enrol", "John Simm", str(root / "photos/canada/John_Simm"), "-c", "canada",
+                   "--consent-evidence", "form 1", "--jurisdiction", "CA", "--json")
+    assert enrolled.exit_code == 0, enrolled.output
+    data = json.loads(enrolled.output)
+    assert len(data["linked_faces"]) == 3 and data["subject"]["consent"] == "given"
+    listed = json.loads(run("subjects", "--json").output)
+    assert [(s["name"], s["faces"], s["jurisdictions"]) for s in listed] == [("John Simm", 3, ["CA"])]
+    withdrawn = run("consent", "John Simm", "withdraw", "--evidence", "letter", "--json")
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert json.loads(withdrawn.output)["erasure"]["faces"] == 3
+    refused = run("enrol", "Nobody", str(root / "photos/canada/John_Simm"), "-c", "canada")
+    assert refused.exit_code == 2 and "consent" in refused.output
+
+
+def test_forget_by_selfie_lists_and_asks_first(env):
+    root, store, run = env
+    probe = str(selfie(root, "Mark_Zuckerberg"))
+    dry = run("forget", "--selfie", probe, "--json")  # --json without --yes never erases
+    plan = json.loads(dry.output)
+    assert dry.exit_code == 0 and plan["erased"] is False and len(plan["plan"]["matches"]) == 4
+    declined = run("forget", "--selfie", probe, input="n\n")
+    assert declined.output.count("│ press") == 4 and "nothing erased" in declined.output  # 4 rows listed
+    done = run("forget", "--selfie", probe, "--yes", "--case", "DSR-3", "--json")
+    result = json.loads(done.output)["result"]
+    assert (result["faces"], result["verified"]) == (4, True)
+    with open_engine(store) as engine:
+        assert engine.search([probe], "check")[0].faces[0].candidates == []
+
+
+def test_forget_other_routes_and_opt_out(env):
+    root, store, run = env
+    assert run("forget", "--collection", "canada", "--yes").exit_code == 0
+    assert run("forget", "--jurisdiction", "CA", "--yes", "--json").exit_code == 0  # nothing left: still audited
+    image = str(root / "photos/press/Rose_Leslie/face_recognition__img1.jpg")
+    assert json.loads(run("forget", "--image", image, "--yes", "--json").output)["result"]["images"] == 1
+    bad = run("forget", "--jurisdiction", "Canada", "--yes")
+    assert bad.exit_code == 2 and "ISO 3166" in bad.output
+    opted = run("opt-out", str(selfie(root, "Jack_Dorsey")), "--reference", "req 9", "--json")
+    assert opted.exit_code == 0, opted.output
+    assert json.loads(opted.output)["erasure"]["faces"] == 4
+    with open_engine(store) as engine:
+        routes = [e.params["route"] for e in engine.audit.events(action="erase")]
+        assert routes == ["collection", "jurisdiction", "image", "opt-out"]
+        assert engine.audit.verify() == []
+
+
+def test_access_report_and_redact(env, tmp_path):
+    root, store, run = env
+    assert run("enrol", "Kit", str(root / "photos/press/Kit_Harington"), "-c", "press").exit_code == 0
+    report = run("access-report", str(selfie(root, "Kit_Harington")), "--out", str(tmp_path / "sar"), "--json")
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.output)["images"] == 3 and (tmp_path / "sar/report.html").exists()
+    redacted = run("redact", str(root / "photos/press/face_recognition__kit_with_rose.jpg"), "--keep-subject", "Kit",
+                   "--out", str(tmp_path / "r.jpg"), "--json")
+    assert redacted.exit_code == 0, redacted.output
+    assert json.loads(redacted.output)["blurred"] == 1 and (tmp_path / "r.jpg").stat().st_size > 10_000
