@@ -33,6 +33,8 @@ FAILPOINT_ENV = "FACEINDEX_FAILPOINT"
 """Crash-test hook: when set to 'erasure:planned' or 'erasure:deleted' the erasure stops there (prints
 `failpoint NAME` on stderr and sleeps) so a test can kill -9 it and check that reopening finishes it."""
 
+LOCK_FILE = "erasure.lock"
+
 JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 """ISO 3166-1 alpha-2 country, optionally with an ISO 3166-2 subdivision: CA, DE, US-IL."""
 
@@ -100,6 +102,31 @@ def _failpoint(name: str) -> None:
         sys.stderr.write(f"failpoint {name}\n")
         sys.stderr.flush()
         time.sleep(3600)
+
+
+class _ErasureLock:
+    """An exclusive advisory lock on `<store>/erasure.lock` (flock: released by the OS when its process dies)."""
+
+    def __init__(self, root: Path, *, wait: bool):
+        self.path, self.wait, self.held, self._fd = Path(root) / LOCK_FILE, wait, False, -1
+
+    def __enter__(self) -> _ErasureLock:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one process per store is then the operator's responsibility
+            self.held = True
+            return self
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            self.held = True
+        except BlockingIOError:
+            self.held = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing releases the flock
 
 
 class Eraser:
@@ -216,6 +243,25 @@ class Eraser:
 
     def run(self, job_id: int, *, resumed: bool = False) -> ErasureResult:
         """Delete what the journal row names, rewrite the index, delete derived files, scrub the SQLite files."""
+        with _ErasureLock(self.engine.store.root, wait=True):
+            return self._run(job_id, resumed=resumed)
+
+    def resume(self) -> list[ErasureResult]:
+        """Finish every journaled erasure (run when the store opens, e.g. after kill -9 mid-erasure).
+
+        Skipped while another live process holds the erasure lock: its erasure is running, not crashed
+        (the lock dies with its process, so after a kill -9 the next open always finishes the job).
+        """
+        results: list[ErasureResult] = []
+        with _ErasureLock(self.engine.store.root, wait=False) as lock:
+            if not lock.held:
+                return results
+            for (job_id,) in self.catalog.conn.execute("SELECT id FROM erasure_jobs ORDER BY id").fetchall():
+                log.warning("finishing interrupted erasure %d", job_id)
+                results.append(self._run(job_id, resumed=True))
+        return results
+
+    def _run(self, job_id: int, *, resumed: bool) -> ErasureResult:
         conn = self.catalog.conn
         job = conn.execute("SELECT * FROM erasure_jobs WHERE id = ?", (job_id,)).fetchone()
         if job is None:
@@ -256,15 +302,6 @@ class Eraser:
                 conn.execute("DELETE FROM erasure_jobs WHERE id = ?", (job_id,))
             self._checkpoint()
         return result
-
-    def resume(self) -> list[ErasureResult]:
-        """Finish every journaled erasure (run when the store opens, e.g. after kill -9 mid-erasure)."""
-        ids = [r[0] for r in self.catalog.conn.execute("SELECT id FROM erasure_jobs ORDER BY id")]
-        results = []
-        for job_id in ids:
-            log.warning("finishing interrupted erasure %d", job_id)
-            results.append(self.run(job_id, resumed=True))
-        return results
 
     # -- helpers --------------------------------------------------------------------------------
     def _exists(self, table: str, row_id: int) -> bool:
