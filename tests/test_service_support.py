@@ -35,6 +35,8 @@ PROBES = {
 }
 """A different photo of each gallery person, used to search."""
 NONFACE = "nonfaces/dlib__dog.jpg"
+REPO_ROOT_ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+"""Screenshots of the browser test land here too (the folder ignores itself in git)."""
 
 
 def gallery_files(faces_dir: Path) -> list[tuple[str, Path]]:

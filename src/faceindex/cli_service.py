@@ -1,6 +1,8 @@
-"""CLI commands of the REST service: `serve` and `keys create|list|revoke` (registered on the main app)."""
+"""CLI commands of the REST service: `serve` and `keys create|list|revoke` (registered on the main app).
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads the option annotations at run time, and they
+name `cli`, which is only in scope inside `register` (it imports the main CLI module lazily).
+"""
 
 import ipaddress
 from pathlib import Path
@@ -75,8 +77,9 @@ def register(app: typer.Typer) -> None:
             cli.console.print(f"faceindex serving store [bold]{engine.settings.store}[/bold] at {url} "
                               f"(API docs {url}/docs)")
             if token:
-                cli.console.print("No API key has been used on this store yet. Log in as admin with this one-time "
-                                  f"link (valid 24 h):\n\n    {url}/login?token={token}\n")
+                # Plain echo, not rich: the link must never be wrapped or cut at the terminal width.
+                typer.echo("No API key has been used on this store yet. Log in as admin with this one-time link "
+                           f"(valid 24 h):\n\n    {url}/login?token={token}\n", err=True)
             configure_logging()
             uvicorn.run(application, host=host.strip("[]"), port=port, log_config=None, access_log=False,
                         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,

@@ -206,6 +206,8 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
         app.include_router(module.router)
     install_error_handlers(app)
     app.openapi = _openapi_with_security(app)
+    # Photos the service kept for images erased while it was down (e.g. `faceindex forget`) go now.
+    routes_collections.sweep(state)
     # Outermost first: the access log sees the final status; limits run before any route touches the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
     app.add_middleware(SecurityHeadersMiddleware)

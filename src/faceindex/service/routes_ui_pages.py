@@ -7,7 +7,6 @@ The search page posts a plain form instead, so it also works without JavaScript.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -22,7 +21,7 @@ from faceindex.service.routes_collections import collection_public
 from faceindex.service.routes_images import check_view, image_detail
 from faceindex.service.routes_search import run_search
 from faceindex.service.routes_ui import render
-from faceindex.service.uploads import read_upload
+from faceindex.service.uploads import display_name, read_upload
 from faceindex.store.migrations import LEGAL_BASES
 
 router = APIRouter(include_in_schema=False)
@@ -43,7 +42,7 @@ def _candidate_view(engine, result) -> list[dict]:
         sizes = {r[0]: (r[1], r[2]) for r in engine.catalog.conn.execute(
             f"SELECT id, width, height FROM images WHERE id IN ({marks})", ids)}
     for face in result.faces or []:
-        cands = [{**c.__dict__, "name": Path(c.path).name, "size": sizes.get(c.image_id, (1, 1))}
+        cands = [{**c.__dict__, "name": display_name(c.path), "size": sizes.get(c.image_id, (1, 1))}
                  for c in face.candidates]
         faces.append({"face": face, "candidates": cands})
     return faces
@@ -93,7 +92,7 @@ def collection_page(request: Request, name: str, principal: page("collections:re
             "SELECT id, uri, status, error, n_faces FROM images WHERE collection_id = ? ORDER BY id LIMIT ? OFFSET ?",
             (cid, PAGE_SIZE, offset))]
     for image in images:
-        image["name"] = Path(image["uri"]).name
+        image["name"] = display_name(image["uri"])
     return render(request, "collection.html", principal, collection=collection, images=images, total=total,
                   offset=offset, page_size=PAGE_SIZE, show_images=principal.can("images:list"))
 
@@ -104,7 +103,7 @@ def image_page(request: Request, image_id: int, principal: page("images:view"), 
     check_view(state, principal, image_id)
     with state.gate.use(principal) as engine:
         image = image_detail(engine, image_id)
-    return render(request, "image.html", principal, image=image, name=Path(image.path).name, focus=focus)
+    return render(request, "image.html", principal, image=image, name=display_name(image.path), focus=focus)
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -84,6 +84,13 @@ async def read_upload(file: UploadFile, config: ServiceConfig) -> Upload:
     return check_upload(data, file.filename, config)
 
 
+def display_name(path: str | Path) -> str:
+    """A photo's file name as people know it: without the content-hash prefix the service gives uploads."""
+    name = Path(path).name
+    match = re.fullmatch(r"[0-9a-f]{16}-(.+)", name)
+    return match.group(1) if match else name
+
+
 def uploads_root(store: Path) -> Path:
     return Path(store) / UPLOADS_DIR
 

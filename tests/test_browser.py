@@ -1,0 +1,140 @@
+"""The web UI in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright; no browser
+download): log in, create a collection, upload photos and watch the ingest finish, search by uploading a
+photo and see the right person first. Screenshots go to the pytest tmp dir and to test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_service_support import REPO_ROOT_ARTIFACTS, upload_name
+
+from faceindex.config import Settings
+from faceindex.engine import Engine
+from faceindex.service.app import create_app
+from faceindex.service.keys import KeyStore
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+GALLERY = {"Jennifer_Aniston": ["deepface__img12.jpg", "deepface__img53.jpg"],
+           "Angelina_Jolie": ["deepface__img10.jpg", "deepface__img11.jpg"],
+           "Elon_Musk": ["deepface__img18.jpg"]}
+PROBE = ("Jennifer_Aniston", "deepface__img55.jpg")
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium "
+                                "(apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The real app under uvicorn on a free loopback port, over a fresh store with one admin key."""
+    import uvicorn
+
+    engine = Engine(tmp_path_factory.mktemp("browser-store"), Settings(workers=1), actor="test")
+    _, admin = KeyStore(engine).create("browser-admin", "admin")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}", admin
+    server.should_exit = True
+    thread.join(15)
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (pip install playwright) not installed")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def artifacts(tmp_path: Path) -> list[Path]:
+    """Where screenshots go: the test's tmp dir, and test-artifacts/ (kept out of git by its own .gitignore)."""
+    REPO_ROOT_ARTIFACTS.mkdir(exist_ok=True)
+    (REPO_ROOT_ARTIFACTS / ".gitignore").write_text("*\n")
+    return [tmp_path, REPO_ROOT_ARTIFACTS]
+
+
+def shoot(page, name: str, tmp_path: Path) -> None:
+    for folder in artifacts(tmp_path):
+        page.screenshot(path=str(folder / name), full_page=True)
+        assert (folder / name).stat().st_size > 10_000
+
+
+def test_login_ingest_and_search_in_chromium(server, browser, faces_dir, tmp_path):
+    url, admin = server
+    uploads = tmp_path / "to-upload"
+    uploads.mkdir()
+    for who, names in GALLERY.items():
+        for name in names:
+            source = faces_dir / "people" / who / name
+            shutil.copy(source, uploads / upload_name(who, source))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+    page.goto(f"{url}/collections")  # not logged in: sent to the login form, then back here
+    assert "/login" in page.url
+    page.fill("input[name=key]", admin)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/collections")
+
+    page.fill("#create-collection input[name=name]", "people")
+    page.select_option("#create-collection select[name=basis]", "consent")
+    page.fill("#create-collection input[name=purpose]", "browser test")
+    page.fill("#create-collection input[name=jurisdictions]", "DE, FR")
+    page.click("#create-collection button[type=submit]")
+    page.wait_for_selector("#collections a:text('people')")
+
+    page.set_input_files("#upload-form input[name=files]", sorted(str(p) for p in uploads.iterdir()))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_selector("[data-job][data-status='done']", timeout=120_000)
+    assert "5 indexed, 5 faces" in page.inner_text("#jobs")
+    shoot(page, "collections.png", tmp_path)
+
+    page.click("a[href='/search']")
+    who, name = PROBE
+    page.set_input_files("#photo", str(faces_dir / "people" / who / name))
+    assert page.is_visible("#preview")  # the local preview of the dropped photo
+    page.fill("input[name=purpose]", "browser case 1")
+    page.click(".search-form button[type=submit]")
+    page.wait_for_selector("#results .cand")
+    first = page.inner_text(".cand[data-rank='1'] .file")
+    assert first.startswith(who), first
+    ranks = page.locator(".cand").count()
+    assert ranks >= 1 and page.locator(".cand[data-rank='1'] svg rect").count() == 1
+    page.wait_for_function("[...document.querySelectorAll('.cand img')].every(i => i.complete && i.naturalWidth)")
+    shoot(page, "search-results.png", tmp_path)
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shoot(page, "search-results-phone.png", tmp_path)
+
+    page.click(".cand[data-rank='1'] a")
+    page.wait_for_selector(".faces li")
+    assert page.locator(".frame.big svg rect").count() == 1
+
+    page.goto(f"{url}/audit")
+    assert "Chain verified" in page.inner_text("#verify") and "browser case 1" in page.content()
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)  # Swagger UI from local files, under the CSP
+    assert "faceindex" in page.inner_text(".swagger-ui .info .title")
+    assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+    context.close()
