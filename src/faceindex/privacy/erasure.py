@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,28 +14,21 @@ from typing import TYPE_CHECKING
 
 from faceindex.errors import InvalidInputError, NotFoundError, StoreError
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
-from faceindex.privacy.scrub import find_residue
+from faceindex.privacy.scrub import DERIVED_DIRS, ErasureLock, Scrubber
 from faceindex.store.catalog import utcnow
-from faceindex.store.face_store import CATALOG_FILE
 
 if TYPE_CHECKING:
     from faceindex.engine import Engine, ImageSource
 
 log = logging.getLogger(__name__)
 
-DERIVED_DIRS = ("crops", "thumbs")
-"""Folders of the store where derived images may live, named `face-<id>.<ext>` or `image-<id>.<ext>`.
-faceindex itself writes none (the service re-encodes thumbnails per request); erasure still sweeps them
-so that anything following the convention never outlives the face or image it shows."""
-
 FAILPOINT_ENV = "FACEINDEX_FAILPOINT"
 """Crash-test hook: when set to 'erasure:planned' or 'erasure:deleted' the erasure stops there (prints
 `failpoint NAME` on stderr and sleeps) so a test can kill -9 it and check that reopening finishes it."""
 
-LOCK_FILE = "erasure.lock"
-
 JURISDICTION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 """ISO 3166-1 alpha-2 country, optionally with an ISO 3166-2 subdivision: CA, DE, US-IL."""
+
 
 @dataclass
 class Match:
@@ -104,31 +96,6 @@ def _failpoint(name: str) -> None:
         time.sleep(3600)
 
 
-class _ErasureLock:
-    """An exclusive advisory lock on `<store>/erasure.lock` (flock: released by the OS when its process dies)."""
-
-    def __init__(self, root: Path, *, wait: bool):
-        self.path, self.wait, self.held, self._fd = Path(root) / LOCK_FILE, wait, False, -1
-
-    def __enter__(self) -> _ErasureLock:
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): one process per store is then the operator's responsibility
-            self.held = True
-            return self
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
-            self.held = True
-        except BlockingIOError:
-            self.held = False
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # closing releases the flock
-
-
 class Eraser:
     """Plans and executes erasures. Every route ends in `Engine._delete_images` (one transaction, one
     audit event, index rewritten through `FaceStore.forget_vectors`), wrapped in a journal so a crash
@@ -137,6 +104,7 @@ class Eraser:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.catalog = engine.catalog
+        self.scrubber = Scrubber(engine)
 
     # -- planning -------------------------------------------------------------------------------
     def plan_subject(self, name: str, purpose: str | None = None) -> ErasurePlan:
@@ -243,7 +211,7 @@ class Eraser:
 
     def run(self, job_id: int, *, resumed: bool = False) -> ErasureResult:
         """Delete what the journal row names, rewrite the index, delete derived files, scrub the SQLite files."""
-        with _ErasureLock(self.engine.store.root, wait=True):
+        with ErasureLock(self.engine.store.root, wait=True):
             return self._run(job_id, resumed=resumed)
 
     def resume(self) -> list[ErasureResult]:
@@ -253,7 +221,7 @@ class Eraser:
         (the lock dies with its process, so after a kill -9 the next open always finishes the job).
         """
         results: list[ErasureResult] = []
-        with _ErasureLock(self.engine.store.root, wait=False) as lock:
+        with ErasureLock(self.engine.store.root, wait=False) as lock:
             if not lock.held:
                 return results
             for (job_id,) in self.catalog.conn.execute("SELECT id FROM erasure_jobs ORDER BY id").fetchall():
@@ -295,12 +263,12 @@ class Eraser:
             result.faces = self.engine._delete_images(image_ids, action, audit, purpose=job["purpose"],
                                                       face_ids=face_ids, also=drop_records)
         _failpoint("erasure:deleted")
-        result.files_deleted = self._delete_derived(all_faces, image_ids)
-        result.complete, result.verified = self._scrub(vectors, vacuum=resumed)
+        result.files_deleted = self.scrubber.delete_derived(all_faces, image_ids)
+        result.complete, result.verified = self.scrubber.scrub(vectors, vacuum=resumed)
         if result.complete:
             with self.catalog.transaction():
                 conn.execute("DELETE FROM erasure_jobs WHERE id = ?", (job_id,))
-            self._checkpoint()
+            self.scrubber.checkpoint()
         return result
 
     # -- helpers --------------------------------------------------------------------------------
@@ -324,68 +292,5 @@ class Eraser:
                 f"SELECT embedding FROM faces WHERE id IN ({marks}) AND embedding IS NOT NULL", chunk)]
         return blobs
 
-    def _delete_derived(self, face_ids: list[int], image_ids: list[int]) -> int:
-        doomed = {f"face-{i}" for i in face_ids} | {f"image-{i}" for i in image_ids}
-        deleted = 0
-        for name in DERIVED_DIRS:
-            folder = self.engine.store.root / name
-            if not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                if path.is_file() and path.name.split(".", 1)[0] in doomed:
-                    path.unlink()
-                    deleted += 1
-        return deleted
 
-    def _checkpoint(self, tries: int = 20) -> bool:
-        """Copy the WAL into the database and truncate it to 0 bytes; False if a reader kept it busy."""
-        for _ in range(tries):
-            busy = self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if not busy:
-                return True
-            time.sleep(0.1)
-        return False
-
-    def _not_held_elsewhere(self, vectors: list[bytes]) -> list[bytes]:
-        """Drop faceprints that a face still in the catalog holds byte for byte (the same photo kept in a
-        collection the erasure did not cover): those bytes are rightly still in the store's files."""
-        wanted = set(vectors)
-        held: set[bytes] = set()
-        for _, block in self.catalog.iter_embeddings():
-            held.update(b for b in (row.tobytes() for row in block) if b in wanted)
-        return [v for v in vectors if v not in held]
-
-    def _vacuum(self) -> bool:
-        """Rewrite the catalog without free pages, then checkpoint; False if another connection blocked it."""
-        try:
-            self.catalog.conn.execute("VACUUM")
-        except sqlite3.OperationalError as exc:
-            log.warning("VACUUM failed: %s", exc)
-            return False
-        return self._checkpoint()
-
-    def _scrub(self, vectors: list[bytes], *, vacuum: bool) -> tuple[bool, bool]:
-        """Leave no erased faceprint in any file of the store. Returns (complete, verified).
-
-        secure_delete zeroes deleted rows in the database file, but the WAL keeps the old page images
-        until a checkpoint, so the WAL is checkpointed and truncated. Then the store's files are scanned
-        for the erased faceprints; a hit in the catalog (a page freed when secure_delete was off, e.g. by
-        another tool) triggers VACUUM, a hit in the index a rebuild. After a crash the faceprints are no
-        longer known, so a resumed erasure always VACUUMs (cost: one copy of the catalog).
-        """
-        if not self._checkpoint() or (vacuum and not self._vacuum()):
-            log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
-            return False, False
-        vectors = self._not_held_elsewhere(vectors)
-        if not vectors:
-            return True, vacuum
-        residue = find_residue(self.engine.store.root, vectors)
-        if any(name.startswith(CATALOG_FILE) for name in residue) and not self._vacuum():
-            return False, False
-        if any(not name.startswith(CATALOG_FILE) for name in residue):
-            self.engine.store.rebuild_index()
-        if residue:
-            residue = find_residue(self.engine.store.root, vectors)
-            if residue:
-                raise StoreError(f"erased faceprints still found in {sorted(residue)}")
-        return True, True
+__all__ = ["DERIVED_DIRS", "Eraser", "ErasurePlan", "ErasureResult", "Match"]

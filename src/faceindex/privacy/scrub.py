@@ -1,12 +1,133 @@
-"""Residue scan: find erased faceprints' bytes in any file of a store (the proof that erasure is complete)."""
+"""Scrubbing after erasure: WAL checkpoint, VACUUM, derived files, and the residue scan that proves it."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-_CHUNK = 64 * 2**20  # files are read in 64 MiB windows
+from faceindex.errors import StoreError
+from faceindex.store.face_store import CATALOG_FILE
+
+if TYPE_CHECKING:
+    from faceindex.engine import Engine
+
+log = logging.getLogger(__name__)
+
+DERIVED_DIRS = ("crops", "thumbs")
+"""Folders of the store where derived images may live, named `face-<id>.<ext>` or `image-<id>.<ext>`.
+faceindex itself writes none (the service re-encodes thumbnails per request); erasure still sweeps them
+so that anything following the convention never outlives the face or image it shows."""
+
+LOCK_FILE = "erasure.lock"
+_CHUNK = 64 * 2**20  # the residue scan reads files in 64 MiB windows
+
+
+class ErasureLock:
+    """An exclusive advisory lock on `<store>/erasure.lock` (flock: released by the OS when its process dies)."""
+
+    def __init__(self, root: Path, *, wait: bool):
+        self.path, self.wait, self.held, self._fd = Path(root) / LOCK_FILE, wait, False, -1
+
+    def __enter__(self) -> ErasureLock:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one process per store is then the operator's responsibility
+            self.held = True
+            return self
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            self.held = True
+        except BlockingIOError:
+            self.held = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing releases the flock
+
+
+class Scrubber:
+    """Makes an erasure complete on disk once its catalog rows are gone."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.catalog = engine.catalog
+
+    def delete_derived(self, face_ids: list[int], image_ids: list[int]) -> int:
+        """Delete files of DERIVED_DIRS showing any of these faces or images; returns files deleted."""
+        doomed = {f"face-{i}" for i in face_ids} | {f"image-{i}" for i in image_ids}
+        deleted = 0
+        for name in DERIVED_DIRS:
+            folder = self.engine.store.root / name
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.is_file() and path.name.split(".", 1)[0] in doomed:
+                    path.unlink()
+                    deleted += 1
+        return deleted
+
+    def checkpoint(self, tries: int = 20) -> bool:
+        """Copy the WAL into the database and truncate it to 0 bytes; False if a reader kept it busy."""
+        for _ in range(tries):
+            busy = self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def not_held_elsewhere(self, vectors: list[bytes]) -> list[bytes]:
+        """Drop faceprints that a face still in the catalog holds byte for byte (the same photo kept in a
+        collection the erasure did not cover): those bytes are rightly still in the store's files."""
+        wanted = set(vectors)
+        held: set[bytes] = set()
+        for _, block in self.catalog.iter_embeddings():
+            held.update(b for b in (row.tobytes() for row in block) if b in wanted)
+        return [v for v in vectors if v not in held]
+
+    def vacuum(self) -> bool:
+        """Rewrite the catalog without free pages, then checkpoint; False if another connection blocked it."""
+        try:
+            self.catalog.conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            log.warning("VACUUM failed: %s", exc)
+            return False
+        return self.checkpoint()
+
+    def scrub(self, vectors: list[bytes], *, vacuum: bool) -> tuple[bool, bool]:
+        """Leave no erased faceprint in any file of the store. Returns (complete, verified).
+
+        secure_delete zeroes deleted rows in the database file, but the WAL keeps the old page images
+        until a checkpoint, so the WAL is checkpointed and truncated. Then the store's files are scanned
+        for the erased faceprints; a hit in the catalog (a page freed when secure_delete was off, e.g. by
+        another tool) triggers VACUUM, a hit in the index a rebuild. After a crash the faceprints are no
+        longer known, so a resumed erasure always VACUUMs (cost: one copy of the catalog).
+        """
+        if not self.checkpoint() or (vacuum and not self.vacuum()):
+            log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
+            return False, False
+        vectors = self.not_held_elsewhere(vectors)
+        if not vectors:
+            return True, vacuum
+        residue = find_residue(self.engine.store.root, vectors)
+        if any(name.startswith(CATALOG_FILE) for name in residue) and not self.vacuum():
+            return False, False
+        if any(not name.startswith(CATALOG_FILE) for name in residue):
+            self.engine.store.rebuild_index()
+        if residue:
+            residue = find_residue(self.engine.store.root, vectors)
+            if residue:
+                raise StoreError(f"erased faceprints still found in {sorted(residue)}")
+        return True, True
+
+
 
 
 def find_residue(root: Path, needles: list[bytes]) -> dict[str, int]:
