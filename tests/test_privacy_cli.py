@@ -46,6 +46,9 @@ def test_forget_by_selfie_lists_and_asks_first(env):
     dry = run("forget", "--selfie", probe, "--json")  # --json without --yes never erases
     plan = json.loads(dry.output)
     assert dry.exit_code == 0 and plan["erased"] is False and len(plan["plan"]["matches"]) == 4
+    both = json.loads(run("forget", "--selfie", probe, "--selfie", str(selfie(root, "Jack_Dorsey")), "--dry-run",
+                          "--json").output)["plan"]
+    assert len(both["matches"]) == 8 and both["selfies"] == 2  # several selfies: the union of their matches
     declined = run("forget", "--selfie", probe, input="n\n")
     assert declined.output.count("│ press") == 4 and "nothing erased" in declined.output  # 4 rows listed
     done = run("forget", "--selfie", probe, "--yes", "--case", "DSR-3", "--json")

@@ -96,7 +96,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def forget(
         subject: Annotated[str | None, typer.Option(help="Erase an enrolled subject and its faces.")] = None,
-        selfie: Annotated[Path | None, typer.Option(help="Erase every face matching this photo (strict).")] = None,
+        selfie: Annotated[list[Path] | None, typer.Option(help="Erase every face matching this photo (strict); "
+                                                                "repeat with more photos of the person.")] = None,
         collection: Annotated[str | None, typer.Option(help="Erase a collection with all its images.")] = None,
         jurisdiction: Annotated[str | None, typer.Option(help="Erase collections and subjects tagged e.g. CA.")]
         = None,
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
         """Erase completely: catalog rows (secure_delete), index, derived files, WAL. Lists first, then asks."""
         try:
             with open_engine(store) as engine:
-                plan = engine.privacy.plan_erasure(subject=subject, selfie=str(selfie) if selfie else None,
+                plan = engine.privacy.plan_erasure(subject=subject, selfie=[str(p) for p in selfie] if selfie else None,
                                                    collection=collection, jurisdiction=jurisdiction, image=image,
                                                    case=case)
                 summary = engine.privacy.eraser.summary(plan)

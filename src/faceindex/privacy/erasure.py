@@ -114,14 +114,19 @@ class Eraser:
         return ErasurePlan("subject", face_ids=self.with_copies(faces), subject_ids=[subject.id], purpose=purpose,
                            params={"subject_id": subject.id})
 
-    def plan_selfie(self, source: ImageSource, purpose: str | None = None,
+    def plan_selfie(self, source: ImageSource | list[ImageSource], purpose: str | None = None,
                     threshold: float | None = None) -> ErasurePlan:
-        """Every face scoring >= the strict threshold against the selfie's largest face, listed in `matches`."""
-        vector = selfie_faceprint(self.engine, source)
+        """Every face scoring >= the strict threshold against the largest face of the selfie (or of any of
+        several selfies: more photos of the person recover faces one photo scores below the threshold)."""
+        sources = list(source) if isinstance(source, list | tuple) else [source]
         gallery = len(self.engine.store.index())
         limit = threshold if threshold is not None else strict_threshold(self.engine.policy, gallery)
-        hits = dict(self.engine.store.search_above(vector, limit, limit=1_000_000))
-        del vector  # only ids and scores leave this function
+        hits: dict[int, float] = {}
+        for item in sources:
+            vector = selfie_faceprint(self.engine, item)
+            for fid, score in self.engine.store.search_above(vector, limit, limit=1_000_000):
+                hits[fid] = max(score, hits.get(fid, -1.0))
+            del vector  # only ids and scores leave this function
         details = self.catalog.face_details(list(hits))
         by_image: dict[int, list[int]] = {}
         for fid in details:
@@ -130,7 +135,8 @@ class Eraser:
                          [f for f in by_image[row["image_id"]] if f != fid])
                    for fid, row in sorted(details.items(), key=lambda kv: -hits[kv[0]])]
         return ErasurePlan("selfie", face_ids=self.with_copies([m.face_id for m in matches]), purpose=purpose,
-                           params={"threshold": round(limit, 4), "gallery": gallery}, matches=matches)
+                           params={"threshold": round(limit, 4), "gallery": gallery, "selfies": len(sources)},
+                           matches=matches)
 
     def plan_collection(self, name: str, purpose: str | None = None) -> ErasurePlan:
         collection = self.catalog.get_collection(name)
