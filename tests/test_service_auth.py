@@ -243,3 +243,14 @@ def test_docs_are_served_locally(svc):
     assert "cdn" not in page.text.lower()
     assert svc.client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     assert svc.client.get("/static/docs.js").status_code == 200
+
+
+def test_failed_authentications_are_rate_limited_per_address(tmp_path):
+    service = start_service(tmp_path / "store", ServiceConfig(auth_failures_per_minute=5))
+    try:
+        bad = {"Authorization": "Bearer fik_guess"}
+        codes = [service.client.get("/api/v1/me", headers=bad).status_code for _ in range(11)]
+        assert codes == [401] * 10 + [429]
+        assert service.client.get("/api/v1/me", headers=service.auth("admin")).status_code == 200
+    finally:
+        service.close()

@@ -180,6 +180,8 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     state = ServiceState(gate=EngineGate(engine), config=config, jobs=JobManager(engine.settings),
                          limiter=RateLimiter(config.rate_per_minute, config.rate_burst),
                          login_limiter=RateLimiter(config.login_per_minute, max(3, int(config.login_per_minute))),
+                         failure_limiter=RateLimiter(config.auth_failures_per_minute,
+                                                     max(10, int(2 * config.auth_failures_per_minute))),
                          grants=SearchGrants(config.search_grant_hours), owns_engine=owns)
 
     @asynccontextmanager

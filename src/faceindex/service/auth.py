@@ -96,9 +96,20 @@ def _lookup(request: Request) -> Principal | None:
 
 
 async def current_principal(request: Request) -> Principal | None:
-    """The caller (cached on the request), or None when no credentials were presented."""
+    """The caller (cached on the request), or None when no credentials were presented.
+
+    Wrong credentials also spend from a per-address budget: guessing a 256-bit key is hopeless, but a
+    flood of bad keys should not cost the server a catalog lookup each without limit.
+    """
     if not hasattr(request.state, "principal"):
-        request.state.principal = await run_in_threadpool(_lookup, request)
+        try:
+            request.state.principal = await run_in_threadpool(_lookup, request)
+        except AuthError:
+            client = request.client.host if request.client else "unknown"
+            wait = get_state(request).failure_limiter.take(f"ip:{client}")
+            if wait:
+                raise RateLimitedError(f"too many failed authentications; retry in {wait:.0f} s", wait) from None
+            raise
     return request.state.principal
 
 

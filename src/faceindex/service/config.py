@@ -32,6 +32,10 @@ class ServiceConfig(BaseSettings):
     login_per_minute: float = Field(
         20.0, gt=0, description="Login attempts per minute per client address (guards the login form)."
     )
+    auth_failures_per_minute: float = Field(
+        60.0, gt=0, description="Requests with a wrong key or expired session per minute per client address "
+        "(twice as many may come at once); more get 429."
+    )
     session_hours: float = Field(12.0, gt=0, description="Lifetime of a browser session cookie, in hours.")
     allowed_folders: list[Path] = Field(
         default_factory=list,

@@ -104,6 +104,7 @@ class ServiceState:
     jobs: JobManager
     limiter: RateLimiter
     login_limiter: RateLimiter
+    failure_limiter: RateLimiter
     grants: SearchGrants
     owns_engine: bool = False
     extra: dict = field(default_factory=dict)
