@@ -120,7 +120,8 @@ def test_login_ingest_and_search_in_chromium(server, browser, faces_dir, tmp_pat
     assert first.startswith(who), first
     ranks = page.locator(".cand").count()
     assert ranks >= 1 and page.locator(".cand[data-rank='1'] svg rect").count() == 1
-    page.wait_for_function("[...document.querySelectorAll('.cand img')].every(i => i.complete && i.naturalWidth)")
+    # Functions, not expression strings: Playwright evaluates those with eval(), which the page's CSP forbids.
+    page.wait_for_function("() => [...document.querySelectorAll('.cand img')].every(i => i.complete && i.naturalWidth)")
     shoot(page, "search-results.png", tmp_path)
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
@@ -137,4 +138,40 @@ def test_login_ingest_and_search_in_chromium(server, browser, faces_dir, tmp_pat
     page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)  # Swagger UI from local files, under the CSP
     assert "faceindex" in page.inner_text(".swagger-ui .info .title")
     assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+    context.close()
+
+
+def test_privacy_officer_erases_by_selfie_and_opens_an_access_report(server, browser, faces_dir, tmp_path):
+    """Runs after the search test (same store): the privacy page's two-step erasure and the access report."""
+    url, admin = server
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # the "erase permanently?" confirmation
+    page.goto(f"{url}/login?next=/privacy")
+    page.fill("input[name=key]", admin)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/privacy")
+
+    selfie = faces_dir / "people" / "Angelina_Jolie" / "deepface__img2.jpg"
+    with context.expect_page() as popup:
+        page.set_input_files("#access-form input[name=photo]", str(selfie))
+        page.fill("#access-form input[name=case]", "SAR-browser")
+        page.click("#access-form button[type=submit]")
+    report = popup.value
+    report.wait_for_load_state()
+    assert "Subject access report" in report.inner_text("h1") and report.locator("img[data-image-id]").count() >= 1
+    for folder in artifacts(tmp_path):
+        report.screenshot(path=str(folder / "access-report.png"), full_page=True)
+    report.close()
+
+    page.set_input_files("#erase-selfie-form input[name=photo]", str(selfie))
+    page.click("#erase-selfie-form button[type=submit]")
+    page.wait_for_selector("#plan-box [data-matches] li img")
+    assert "Would erase" in page.inner_text("#plan-box pre")
+    matches = page.locator("#plan-box [data-matches] li").count()
+    assert matches >= 1 and "Angelina_Jolie" in page.inner_text("#plan-box [data-matches]")
+    shoot(page, "erasure-plan.png", tmp_path)
+    page.click("#plan-box [data-confirm-plan]")
+    page.wait_for_function("() => document.querySelector('#plan-box pre').textContent.startsWith('Erased')")
+    assert '"verified": true' in page.inner_text("#plan-box pre")
     context.close()

@@ -101,7 +101,8 @@ function showPlan(form, plan) {
     img.src = "/api/v1/faces/" + m.face_id + "/crop?size=160";
     img.alt = "face " + m.face_id;
     const text = document.createElement("div");
-    text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) + " · " + m.collection + " · " + m.path.split("/").pop();
+    const name = m.path.split("/").pop().replace(/^[0-9a-f]{16}-/, "");  // uploads carry a content-hash prefix
+    text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) + " · " + m.collection + " · " + name;
     item.append(img, text);
     list.append(item);
   }
