@@ -71,18 +71,29 @@ class IngestRunner:
         with self.catalog.transaction():
             self.catalog.bind_model(model_id)
         todo: list[SourceFile] = []
+        copies_in_run: list[SourceFile] = []  # same bytes as a file queued in this run: copy its faces later
+        queued: set[str] = set()
         done = 0
         for path in files:
             source = describe(path)
-            if self._settle_without_analysis(source, collection, model_id, report):
+            if source.sha256 in queued and self.catalog.find_image(collection.id, source.uri) is None:
+                copies_in_run.append(source)
+            elif self._settle_without_analysis(source, collection, model_id, report):
                 done += 1
                 self.progress("file", done, len(files))
             else:
                 todo.append(source)
+                queued.add(source.sha256)
         for outcome in self._analyse_all(todo):
             self._commit(outcome, collection, model_id, report)
             done += 1
             self.progress("file", done, len(files))
+        # A copy whose original failed to index has no twin and is analysed on its own (and skipped alike).
+        leftovers = [s for s in copies_in_run if not self._settle_without_analysis(s, collection, model_id, report)]
+        for outcome in self._analyse_all(leftovers):
+            self._commit(outcome, collection, model_id, report)
+        done += len(copies_in_run)
+        self.progress("file", done, len(files))
         self.store.save_index()
         report.seconds = time.monotonic() - start
         return report
