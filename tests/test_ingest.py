@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faceindex.store.vector_index import VectorIndex
 from imagegen import png_header_bomb
 
 from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.errors import PolicyError
+from faceindex.store.vector_index import VectorIndex
 
 PEOPLE = ["John_Salley", "John_Savage", "Katy_Perry"]
 
