@@ -194,6 +194,25 @@ def test_thumbnail_and_crop_are_reencoded_jpegs(svc):
     assert ImageStat.Stat(diff).mean[0] > 5
 
 
+def test_a_tampered_catalog_path_never_serves_other_files(svc, tmp_path):
+    """Photos are re-encoded from decoded pixels: a catalog path pointing at a secret file yields an error."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:top secret\n")
+    image_id = svc.client.get("/api/v1/images", headers=svc.auth("admin")).json()["items"][0]["id"]
+    conn = svc.engine.catalog.conn
+    original = conn.execute("SELECT uri FROM images WHERE id = ?", (image_id,)).fetchone()[0]
+    conn.execute("UPDATE images SET uri = ? WHERE id = ?", (str(secret), image_id))
+    try:
+        served = svc.client.get(f"/api/v1/images/{image_id}/thumbnail", headers=svc.auth("admin"))
+        assert served.status_code == 422 and served.json()["error"]["code"] == "bad_image"
+        assert "top secret" not in served.text
+        conn.execute("UPDATE images SET uri = ? WHERE id = ?", (str(tmp_path / "gone.jpg"), image_id))
+        gone = svc.client.get(f"/api/v1/images/{image_id}/thumbnail", headers=svc.auth("admin"))
+        assert gone.status_code == 404
+    finally:
+        conn.execute("UPDATE images SET uri = ? WHERE id = ?", (original, image_id))
+
+
 def test_searcher_sees_only_photos_its_searches_returned(svc, faces_dir):
     client = svc.client
     with svc.engine.catalog.transaction():  # a fresh searcher: earlier tests' searches granted it other photos

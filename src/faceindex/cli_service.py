@@ -74,8 +74,8 @@ def register(app: typer.Typer) -> None:
             token = keys.bootstrap_login()
             config = ServiceConfig(**({"allowed_folders": allow_folder} if allow_folder else {}))
             application = create_app(engine, config)
-            cli.console.print(f"faceindex serving store [bold]{engine.settings.store}[/bold] at {url} "
-                              f"(API docs {url}/docs)")
+            cli.console.print(f"faceindex serving store [bold]{Path(engine.settings.store).resolve()}[/bold] at {url} "
+                              f"(API docs {url}/docs)", soft_wrap=True)
             if token:
                 # Plain echo, not rich: the link must never be wrapped or cut at the terminal width.
                 typer.echo("No API key has been used on this store yet. Log in as admin with this one-time link "

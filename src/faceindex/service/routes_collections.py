@@ -21,7 +21,7 @@ from faceindex.service.deps import (
 )
 from faceindex.service.schemas import CollectionCreate, CollectionPublic, DeletedPublic, FolderCreate, JobPublic
 from faceindex.service.state import ServiceState
-from faceindex.service.uploads import read_upload, save_uploads
+from faceindex.service.uploads import read_upload, save_uploads, sweep_uploads
 from faceindex.store.catalog import Collection
 
 router = APIRouter(prefix="/api/v1", tags=["collections"], responses=ERRORS)
@@ -143,8 +143,6 @@ def get_job(job_id: str, principal: CanIngest, state: StateDep):
 
 def sweep(state: ServiceState) -> int:
     """Delete uploaded photo files that no image record refers to any more (after deletions and erasure)."""
-    from faceindex.service.uploads import sweep_uploads
-
     with state.gate.use() as engine:
         referenced = {r[0] for r in engine.catalog.conn.execute("SELECT uri FROM images")}
         return sweep_uploads(engine.settings.store, referenced, state.jobs.pending_paths())
