@@ -13,9 +13,7 @@ from privacy_support import faces_in, found_people, fresh_copy, open_engine, pri
 
 from faceindex.privacy.erasure import FAILPOINT_ENV
 
-# The privacy commands exactly as `faceindex` registers them, on an app of their own: a command group of
-# another layer that fails to build must not make this crash test fail.
-CLI = "import typer; from faceindex import cli_privacy; app = typer.Typer(); cli_privacy.register(app); app()"
+CLI = "from faceindex.cli import app; app()"  # the `faceindex` console script, in a real child process
 
 
 def _forget_and_kill(store, failpoint: str, *args: str) -> None:
