@@ -85,7 +85,8 @@ def add(
     counts = report.counts()
     console.print(f"[green]done[/green] in {report.seconds:.1f} s: {counts['indexed']} images indexed, "
                   f"{counts['faces']} faces, {counts['unchanged']} unchanged, {counts['copied']} copies, "
-                  f"{counts['rejected_faces']} faces rejected for quality, {counts['skipped']} files skipped")
+                  f"{counts['rejected_faces']} faces rejected for quality, {counts['opted_out_faces']} faces of "
+                  f"opted-out people dropped, {counts['skipped']} files skipped")
     for path, reason in report.skipped[:50]:
         console.print(f"  skipped {path}: {reason}")
     if len(report.skipped) > 50:

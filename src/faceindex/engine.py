@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -112,11 +113,14 @@ class Engine:
         model_id = self.pipeline.model_id
         runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.face_filter,
                               progress=progress)
-        report = runner.run([str(p) for p in paths], target, model_id)
+        paths = [str(p) for p in paths]
+        report = runner.run(paths, target, model_id)
+        # Folder names can be personal data and the audit log can never be erased: keep a digest, not the names.
+        paths_digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()
         self.store.index()  # catch the index up and persist it before reporting success
         self.store.save_index()
         self._record("ingest", purpose=target.purpose, params={"collection": target.name,
-                     "paths": [str(p) for p in paths]}, counts=report.counts())
+                     "paths": len(paths), "paths_sha256": paths_digest}, counts=report.counts())
         return report
 
     # -- analysis and search ----------------------------------------------------------------
@@ -236,6 +240,7 @@ class Engine:
             self._record(action, purpose=purpose, params=params,
                          counts={"images": len(image_ids), "faces": removed, **extra})
         self.store.forget_vectors(face_ids_gone)
+        self.catalog.checkpoint()  # erased rows must not survive in the -wal file
         return removed
 
     def reindex(self) -> int:

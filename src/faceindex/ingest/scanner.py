@@ -23,8 +23,8 @@ class SourceFile:
 
 
 def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Every regular file under the given files/folders, sorted, hidden names skipped, links not followed
-    into directories (a link loop cannot trap the walk). Missing paths raise InvalidInputError."""
+    """Every regular file under the given files/folders, sorted, hidden names skipped, symbolic links inside
+    folders skipped (a link loop cannot trap the walk). Missing paths raise InvalidInputError."""
     for raw in paths:
         root = Path(raw)
         if root.is_file():
@@ -35,10 +35,11 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if not name.startswith("."):
-                    path = Path(dirpath) / name
-                    if path.is_file():
-                        yield path
+                path = Path(dirpath) / name
+                # A link inside a declared folder could pull in a file from outside it: only files that
+                # really live under the folder are taken (an operator can still name a link explicitly).
+                if not name.startswith(".") and not path.is_symlink() and path.is_file():
+                    yield path
 
 
 def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:

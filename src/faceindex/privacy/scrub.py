@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,12 +75,7 @@ class Scrubber:
 
     def checkpoint(self, tries: int = 20) -> bool:
         """Copy the WAL into the database and truncate it to 0 bytes; False if a reader kept it busy."""
-        for _ in range(tries):
-            busy = self.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if not busy:
-                return True
-            time.sleep(0.1)
-        return False
+        return self.catalog.checkpoint(tries)
 
     def not_held_elsewhere(self, vectors: list[bytes]) -> list[bytes]:
         """Drop faceprints that a face still in the catalog holds byte for byte (the same photo kept in a

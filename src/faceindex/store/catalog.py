@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +62,15 @@ class Catalog:
 
     def close(self) -> None:
         self.conn.close()
+
+    def checkpoint(self, tries: int = 20) -> bool:
+        """Copy the WAL into the database and truncate it to 0 bytes, so deleted rows' bytes do not linger in
+        the -wal file; False if a reader kept it busy for all `tries` (0.1 s apart)."""
+        for _ in range(tries):
+            if not self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                return True
+            time.sleep(0.1)
+        return False
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
