@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from faceindex.store.vector_index import VectorIndex
 
 from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
+from faceindex.store.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
 
