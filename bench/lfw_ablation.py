@@ -124,6 +124,71 @@ def collect(lfw: Path, cache: Path, limit: int | None) -> None:
                   + ", ".join(f"{k} {v:.0f}" for k, v in times.items()), flush=True)
 
 
+def collect_tta(lfw: Path, cache: Path, out: Path) -> None:
+    """Second pass over the chosen face of every image (boxes from `collect`, HOG then CNN, centre-lin):
+    raw descriptors of extra test-time views: padding 0.20 / 0.30 (scale) and their mirrors, and 8
+    dlib.jitter_image copies of the padding-0.25 chip (dlib's own `num_jitters` augmentation:
+    random shift, rotation, scale and mirror; not reproducible run to run, measured here only)."""
+    import dlib
+    import face_recognition_models as models
+
+    from faceindex.pipeline.analyse import FacePipeline
+
+    pipe = FacePipeline()
+    sp5 = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
+    images = pickle.loads(cache.read_bytes())["images"]
+    views: dict[str, dict] = pickle.loads(out.read_bytes()) if out.is_file() else {}
+    t0 = time.perf_counter()
+    todo = [p for p in images if p not in views]
+    for n, path in enumerate(todo, start=1):
+        im = images[path]
+        faces = [f for f in im["faces"] if f["det"] == "hog"] or [f for f in im["faces"] if f["det"] == "cnn"]
+        f = choose(faces, im["width"], im["height"], "centre-lin")
+        if f is not None:
+            full = pipe.decode(path).full()
+            box = f["box"]
+            shape = sp5(full, dlib.rectangle(box[0], box[1], box[2] - 1, box[3] - 1))
+            chips = []
+            for pad in (0.20, 0.30):
+                c = np.asarray(dlib.get_face_chip(full, shape, size=150, padding=pad), np.uint8)
+                chips += [c, c[:, ::-1]]
+            base = np.asarray(dlib.get_face_chip(full, shape, size=150, padding=0.25), np.uint8)
+            chips += [np.asarray(j, np.uint8) for j in dlib.jitter_image(base, 8)]
+            raw = pipe.embedder._raw(np.ascontiguousarray(np.stack(chips)))
+            views[path] = {"box": box, "p20": raw[0], "p20m": raw[1], "p30": raw[2], "p30m": raw[3], "jit": raw[4:]}
+        if n % 250 == 0 or n == len(todo):
+            out.write_bytes(pickle.dumps(views))
+            print(f"{n}/{len(todo)} {(time.perf_counter() - t0) / n:.3f} s/image", flush=True)
+
+
+def analyse_tta(lfw: Path, cache: Path, out: Path) -> None:
+    from faceindex.evaluation.metrics import verification_accuracy_kfold
+
+    images = pickle.loads(cache.read_bytes())["images"]
+    views = pickle.loads(out.read_bytes())
+    base = {}
+    for path, im in images.items():
+        faces = [f for f in im["faces"] if f["det"] == "hog"] or [f for f in im["faces"] if f["det"] == "cnn"]
+        f = choose(faces, im["width"], im["height"], "centre-lin")
+        if f is not None and path in views:
+            base[path] = {**views[path], "p25": f["e5"], "p25m": f["e5m"]}
+    pairs = [p for p in _pairs(lfw) if str(p.path_a) in images and str(p.path_b) in images]
+    same, folds = np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+    combos = {"p25": ["p25"], "p25+m": ["p25", "p25m"],
+              "p20..p30 +m (6 views)": ["p20", "p20m", "p25", "p25m", "p30", "p30m"],
+              "p25+m + jitter8": ["p25", "p25m", "jit"], "jitter8": ["jit"], "p25 + jitter8": ["p25", "jit"]}
+    print("| views | accuracy (dev) | std |")
+    print("|---|---|---|")
+    for name, keys in combos.items():
+        def vec(v, keys=keys):
+            parts = [v[k].sum(axis=0) if k == "jit" else v[k] for k in keys]
+            return _unit(np.sum(parts, axis=0))
+        scores = np.array([float(vec(base[str(p.path_a)]) @ vec(base[str(p.path_b)]))
+                           if str(p.path_a) in base and str(p.path_b) in base else -1.0 for p in pairs])
+        acc, std, _ = verification_accuracy_kfold(scores, same, folds)
+        print(f"| {name} | {100 * acc:.2f}% | {100 * std:.2f} |")
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
@@ -202,15 +267,20 @@ def analyse(lfw: Path, cache: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("collect", "analyse"))
+    ap.add_argument("action", choices=("collect", "analyse", "collect-tta", "analyse-tta"))
     ap.add_argument("--lfw", type=Path, default=LFW, help="LFW folder holding images/ and pairsDevTrain.txt")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/lfw_ablation.pkl"))
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (smoke test)")
+    ap.add_argument("--tta-cache", type=Path, default=Path("/tmp/lfw_ablation_tta.pkl"))
     args = ap.parse_args()
     if args.action == "collect":
         collect(args.lfw, args.cache, args.limit)
-    else:
+    elif args.action == "analyse":
         analyse(args.lfw, args.cache)
+    elif args.action == "collect-tta":
+        collect_tta(args.lfw, args.cache, args.tta_cache)
+    else:
+        analyse_tta(args.lfw, args.cache, args.tta_cache)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,14 @@ def _progress(enabled: bool, label: str):
     return bar, lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _write_atomic(target: Path, text: str) -> None:
+    """Write via a temporary file and rename: never a half-written calibration where the engine reads it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -63,6 +71,8 @@ def eval_command(
     flip: FlipOpt = None,
     yunet_model: YunetOpt = None,
     max_impostors: MaxImpOpt = 10_000_000,
+    write_calibration: Annotated[Path | None, typer.Option(
+        "--write-calibration", help="Also save the calibration measured here (as `calibrate --out` would).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the figures.")] = False,
 ) -> None:
     """Measure accuracy on labelled photos: ROC/DET, EER, TAR@FAR, LFW accuracy, rank-1/5, FNIR@FPIR.
@@ -83,6 +93,8 @@ def eval_command(
         with bar:
             run = evaluate(dataset, LabelledEmbedder(pipeline), groups=group_map, max_impostors=max_impostors,
                            max_expected_false=settings.max_expected_false, reference=reference, progress=progress)
+        if write_calibration is not None:
+            _write_atomic(write_calibration, run.result.calibration.to_json() + "\n")
         try:
             files = write_report(run.result, out_dir)
         except ImportError as exc:  # matplotlib is an optional extra
@@ -92,6 +104,7 @@ def eval_command(
     head = run.headline()
     head["report_dir"] = str(out_dir)
     head["files"] = sorted(str(p) for p in files.values())
+    head["calibration_file"] = None if write_calibration is None else str(write_calibration)
     if as_json:
         emit_json(head)
         return
@@ -144,10 +157,7 @@ def calibrate_command(
             calibration, failed = calibrate(dataset, LabelledEmbedder(pipeline), source=label,
                                             max_impostors=max_impostors, progress=progress)
         target = out_file or Path(f"calibration-{pipeline.model_id.replace('+', '-')}.json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(calibration.to_json() + "\n", encoding="utf-8")
-        tmp.replace(target)  # never leave a half-written calibration where the engine would read it
+        _write_atomic(target, calibration.to_json() + "\n")
     except FaceIndexError as exc:
         fail(exc)
     if as_json:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from faceindex.pipeline.decode import DecodedImage, decode_image
 
 from faceindex.config import Settings
+from faceindex.pipeline.decode import DecodedImage, decode_image
 from faceindex.pipeline.detect import FaceDetector, build_detector
 from faceindex.pipeline.embed import DlibEmbedder, laplacian_variance
 from faceindex.pipeline.types import Face, scale_box
@@ -44,7 +44,7 @@ class FacePipeline:
         s = self.settings
         self.detector = detector or build_detector(
             s.detector, upsample=s.upsample, yunet_model=s.yunet_model, yunet_sha256=s.yunet_sha256,
-            yunet_score=s.yunet_score,
+            yunet_score=s.yunet_score, fallback_max_side=s.fallback_max_side, fallback_gate=s.fallback_gate,
         )
         self.embedder = embedder or DlibEmbedder(runtime=s.embed_runtime, flip=s.flip_augment)
 
