@@ -91,7 +91,9 @@ class Settings(BaseSettings):
         "(measured on LFW DevTrain, web photos of mostly adult public figures). A file made for another model "
         "id is refused.",
     )
-    approximate_above: int = Field(200_000, ge=1, description="Gallery size at which search becomes approximate.")
+    approximate_above: int = Field(
+        50_000, ge=1, description="Gallery size at which search switches from exact to HNSW (exact is ~1.4 ms at 50k)."
+    )
 
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -27,7 +27,7 @@ class FaceStore:
     after the catalog commits, so it can lag behind the catalog after a crash, never run ahead.
     """
 
-    def __init__(self, root: Path, *, approximate_above: int = 200_000):
+    def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE):
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
