@@ -189,3 +189,54 @@ def test_report_survives_perfectly_separated_scores(tmp_path: Path) -> None:
     result = EvalResult.from_scores([0.95, 0.96, 0.97], np.linspace(0.1, 0.8, 300), model_id="m", dataset="d")
     files = write_report(result, tmp_path)
     assert result.eer == 0.0 and files["det.png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cnn_fallback_runs_only_on_near_misses_and_maps_boxes_back(faces_dir: Path) -> None:
+    from faceindex.pipeline.decode import decode_image
+    from faceindex.pipeline.detect import FALLBACK_GATE, HogDetector, build_detector
+
+    hog = HogDetector(1)
+    detector = build_detector("hog+cnn")  # the default: CNN on <= 400 px, gated by HOG's near misses
+    # an LFW photo HOG misses (turned head) but nearly finds: the gate opens and the CNN finds the face
+    lfw = decode_image(faces_dir / "lfw-devtrain/images/Jane_Fonda/Jane_Fonda_0002.jpg").detection
+    found, near = hog.detect_near(lfw, FALLBACK_GATE)
+    assert found == [] and near >= FALLBACK_GATE
+    (face,) = detector.detect(lfw)
+    left, top, right, bottom = face.box
+    assert face.detector == "dlib-cnn" and 60 <= left < right <= 190 and 60 <= top < bottom <= 200
+    # a photo with nothing face-like: HOG's best rejected window is far below the gate, the CNN is skipped
+    giraffe = decode_image(faces_dir / "nonfaces/dlib__giraffe.jpg").detection
+    found, near = hog.detect_near(giraffe, FALLBACK_GATE)
+    assert found == [] and near < FALLBACK_GATE and detector.detect(giraffe) == []
+    # a 641 px profile: the CNN sees it shrunk to 400 px and the box comes back in the photo's pixels
+    profile = decode_image(faces_dir / "single/insightface__right_face.png").detection
+    assert hog.detect(profile) == []
+    boxes = [d.box for d in detector.detect(profile)]
+    assert len(boxes) == 1 and boxes[0][2] <= profile.shape[1] and boxes[0][3] <= profile.shape[0]
+    assert boxes[0][2] - boxes[0][0] >= 80 * profile.shape[1] / 400  # the CNN's ~80 px window, scaled back
+
+
+def test_all_pairs_scores_and_identification_match_brute_force() -> None:
+    from faceindex.evaluation.runner import Embedded, LabelledImage, all_pairs_scores, identification
+
+    rng = np.random.default_rng(3)
+    labels = ["a", "a", "a", "b", "b", "c", "d"]
+    centres = {k: rng.normal(size=16) for k in set(labels)}
+    items = []
+    for n, k in enumerate(labels):
+        v = centres[k] + 0.3 * rng.normal(size=16)
+        items.append(Embedded(LabelledImage(Path(f"/x/{k}/{n}.jpg"), k), (v / np.linalg.norm(v)).astype(np.float32)))
+    items.insert(2, Embedded(LabelledImage(Path("/x/a/failed.jpg"), "a"), None, reason="no face found"))
+    ps = all_pairs_scores(items, block=3)  # blocks smaller than the set: exercises the block seams
+    ok = [e for e in items if e.ok]
+    want_gen = sorted(float(x.embedding @ y.embedding) for i, x in enumerate(ok) for y in ok[i + 1:]
+                      if x.image.identity == y.image.identity)
+    want_imp = sorted(float(x.embedding @ y.embedding) for i, x in enumerate(ok) for y in ok[i + 1:]
+                      if x.image.identity != y.image.identity)
+    assert np.allclose(sorted(ps.genuine), want_gen, atol=1e-6) and len(want_gen) == 4
+    assert np.allclose(sorted(ps.impostor), want_imp, atol=1e-6) and ps.impostor_total == len(want_imp) == 17
+    assert all(items[i].image.identity == items[j].image.identity for i, j in ps.genuine_idx)
+    sampled = all_pairs_scores(items, max_impostors=8, seed=1)
+    assert sampled.sampled and 0 < sampled.impostor.size < 17 and sampled.genuine.size == 4
+    ident = identification(items)  # probes: first usable photo of a and of b; gallery: the other 5
+    assert (ident.n_probes, ident.n_gallery, ident.n_nonmated) == (2, 5, 2) and ident.cmc[0] == 1.0
