@@ -112,11 +112,11 @@ def load_dataset(root: str | Path, pairs_file: str | Path | None = None) -> Data
     the verification curves and identification then run on those images.
     """
     if pairs_file is None:
-        return Dataset(Path(root).name, scan_labelled_folder(root))
+        return Dataset(Path(root).resolve().name, scan_labelled_folder(root))
     pairs = load_pairs(pairs_file, root)
     unique = sorted({p for pr in pairs for p in (pr.path_a, pr.path_b)})
-    return Dataset(f"{Path(pairs_file).name} on {Path(root).name}", [LabelledImage(p, p.parent.name) for p in unique],
-                   pairs)
+    name = f"{Path(pairs_file).name} on {Path(root).resolve().name}"
+    return Dataset(name, [LabelledImage(p, p.parent.name) for p in unique], pairs)
 
 
 def choose_face(faces: Sequence[Face], width: int, height: int) -> Face | None:
