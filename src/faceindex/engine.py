@@ -74,7 +74,8 @@ class Engine:
     @property
     def policy(self) -> ThresholdPolicy:
         if self._policy is None:
-            self._policy = ThresholdPolicy(load_calibration(self.pipeline.model_id), fixed=self.settings.threshold,
+            calibration = load_calibration(self.pipeline.model_id, self.settings.calibration)
+            self._policy = ThresholdPolicy(calibration, fixed=self.settings.threshold,
                                            max_expected_false=self.settings.max_expected_false)
         return self._policy
 
