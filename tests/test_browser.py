@@ -112,7 +112,7 @@ def test_login_ingest_and_search_in_chromium(server, browser, faces_dir, tmp_pat
     page.click("a[href='/search']")
     who, name = PROBE
     page.set_input_files("#photo", str(faces_dir / "people" / who / name))
-    assert page.is_visible("#preview")  # the local preview of the dropped photo
+    page.wait_for_selector("#preview", state="visible", timeout=10_000)  # the local preview of the dropped photo
     page.fill("input[name=purpose]", "browser case 1")
     page.click(".search-form button[type=submit]")
     page.wait_for_selector("#results .cand")
