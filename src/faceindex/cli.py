@@ -124,10 +124,12 @@ def search(
             fmr = f", FMR {item['threshold_fmr']:.1e}" if item["threshold_fmr"] is not None else ""
             out.print(f"  face {n} at {item['box']}: {item['note']} (threshold {item['threshold']}{fmr})")
             if item["candidates"]:
-                table = Table("score", "path", "box", "collection", "flag")
+                table = Table("score", "box", "collection", "subject", "flag")
+                table.add_column("path", overflow="fold")  # a provenance path is never cut short
                 for cand in item["candidates"]:
                     flag = "same photo as another candidate" if cand["same_photo_as"] else ""
-                    table.add_row(f"{cand['score']:.3f}", cand["path"], str(cand["box"]), cand["collection"], flag)
+                    table.add_row(f"{cand['score']:.3f}", str(cand["box"]), cand["collection"], cand["subject"] or "",
+                                  flag, cand["path"])
                 out.print(table)
 
 
