@@ -17,8 +17,8 @@ from faceindex.cli import app
 from faceindex.config import Settings
 from faceindex.errors import InvalidInputError
 from faceindex.evaluation.calibration import Calibration
+from faceindex.evaluation.dataset import choose_face, scan_labelled_folder
 from faceindex.evaluation.lfw import load_pairs
-from faceindex.evaluation.runner import choose_face, scan_labelled_folder
 from faceindex.matching import load_calibration
 from faceindex.pipeline.embed import MODEL_ID
 from faceindex.pipeline.types import Face
@@ -217,7 +217,8 @@ def test_cnn_fallback_runs_only_on_near_misses_and_maps_boxes_back(faces_dir: Pa
 
 
 def test_all_pairs_scores_and_identification_match_brute_force() -> None:
-    from faceindex.evaluation.runner import Embedded, LabelledImage, all_pairs_scores, identification
+    from faceindex.evaluation.dataset import Embedded, LabelledImage
+    from faceindex.evaluation.runner import all_pairs_scores, identification
 
     rng = np.random.default_rng(3)
     labels = ["a", "a", "a", "b", "b", "c", "d"]

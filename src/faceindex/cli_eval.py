@@ -81,7 +81,8 @@ def eval_command(
     """
     from faceindex.cli import console, emit_json, fail, out
     from faceindex.evaluation import load_group_csv, write_report
-    from faceindex.evaluation.runner import LabelledEmbedder, evaluate, load_dataset
+    from faceindex.evaluation.dataset import LabelledEmbedder, load_dataset
+    from faceindex.evaluation.runner import evaluate
     from faceindex.matching import load_calibration
 
     try:
@@ -146,7 +147,8 @@ def calibrate_command(
     different people: N images give ~N^2/2 impostor pairs, and FMR is measured only down to 1 / that.
     """
     from faceindex.cli import console, emit_json, fail, out
-    from faceindex.evaluation.runner import LabelledEmbedder, calibrate, load_dataset
+    from faceindex.evaluation.dataset import LabelledEmbedder, load_dataset
+    from faceindex.evaluation.runner import calibrate
 
     try:
         dataset = load_dataset(folder, pairs)
