@@ -1,4 +1,5 @@
-"""Complete erasure: plan by route, journal the intent, delete, rewrite the index, scrub every store file."""
+"""Complete erasure: plan by route, journal the intent, delete, rewrite the index, redact or delete the store's
+own uploaded photos, scrub every store file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from faceindex.errors import InvalidInputError, NotFoundError, StoreError
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.privacy.scrub import DERIVED_DIRS, ErasureLock, Scrubber
+from faceindex.privacy.uploads import UploadEraser, id_chunks, marks
 from faceindex.store.catalog import utcnow
 
 if TYPE_CHECKING:
@@ -70,6 +72,9 @@ class ErasureResult:
     collections: int = 0
     subjects: int = 0
     files_deleted: int = 0
+    uploads_deleted: int = 0
+    uploads_redacted: int = 0
+    """Uploaded photos (files the store owns) deleted, or rewritten with the erased faces obscured."""
     complete: bool = True
     """False when another process kept the WAL open: the rest finishes at the next open (journal kept)."""
     verified: bool = False
@@ -105,6 +110,7 @@ class Eraser:
         self.engine = engine
         self.catalog = engine.catalog
         self.scrubber = Scrubber(engine)
+        self.uploads = UploadEraser(engine)
 
     # -- planning -------------------------------------------------------------------------------
     def plan_subject(self, name: str, purpose: str | None = None) -> ErasurePlan:
@@ -179,13 +185,11 @@ class Eraser:
         """The faces plus byte-identical copies of their faceprints made when the same photo (same sha256)
         was ingested again elsewhere: erasing one copy of a biometric must erase them all."""
         ids = {int(f) for f in face_ids}
-        for start in range(0, len(face_ids), 500):
-            chunk = [int(f) for f in face_ids[start:start + 500]]
-            marks = ",".join("?" * len(chunk))
+        for chunk in id_chunks(face_ids):
             ids.update(r[0] for r in self.catalog.conn.execute(
                 "SELECT f2.id FROM faces f JOIN images i ON i.id = f.image_id JOIN images i2 ON i2.sha256 = i.sha256"
-                " JOIN faces f2 ON f2.image_id = i2.id AND f2.embedding = f.embedding"
-                f" WHERE f.id IN ({marks})", chunk))
+                f" JOIN faces f2 ON f2.image_id = i2.id AND f2.embedding = f.embedding WHERE f.id IN ({marks(chunk)})",
+                chunk))
         return sorted(ids)
 
     def summary(self, plan: ErasurePlan) -> dict:
@@ -216,7 +220,8 @@ class Eraser:
         return self.run(self.journal(plan))
 
     def run(self, job_id: int, *, resumed: bool = False) -> ErasureResult:
-        """Delete what the journal row names, rewrite the index, delete derived files, scrub the SQLite files."""
+        """Delete what the journal row names, rewrite the index, redact or delete the store's uploaded photos
+        that showed the erased faces, delete derived files, scrub the SQLite files."""
         with ErasureLock(self.engine.store.root, wait=True):
             return self._run(job_id, resumed=resumed)
 
@@ -250,6 +255,8 @@ class Eraser:
             r[0] for c in collection_ids for r in conn.execute("SELECT id FROM images WHERE collection_id = ?", (c,))})
         face_ids = [f for f in face_ids if self._exists("faces", f)]
         subject_ids = [s for s in subject_ids if self._exists("subjects", s)]
+        uploads = self.uploads.plan(route, face_ids, image_ids)  # an upload left without faces goes with its record
+        image_ids = sorted(set(image_ids) | set(uploads.emptied))
         all_faces = sorted(set(face_ids) | set(self._faces_of(image_ids)))
         vectors = self._vectors(all_faces)  # in memory only: to prove afterwards that no file still holds them
         result = ErasureResult(job_id, route, images=len(image_ids), collections=len(collection_ids),
@@ -260,6 +267,7 @@ class Eraser:
             def drop_records() -> dict[str, int]:
                 for table, ids in (("collections", collection_ids), ("subjects", subject_ids)):
                     conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+                self.uploads.journal(job_id, uploads)  # commits with the deletion: a crash after it resumes
                 return {"collections": len(collection_ids), "subjects": len(subject_ids)}
 
             audit = {"route": route, "erasure": job_id, **json.loads(job["params"])}
@@ -269,6 +277,7 @@ class Eraser:
             result.faces = self.engine._delete_images(image_ids, action, audit, purpose=job["purpose"],
                                                       face_ids=face_ids, also=drop_records)
         _failpoint("erasure:deleted")
+        result.uploads_deleted, result.uploads_redacted = self.uploads.finish()
         result.files_deleted = self.scrubber.delete_derived(all_faces, image_ids)
         result.complete, result.verified = self.scrubber.scrub(vectors, vacuum=resumed)
         if result.complete:
@@ -282,21 +291,12 @@ class Eraser:
         return self.catalog.conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is not None
 
     def _faces_of(self, image_ids: list[int]) -> list[int]:
-        out: list[int] = []
-        for start in range(0, len(image_ids), 500):
-            chunk = image_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            out += [r[0] for r in self.catalog.conn.execute(f"SELECT id FROM faces WHERE image_id IN ({marks})", chunk)]
-        return out
+        return [r[0] for chunk in id_chunks(image_ids) for r in self.catalog.conn.execute(
+            f"SELECT id FROM faces WHERE image_id IN ({marks(chunk)})", chunk)]
 
     def _vectors(self, face_ids: list[int]) -> list[bytes]:
-        blobs: list[bytes] = []
-        for start in range(0, len(face_ids), 500):
-            chunk = face_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            blobs += [bytes(r[0]) for r in self.catalog.conn.execute(
-                f"SELECT embedding FROM faces WHERE id IN ({marks}) AND embedding IS NOT NULL", chunk)]
-        return blobs
+        return [bytes(r[0]) for chunk in id_chunks(face_ids) for r in self.catalog.conn.execute(
+            f"SELECT embedding FROM faces WHERE id IN ({marks(chunk)}) AND embedding IS NOT NULL", chunk)]
 
 
 __all__ = ["DERIVED_DIRS", "Eraser", "ErasurePlan", "ErasureResult", "Match"]

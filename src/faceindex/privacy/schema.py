@@ -63,4 +63,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Write-ahead work of an erasure on photos the store itself keeps (privacy/uploads.py): the file,
+        # the face boxes to obscure in it ('[]': delete it) and, once computed, the digest of the rewritten
+        # file, so a resumed erasure recognises a rewrite that a crash left unrecorded.
+        "0005_upload_erasures",
+        """
+        CREATE TABLE upload_erasures (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL,
+            uri TEXT NOT NULL,
+            boxes TEXT NOT NULL,
+            redacted_sha256 TEXT
+        );
+        """,
+    ),
 ]

@@ -80,10 +80,12 @@ def plans(state: ServiceState) -> PendingPlans:
 
 
 def erasure_public(result: ErasureResult, uploads_deleted: int = 0) -> ErasureResultPublic:
+    """`uploads_deleted`: files the sweep deleted after the erasure, on top of those the erasure itself deleted."""
     return ErasureResultPublic(route=result.route, faces=result.faces, images=result.images,
                                collections=result.collections, subjects=result.subjects,
                                files_deleted=result.files_deleted, complete=result.complete,
-                               verified=result.verified, upload_files_deleted=uploads_deleted)
+                               verified=result.verified, upload_files_deleted=result.uploads_deleted + uploads_deleted,
+                               upload_files_redacted=result.uploads_redacted)
 
 
 def _privacy_call(state: ServiceState, principal: Principal, fn):

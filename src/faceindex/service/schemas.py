@@ -300,6 +300,8 @@ class ErasureResultPublic(BaseModel):
     complete: bool = Field(description="False: another reader held the store; it finishes at the next open.")
     verified: bool = Field(description="True: no store file holds an erased faceprint any more.")
     upload_files_deleted: int = Field(0, description="Photos the service had kept for erased images.")
+    upload_files_redacted: int = Field(
+        0, description="Kept photos still showing other people, rewritten with the erased faces obscured.")
 
 
 class ConsentResultPublic(BaseModel):

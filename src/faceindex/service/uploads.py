@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import warnings
 from collections.abc import Iterable
@@ -20,11 +19,11 @@ from PIL import Image
 
 from faceindex.errors import ImageError, ImageTooLargeError
 from faceindex.pipeline.decode import sniff_format
+from faceindex.privacy.uploads import is_store_upload, uploads_root, write_atomic
 from faceindex.service.config import ServiceConfig
 from faceindex.service.errors import UnsupportedMediaError, UploadTooLargeError
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
-UPLOADS_DIR = "uploads"
 
 
 @dataclass
@@ -91,10 +90,6 @@ def display_name(path: str | Path) -> str:
     return match.group(1) if match else name
 
 
-def uploads_root(store: Path) -> Path:
-    return Path(store) / UPLOADS_DIR
-
-
 def save_uploads(store: Path, collection_id: int, uploads: Iterable[Upload]) -> list[Path]:
     """Write uploads to `<store>/uploads/c<id>/<sha256 prefix>-<name>` atomically; returns the paths.
 
@@ -108,20 +103,14 @@ def save_uploads(store: Path, collection_id: int, uploads: Iterable[Upload]) -> 
         stem = Path(upload.name).stem[:60] or "upload"
         path = folder / f"{upload.sha256[:16]}-{stem}{EXTENSIONS[upload.format]}"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(upload.data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            write_atomic(path, upload.data)
         paths.append(path.resolve())
     return paths
 
 
 def is_upload(store: Path, path: str | Path) -> bool:
     """Whether a catalog URI points into this store's uploads folder (files the service owns)."""
-    root = uploads_root(store).resolve()
-    return Path(path).resolve().is_relative_to(root)
+    return is_store_upload(store, path)
 
 
 def sweep_uploads(store: Path, referenced: set[str], keep: set[str]) -> int:
