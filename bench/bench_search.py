@@ -2,6 +2,7 @@
 
     python bench/bench_search.py                       # 100 k and 1 M faces (~12 min on 2 busy cores)
     python bench/bench_search.py --sizes 100000 --ef 64,128
+    python bench/bench_search.py --layout hnsw-flat,hnsw-sq8-mmap --ef 256,512 --save-dir DIR
     python bench/bench_search.py --calibrate-lfw 280   # re-measure real dlib similarity statistics
 
 Queries are fresh synthetic photos of people in the gallery (mated probes). Reported per size: exact
@@ -9,11 +10,17 @@ baseline (IndexFlatIP) single-query p50/p99 and batch throughput; VectorIndex bu
 bytes/face, and for each ef_search the single-query p50/p99, batch throughput, recall@k vs exact,
 and mate recall: of the true mates (same identity) with exact cosine >= threshold inside the exact
 top mate-k, the fraction a mate-k search returns.
+
+Memory, per layout: "B/face" is VectorIndex.memory_bytes() (FAISS payload: vectors or SQ8 codes,
+graph, levels, labels); "RSS Δ/face" is the growth of the process's anonymous resident memory
+(RssAnon) across the build, allocator slack included; "mapped/face" is the float32 vectors file of
+the hnsw-sq8-mmap layout (page cache, not process memory; it is warm during the timed searches).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as dt
 import os
 import platform
@@ -29,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from faceindex.store.index_factory import search_threads  # noqa: E402
+from faceindex.store import index_file  # noqa: E402
+from faceindex.store.index_factory import LAYOUTS, search_threads  # noqa: E402
 from faceindex.store.synthetic import make_gallery, similarity_stats  # noqa: E402
 from faceindex.store.vector_index import IndexParams, VectorIndex  # noqa: E402
 
@@ -76,6 +84,17 @@ def mate_recall(got, gt_ids, gt_scores, who, ident_of, threshold) -> tuple[float
     return found / max(total, 1), total
 
 
+def rss_kib() -> dict[str, int]:
+    """RssAnon / RssFile of this process in KiB (Linux /proc/self/status), after malloc_trim.
+
+    malloc_trim hands freed heap back to the kernel first, so build temporaries that were freed
+    are not counted as the index's memory (what glibc keeps cached would be, otherwise).
+    """
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/status") as f:
+        return {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f) if k in ("RssAnon", "RssFile")}
+
+
 def bench_size(n: int, a: argparse.Namespace) -> list[str]:
     rows = []
     t = time.perf_counter()
@@ -101,20 +120,43 @@ def bench_size(n: int, a: argparse.Namespace) -> list[str]:
     exact_p50 = np.percentile(lat, 50)
     rows.append(
         f"| {n:,} | exact flat | – | {exact_p50:.2f} | {np.percentile(lat, 99):.2f} | "
-        f"{np.percentile(cpu, 99):.2f} | {qps:,.0f} | 1.000 | 1.000 | {g.vectors.shape[1] * 4 + 8} | – | 1× |"
+        f"{np.percentile(cpu, 99):.2f} | {qps:,.0f} | 1.000 | 1.000 | {g.vectors.shape[1] * 4 + 8} | – | – | – | 1× |"
     )
     print(rows[-1], flush=True)
     flat.reset()  # frees its copy of the vectors before the index under test is built
 
-    params = IndexParams(hnsw_m=a.hnsw_m, ef_construction=a.ef_construction)
-    vi = VectorIndex(g.vectors.shape[1], "synthetic", approximate_above=a.approximate_above, params=params)
+    for layout in a.layout:
+        rows += bench_layout(n, layout, g, q, who, gt_i, gt_s, exact_p50, a)
+    return rows
+
+
+def bench_layout(n, layout, g, q, who, gt_i, gt_s, exact_p50, a) -> list[str]:
+    """Build VectorIndex with ``layout`` over the gallery and sweep ``a.ef``; one table row per ef."""
+    rows = []
+    params = IndexParams(
+        layout=layout, hnsw_m=a.hnsw_m, ef_construction=a.ef_construction, rerank_factor=a.rerank_factor
+    )
+    vi = VectorIndex(
+        g.vectors.shape[1], "synthetic", approximate_above=a.approximate_above, params=params, work_dir=a.save_dir
+    )
     ids = np.arange(n, dtype=np.int64)
+    rss0 = rss_kib()
     t = time.perf_counter()
     for lo in range(0, n, a.batch):  # batches, as ingest would: the flat -> HNSW switch happens inside
         vi.add(ids[lo : lo + a.batch], g.vectors[lo : lo + a.batch])
     build_s = time.perf_counter() - t
+    rss1 = rss_kib()
     bpf = vi.memory_bytes() / n
-    print(f"[{n}] VectorIndex kind={vi.kind} built in {build_s:.1f} s, {bpf:.0f} bytes/face", flush=True)
+    rss_pf = (rss1["RssAnon"] - rss0["RssAnon"]) * 1024 / n
+    mapped_pf = vi.mapped_bytes() / n
+    name = f"{vi.kind} {layout} M{vi.params.hnsw_m} efC{vi.params.ef_construction}"
+    if vi.mapped_bytes():
+        name += f" rerank {a.rerank_factor}×k"
+    print(
+        f"[{n}] VectorIndex {name} built in {build_s:.1f} s, {bpf:.0f} B/face (FAISS payload), RssAnon Δ "
+        f"{rss_pf:.0f} B/face, mapped {mapped_pf:.0f} B/face, RssFile {rss0['RssFile']} -> {rss1['RssFile']} KiB",
+        flush=True,
+    )
     for ef in a.ef:
         vi.set_ef_search(ef)
         lat, cpu = latencies_ms(vi.search, q, a.k, len(q))
@@ -125,9 +167,10 @@ def bench_size(n: int, a: argparse.Namespace) -> list[str]:
         mrec, n_mates = mate_recall(got_m, gt_i, gt_s, who, g.identities, a.threshold)
         p50 = np.percentile(lat, 50)
         rows.append(
-            f"| {n:,} | {vi.kind} M{a.hnsw_m} efC{a.ef_construction} | {ef} | {p50:.2f} | "
+            f"| {n:,} | {name} | {ef} | {p50:.2f} | "
             f"{np.percentile(lat, 99):.2f} | {np.percentile(cpu, 99):.2f} | {qps:,.0f} | {rec:.4f} | "
-            f"{mrec:.4f} ({n_mates}) | {bpf:.0f} | {build_s:.0f} | {exact_p50 / p50:.0f}× |"
+            f"{mrec:.4f} ({n_mates}) | {bpf:.0f} | {rss_pf:.0f} | {mapped_pf:.0f} | {build_s:.0f} | "
+            f"{exact_p50 / p50:.0f}× |"
         )
         print(rows[-1], flush=True)
     if a.save_dir:
@@ -139,8 +182,9 @@ def bench_size(n: int, a: argparse.Namespace) -> list[str]:
         VectorIndex.load(path)
         t_load = time.perf_counter() - t
         size = path.stat().st_size / n
-        print(f"[{n}] save {t_save:.1f} s, load {t_load:.1f} s, file {size:.0f} B/face", flush=True)
+        print(f"[{n}] {layout}: save {t_save:.1f} s, load {t_load:.1f} s, index file {size:.0f} B/face", flush=True)
         path.unlink()
+        index_file.vectors_path(path).unlink(missing_ok=True)
     return rows
 
 
@@ -184,8 +228,15 @@ def main() -> None:
     p.add_argument("--mate-k", type=int, default=50, help="candidate list for mate recall")
     p.add_argument("--threshold", type=float, default=0.92, help="match threshold (cosine) for mate recall")
     p.add_argument("--ef", type=ints, default=[64, 128, 256], help="ef_search values to sweep")
-    p.add_argument("--hnsw-m", type=int, default=IndexParams.hnsw_m)
-    p.add_argument("--ef-construction", type=int, default=IndexParams.ef_construction)
+    p.add_argument("--hnsw-m", type=int, default=None, help="graph degree (default: the layout's)")
+    p.add_argument(
+        "--layout",
+        type=lambda s: s.split(","),
+        default=[IndexParams.layout],
+        help=f"approximate layouts to build, comma-separated, of {LAYOUTS} (default: VectorIndex's)",
+    )
+    p.add_argument("--rerank-factor", type=int, default=IndexParams.rerank_factor, help="sq8 layout: k' = factor·k")
+    p.add_argument("--ef-construction", type=int, default=None, help="(default: the layout's)")
     p.add_argument(
         "--approximate-above",
         type=int,
@@ -194,17 +245,19 @@ def main() -> None:
     )
     p.add_argument("--batch", type=int, default=100_000, help="faces per add() call")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-dir", help="also time save/load of the index here")
+    p.add_argument("--save-dir", help="also time save/load of the index here (and keep sq8 vectors files here)")
     p.add_argument("--calibrate-lfw", type=int, metavar="N", help="only measure N real lfw-devtrain faces")
     a = p.parse_args()
     if a.calibrate_lfw:
         calibrate_lfw(a.calibrate_lfw)
         return
+    if a.save_dir:
+        Path(a.save_dir).mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now().astimezone()
     header = [
         "| faces | index | ef | p50 ms | p99 ms | p99 CPU ms | batch q/s | recall@10 | mate recall (n) "
-        "| B/face | build s | speed-up p50 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| B/face | RSS Δ/face | mapped/face | build s | speed-up p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [r for n in a.sizes for r in bench_size(n, a)]
     git = ["git", "rev-parse", "--short", "HEAD"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -35,12 +38,30 @@ def flat_index(small) -> VectorIndex:
 
 def hnsw_index(small) -> VectorIndex:
     g, ids = small
-    vi = VectorIndex(128, MODEL, approximate_above=500, params=IndexParams(hnsw_m=16, ef_construction=40))
+    params = IndexParams(layout="hnsw-flat", hnsw_m=16, ef_construction=40)
+    vi = VectorIndex(128, MODEL, approximate_above=500, params=params)
     vi.add(ids[:400], g.vectors[:400])
     assert vi.kind == "flat"
     vi.add(ids[400:], g.vectors[400:])  # crosses the threshold: graph built from all stored vectors
     assert vi.kind == "hnsw"
     return vi
+
+
+def sq8_index(small, work_dir=None) -> VectorIndex:
+    """The memory-lean layout: HNSW M16 over SQ8 codes, float32 vectors in a memory-mapped file."""
+    g, ids = small
+    params = IndexParams(layout="hnsw-sq8-mmap", ef_construction=40)
+    vi = VectorIndex(128, MODEL, approximate_above=500, params=params, work_dir=work_dir)
+    vi.add(ids[:400], g.vectors[:400])
+    assert vi.kind == "flat" and vi.mapped_bytes() == 0
+    vi.add(ids[400:1_500], g.vectors[400:1_500])  # crosses the threshold: SQ8 graph + vectors file
+    vi.add(ids[1_500:], g.vectors[1_500:])  # grows both incrementally
+    assert vi.kind == "hnsw" and vi.layout == "hnsw-sq8-mmap" and vi.mapped_bytes() == 2_000 * 512
+    return vi
+
+
+def files_under(*dirs) -> list:
+    return [f for d in dirs for f in Path(d).rglob("*") if f.is_file()]
 
 
 # -- exact index -----------------------------------------------------------------------------------
@@ -100,7 +121,7 @@ def test_search_above_is_exact_and_ordered(small):
     q = g.vectors[42]
     sims = g.vectors @ q
     want = set(ids[sims >= 0.9])
-    for vi in (flat_index(small), hnsw_index(small)):
+    for vi in (flat_index(small), hnsw_index(small), sq8_index(small)):
         scores, got = vi.search_above(q, 0.9)
         assert set(got) == want and len(got) == len(want)
         assert (np.diff(scores) <= 0).all() and scores.min() >= 0.9
@@ -109,11 +130,12 @@ def test_search_above_is_exact_and_ordered(small):
 
 
 # -- approximate index -----------------------------------------------------------------------------
-def test_hnsw_recall_on_faceprint_like_clusters():
+@pytest.mark.parametrize("layout", ["hnsw-flat", "hnsw-sq8-mmap"])
+def test_hnsw_recall_on_faceprint_like_clusters(layout, tmp_path):
     """30 k synthetic faceprints (identity clusters as tight as dlib's): recall@10 vs exact >= 0.98."""
     g = make_gallery(30_000, seed=11)
     ids = np.arange(30_000, dtype=np.int64)
-    vi = VectorIndex(128, MODEL, approximate_above=10_000)
+    vi = VectorIndex(128, MODEL, approximate_above=10_000, params=IndexParams(layout=layout), work_dir=tmp_path)
     for lo in range(0, 30_000, 10_000):
         vi.add(ids[lo : lo + 10_000], g.vectors[lo : lo + 10_000])
     assert vi.kind == "hnsw" and len(vi) == 30_000
@@ -149,18 +171,18 @@ def test_hnsw_remove_hides_erases_and_compacts(small, tmp_path):
     assert vi.search(g.vectors[1_999], 1)[1][0, 0] == ids[1_999]
 
 
-@pytest.mark.parametrize("make", [flat_index, hnsw_index], ids=["flat", "hnsw"])
+@pytest.mark.parametrize("make", [flat_index, hnsw_index, sq8_index], ids=["flat", "hnsw", "sq8"])
 def test_removed_vectors_absent_from_saved_file(small, tmp_path, make):
     g, ids = small
     vi = make(small)
     path = tmp_path / "faces.fidx"
     vi.save(path, {"max_face_id": int(ids.max())})
-    blob = path.read_bytes()
+    blob = b"".join(f.read_bytes() for f in files_under(tmp_path))  # every file the store keeps
     victims = [3, 700, 1_500]
     assert all(g.vectors[r].tobytes() in blob for r in victims)  # the scan below can see vectors
     vi.remove(ids[victims])
     vi.save(path, {"max_face_id": int(ids.max())})
-    blob = path.read_bytes()
+    blob = b"".join(f.read_bytes() for f in files_under(tmp_path))
     for r in victims:
         v = g.vectors[r]
         assert v.tobytes() not in blob
@@ -169,7 +191,7 @@ def test_removed_vectors_absent_from_saved_file(small, tmp_path, make):
 
 
 # -- persistence -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [flat_index, hnsw_index], ids=["flat", "hnsw"])
+@pytest.mark.parametrize("make", [flat_index, hnsw_index, sq8_index], ids=["flat", "hnsw", "sq8"])
 def test_save_load_round_trip(small, tmp_path, make):
     g, _ = small
     vi = make(small)
@@ -247,6 +269,107 @@ def test_save_is_atomic(small, tmp_path, monkeypatch):
     assert VectorIndex.load(path)[1] == {"epoch": 2}
     with pytest.raises(InvalidInputError):
         vi.save(path, {"epoch": object()})  # watermark must be JSON
+
+
+# -- memory-lean layout: HNSW over SQ8 codes + memory-mapped float32 vectors ---------------------------
+def test_sq8_layout_defaults_and_validation():
+    p = IndexParams(layout="hnsw-sq8-mmap")
+    assert (p.hnsw_m, p.ef_construction, p.ef_search, p.rerank_factor) == (16, 100, 512, 4)
+    assert IndexParams() == p  # the default layout: it met the 1 M targets in bench_search.py
+    flat = IndexParams(layout="hnsw-flat")
+    assert (flat.hnsw_m, flat.ef_construction, flat.ef_search) == (32, 40, 256)
+    assert IndexParams.from_dict(p.to_dict()) == p
+    assert IndexParams.from_dict({"hnsw_m": 32}).layout == "hnsw-flat"  # files from before layouts
+    with pytest.raises(InvalidInputError):
+        IndexParams(layout="ivf")
+    with pytest.raises(InvalidInputError):
+        IndexParams(layout="hnsw-sq8-mmap", rerank_factor=0)
+
+
+def test_sq8_recall_exact_scores_and_memory(tmp_path):
+    """20 k clustered faceprints: recall@10 and mate recall vs exact >= 0.98, scores exact cosines."""
+    g = make_gallery(20_000, seed=11)
+    ids = np.arange(20_000, dtype=np.int64)
+    vi = VectorIndex(
+        128, MODEL, approximate_above=5_000, params=IndexParams(layout="hnsw-sq8-mmap"), work_dir=tmp_path
+    )
+    for lo in range(0, 20_000, 5_000):
+        vi.add(ids[lo : lo + 5_000], g.vectors[lo : lo + 5_000])
+    assert vi.kind == "hnsw" and len(vi) == 20_000
+    assert vi.memory_bytes() / 20_000 < 300 and vi.mapped_bytes() == 20_000 * 512
+    q, who = g.probes(300, seed=12)
+    scores, got = vi.search(q, 10)
+    want_s, want = exact_topk(g.vectors, q, 50)
+    recall = np.mean([len(set(got[i]) & set(want[i, :10])) / 10 for i in range(len(q))])
+    assert recall >= 0.98, recall
+    # Re-ranked with the float32 vectors: exact cosines, best first.
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", q, g.vectors[got]), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    _, got50 = vi.search(q, 50)
+    mate = (want_s >= 0.92) & (g.identities[want] == who[:, None])
+    found = sum(np.isin(want[i][mate[i]], got50[i]).sum() for i in range(len(q)))
+    assert found / mate.sum() >= 0.98, (found, mate.sum())
+
+
+def test_sq8_remove_zeroes_the_mapped_file_at_once_and_compacts(small, tmp_path):
+    g, ids = small
+    vi = sq8_index(small, work_dir=tmp_path)
+    (work,) = files_under(tmp_path)  # the unsaved index's vectors file lives in work_dir
+    assert g.vectors[10].tobytes() in work.read_bytes()
+    assert vi.remove(ids[10:20]) == 10 and len(vi) == 1_990
+    data = work.read_bytes()  # zeroed in the file now, before any save
+    assert not any(g.vectors[r][:16].tobytes() in data for r in range(10, 20))
+    _, got = vi.search(g.vectors[10:20], 20)
+    assert not set(got.ravel()) & set(ids[10:20])
+    path = tmp_path / "store" / "index.faiss"
+    path.parent.mkdir()
+    vi.save(path, {"epoch": 1})  # work file is in another directory: copied, then deleted
+    assert sorted(f.name for f in files_under(tmp_path)) == ["index.faiss", "index.faiss.vectors"]
+    vi.add(np.array([5]), g.vectors[10:11])  # grows the saved file in place; its header still loads
+    assert len(VectorIndex.load(path)[0]) == 1_990
+    # Past max_dead_fraction: rebuilt from the live vectors; small enough -> exact flat, file gone.
+    vi.remove(ids[:1_600])
+    assert vi.kind == "flat" and vi.mapped_bytes() == 0
+    vi.save(path, {"epoch": 2})
+    assert [f.name for f in files_under(tmp_path)] == ["index.faiss"]
+    assert VectorIndex.load(path)[0].search(g.vectors[1_999], 1)[1][0, 0] == ids[1_999]
+
+
+def test_sq8_unsaved_work_file_is_deleted_with_the_index(small, tmp_path):
+    vi = sq8_index(small, work_dir=tmp_path)
+    assert len(files_under(tmp_path)) == 1
+    del vi
+    gc.collect()
+    assert files_under(tmp_path) == []
+
+
+def test_sq8_missing_or_corrupt_vectors_file_raises_store_error(small, tmp_path):
+    g, ids = small
+    path = tmp_path / "index.faiss"
+    vi = sq8_index(small, work_dir=tmp_path)
+    vi.save(path, {"epoch": 1})
+    assert sorted(f.name for f in files_under(tmp_path)) == ["index.faiss", "index.faiss.vectors"]
+    vec = index_file.vectors_path(path)
+    good = vec.read_bytes()
+    assert VectorIndex.load(path)[1] == {"epoch": 1}
+    flipped = bytearray(good)
+    flipped[len(good) // 3] ^= 0x01  # one bit of one stored float
+    for data in (b"", good[:-4], bytes(flipped)):
+        vec.write_bytes(data)
+        with pytest.raises(StoreError):
+            VectorIndex.load(path)
+    vec.unlink()
+    with pytest.raises(StoreError, match="vectors"):
+        VectorIndex.load(path)
+    # Crash between an erasure (rows zeroed in the file at once) and the next save: the saved header's
+    # CRC no longer matches, so the store rebuilds from the catalog instead of trusting the pair.
+    vi = sq8_index(small, work_dir=tmp_path)
+    vi.save(path, {"epoch": 1})
+    vi.remove(ids[:3])
+    with pytest.raises(StoreError, match="checksum"):
+        VectorIndex.load(path)
+    vi.save(path, {"epoch": 2})
+    assert len(VectorIndex.load(path)[0]) == 1_997
 
 
 # -- synthetic data --------------------------------------------------------------------------------

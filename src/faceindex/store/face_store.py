@@ -66,7 +66,11 @@ class FaceStore:
         return self._index
 
     def _new_index(self) -> VectorIndex:
-        return VectorIndex(EMBEDDING_DIM, self.model_id or "unbound", approximate_above=self.approximate_above)
+        # work_dir: an approximate index of the hnsw-sq8-mmap layout keeps its memory-mapped vectors
+        # here before the first save, so that save is a rename within the store directory.
+        return VectorIndex(
+            EMBEDDING_DIM, self.model_id or "unbound", approximate_above=self.approximate_above, work_dir=self.root
+        )
 
     def _load(self) -> VectorIndex:
         if not self.index_path.exists():

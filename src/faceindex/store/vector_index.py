@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import faiss
@@ -10,7 +11,8 @@ import numpy as np
 from faceindex.errors import InvalidInputError, ModelMismatchError, StoreError
 from faceindex.store import index_factory as fx
 from faceindex.store import index_file
-from faceindex.store.index_factory import IndexParams
+from faceindex.store.index_factory import LAYOUT_SQ8_MMAP, IndexParams
+from faceindex.store.index_file import VectorFile
 
 __all__ = ["IndexParams", "VectorIndex"]
 
@@ -23,15 +25,25 @@ class VectorIndex:
     A rebuildable cache of the catalog: row ``r`` of the FAISS index holds the vector of face
     ``self._labels[r]``. While ``len(self) <= approximate_above`` search is exact (IndexFlatIP,
     O(n·dim) per query: ~1.4 ms at 50 k faces on one core). Beyond it the index turns into HNSW
-    (built once from the stored vectors, then grown incrementally): ~2.5 ms p99 CPU per query at
-    1 M faces with recall@10 0.989 vs exact (bench/bench_search.py), 792 bytes/face. Both keep
-    float32 vectors and score with exact inner products, so reported scores are exact cosines:
-    the HNSW walk itself is the exact re-ranking, with no second copy of the vectors.
+    (built once from the stored vectors, then grown incrementally) in one of two layouts
+    (``params.layout``, index_factory.IndexParams; figures from bench/bench_search.py, 1 M faces):
+
+    - ``"hnsw-sq8-mmap"`` (default): HNSW M16 over SQ8 codes, ~280 bytes/face resident, with the
+      float32 vectors in a memory-mapped file (index_file.VectorFile; 512 B/face of page cache):
+      before the first save a hidden work file in ``work_dir``, afterwards ``<index file>.vectors``
+      beside the saved index, grown in place. The ``rerank_factor·k`` best SQ8 candidates are
+      re-scored from that file, so reported scores are exact cosines. 3.7 ms p99 per query,
+      recall@10 0.983, mate recall 0.984 (ef_search 512). Latency assumes the file is in the page
+      cache; a cold query reads ~``rerank_factor·k`` random rows from disk.
+    - ``"hnsw-flat"``: HNSW M32 over float32 vectors in RAM, 792 bytes/face; the walk scores
+      exactly, no second copy. 2.5 ms p99, recall@10 0.989, mate recall 0.998 (ef_search 256).
 
     Erasure: in the flat index removed vectors are deleted outright. HNSW cannot delete nodes, so
     a removed face's vector is overwritten with zeros in place and its label set to -1 (no file
     written later holds its bytes); its graph links stay (they hold ids of neighbours, no
     embedding) until the graph is rebuilt, once dead nodes exceed ``params.max_dead_fraction``.
+    In the sq8 layout the row's SQ8 code is zeroed too, and its row of the vectors file is zeroed
+    and flushed to the file at once.
 
     Not thread-safe for writers: the catalog's single writer must serialise add/remove/save;
     concurrent searches without a writer are safe (FAISS search is read-only).
@@ -39,7 +51,7 @@ class VectorIndex:
 
     # Exact search per query on one core (p50 / p99): 1.4 / 2.9 ms at 50 k faces, 2.8 / 5.7 ms at
     # 100 k, 11 / 13 ms at 200 k (the vectors stop fitting in cache), so the 5 ms p99 target needs
-    # HNSW from ~80 k faces; 50 k leaves margin for busy cores. HNSW there: recall@10 ~0.999.
+    # HNSW from ~80 k faces; 50 k leaves margin for busy cores. HNSW there: recall@10 >= 0.997.
     DEFAULT_APPROXIMATE_ABOVE = 50_000
 
     def __init__(
@@ -49,7 +61,11 @@ class VectorIndex:
         *,
         approximate_above: int = DEFAULT_APPROXIMATE_ABOVE,
         params: IndexParams | None = None,
+        work_dir: Path | None = None,
     ):
+        """``work_dir``: where the sq8 layout keeps its vectors file before the first save (None = the
+        system temp dir, where faceprints then land on disk until the save copies them out and
+        deletes the file); pass the store directory so the first save is a rename, not a copy."""
         if dim < 1 or not model_id:
             raise InvalidInputError("dim must be >= 1 and model_id non-empty")
         if approximate_above < 0:
@@ -63,6 +79,8 @@ class VectorIndex:
         self._labels = np.empty(0, dtype=np.int64)  # row -> face id; -1 = dead (zeroed) HNSW node
         self._dead = 0
         self._selector: faiss.IDSelector | None = None  # excludes dead rows; None when there are none
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self._vf: VectorFile | None = None  # the float32 rows of an sq8 index (None otherwise)
 
     # -- size and shape -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -73,9 +91,25 @@ class VectorIndex:
         """Which structure is in use: "flat" (exact) or "hnsw" (approximate, degree ``params.hnsw_m``)."""
         return "hnsw" if isinstance(self._index, faiss.IndexHNSW) else "flat"
 
+    @property
+    def layout(self) -> str:
+        """``params.layout``: what the index becomes beyond ``approximate_above``."""
+        return self.params.layout
+
     def memory_bytes(self) -> int:
-        """Resident bytes of vectors, graph and labels (Python object overhead excluded)."""
+        """Resident bytes of vectors or codes, graph and labels (Python object overhead excluded).
+
+        The memory-mapped vectors of the sq8 layout are not included: see ``mapped_bytes``.
+        """
         return fx.memory_bytes(self._index, len(self._labels))
+
+    def mapped_bytes(self) -> int:
+        """Bytes of float32 vectors in the memory-mapped file (page cache, not process memory); 0 if none."""
+        return 0 if self._vf is None else self._vf.rows * self._vf.row_bytes
+
+    def _vectors(self) -> np.ndarray:
+        """All stored rows as float32 (n, dim): a view of FAISS memory or of the mapped file."""
+        return self._vf.view() if self._vf is not None else fx.stored_vectors(self._index)
 
     def set_ef_search(self, ef_search: int) -> None:
         """Change the HNSW search breadth (recall/latency trade-off) without rebuilding."""
@@ -123,6 +157,8 @@ class VectorIndex:
         if self.kind == "flat" and len(self) + len(ids) > self.approximate_above:
             self._rebuild(extra=(ids, vectors))
             return
+        if self._vf is not None:
+            self._vf.append(vectors)
         self._index.add(vectors)
         self._labels = np.concatenate([self._labels, ids])
 
@@ -142,7 +178,11 @@ class VectorIndex:
             self._index.remove_ids(faiss.IDSelectorBatch(rows.astype(np.int64)))  # compacts storage
             self._labels = np.delete(self._labels, rows)
         else:
-            fx.stored_vectors(self._index)[rows] = 0.0  # erase the bytes; the node stays in the graph
+            if self._vf is not None:
+                self._vf.zero(rows)  # erase the float32 bytes in the file (msync'd now)
+                fx.stored_codes(self._index)[rows] = 0  # and their SQ8 codes
+            else:
+                fx.stored_vectors(self._index)[rows] = 0.0  # erase the bytes; the node stays in the graph
             self._labels[rows] = -1
             self._dead += len(rows)
             if self._dead > self.params.max_dead_fraction * len(self._labels):
@@ -154,15 +194,35 @@ class VectorIndex:
     def _rebuild(self, extra: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Rebuild from the live vectors (plus ``extra``), choosing flat or HNSW by the new size."""
         live = self._labels >= 0
-        vectors, labels = fx.stored_vectors(self._index)[live], self._labels[live]  # copy (fancy index)
+        vectors, labels = self._vectors()[live], self._labels[live]  # copy (fancy index), in RAM meanwhile
         if extra is not None:
             labels = np.concatenate([labels, extra[0]])
             vectors = np.concatenate([vectors, extra[1]])
         big = len(labels) > self.approximate_above
-        index = fx.new_hnsw(self.dim, self.params) if big else fx.new_flat(self.dim)
         fx.set_threads(self.params)
+        old_vf, vf = self._vf, None
+        if big and self.layout == LAYOUT_SQ8_MMAP:
+            index = fx.new_hnsw_sq8(self.dim, self.params)
+            sample = vectors
+            if len(vectors) > _SQ8_TRAIN_SAMPLE:
+                rng = np.random.default_rng(0)
+                sample = vectors[np.sort(rng.choice(len(vectors), _SQ8_TRAIN_SAMPLE, replace=False))]
+            index.train(sample)  # per-dimension min/max: well under a second
+            directory = old_vf.path.parent if old_vf is not None else self.work_dir or Path(tempfile.gettempdir())
+            vf = VectorFile.create(directory, self.dim)
+            try:
+                vf.append(vectors)
+            except BaseException:
+                vf.delete()
+                raise
+        else:
+            index = fx.new_hnsw(self.dim, self.params) if big else fx.new_flat(self.dim)
         index.add(vectors)
-        self._index, self._labels, self._dead, self._selector = index, labels, 0, None
+        self._index, self._labels, self._dead, self._selector, self._vf = index, labels, 0, None, vf
+        if old_vf is not None:
+            # A work file goes now (erased rows were zeroed in it already); a saved one stays until the
+            # next save replaces or deletes it, so the saved index stays loadable meanwhile.
+            old_vf.delete() if old_vf.temp else old_vf.close()
 
     # -- reads ----------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,16 +238,30 @@ class VectorIndex:
         if len(self) == 0:
             return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
         sp = None
+        k_walk = k * self.params.rerank_factor if self._vf is not None else k
         if self.kind == "hnsw":
             # Per-call parameters rather than mutating hnsw.efSearch: concurrent readers stay safe.
-            sp = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k))
+            sp = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k_walk))
             if self._selector is not None:
                 sp.sel = self._selector  # skip dead (erased) nodes while still walking through them
         with fx.search_threads(nq):
-            scores, rows = self._index.search(queries, k, params=sp)
+            scores, rows = self._index.search(queries, k_walk, params=sp)
+        if self._vf is not None:
+            scores, rows = self._rerank(queries, rows, k)
         ids = np.where(rows < 0, -1, self._labels[np.maximum(rows, 0)])
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)  # ids < 0 also covers dead rows
         return scores, ids
+
+    def _rerank(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the SQ8 candidates ``rows`` (q, k') from the vectors file; the best ``k``.
+
+        Reads q·k' rows of 4·dim bytes at random places in the mapped file (page cache when warm).
+        """
+        cand = self._vf.view()[np.maximum(rows, 0)]  # (q, k', dim) copy out of the mapping
+        exact = np.einsum("qd,qkd->qk", queries, cand)
+        exact[rows < 0] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(exact, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
     def search_above(
         self, query: np.ndarray, threshold: float, limit: int = 10_000
@@ -195,7 +269,8 @@ class VectorIndex:
         """Every stored face with cosine >= ``threshold`` to ONE query, best first, at most ``limit``.
 
         Always an exact scan of all stored vectors, whatever ``kind`` is: this serves erasure and
-        opt-out, where missing a face is a privacy failure and ~65 ms per 1 M faces is affordable.
+        opt-out, where missing a face is a privacy failure and ~65 ms per 1 M faces is affordable
+        (sq8 layout: a chunked scan of the mapped file, plus disk reads when it is not cached).
         Returns (scores float32 (m,), ids int64 (m,)).
         """
         q = self._as_vectors(query, "query")
@@ -203,7 +278,9 @@ class VectorIndex:
             raise InvalidInputError("search_above takes exactly one query vector")
         if limit < 1:
             raise InvalidInputError("limit must be >= 1")
-        sims = fx.stored_vectors(self._index) @ q[0]
+        stored = self._vectors()
+        step = 1 << 18  # chunks bound the temporaries when scanning a mapped file
+        sims = np.concatenate([stored[lo : lo + step] @ q[0] for lo in range(0, len(stored), step)] or [np.zeros(0)])
         rows = np.flatnonzero((sims >= threshold) & (self._labels >= 0))
         order = np.argsort(-sims[rows], kind="stable")[:limit]
         rows = rows[order]
@@ -216,7 +293,14 @@ class VectorIndex:
         Temp file in the same directory, fsync, ``os.replace``, fsync of the directory: a crash
         leaves the old or the new file, never a mix. The file holds only live vectors (see the
         class doc on erasure). Format and checks: index_file.py.
+
+        sq8 layout: the vectors file is first made durable as ``<path>.vectors`` (fsync; rename or
+        copy, see VectorFile.persist_as), then its row count and CRC32 go into the index header,
+        which is renamed into place last. The index keeps growing that file in place afterwards.
+        A flat-kind save deletes a ``<path>.vectors`` left from an earlier approximate index.
         """
+        path = Path(path)
+        target = index_file.vectors_path(path)
         meta = {
             "model_id": self.model_id,
             "dim": self.dim,
@@ -226,7 +310,16 @@ class VectorIndex:
             "params": self.params.to_dict(),
             "watermark": watermark,
         }
-        index_file.write(Path(path), meta, self._labels, self._index)
+        try:
+            if self._vf is not None:
+                self._vf = self._vf.persist_as(target)
+                meta["vectors"] = {"file": target.name, "rows": self._vf.rows, "crc32": self._vf.crc()}
+            index_file.write(path, meta, self._labels, self._index)
+            if self._vf is None and target.exists():
+                target.unlink()  # a stale file of an earlier approximate index (erased rows zeroed)
+                index_file.fsync_dir(path.parent)
+        except OSError as e:
+            raise StoreError(f"could not write vector index {path}: {e}") from e
 
     @classmethod
     def load(
@@ -251,11 +344,24 @@ class VectorIndex:
             raise ModelMismatchError(f"index holds {held_dim}-d vectors, expected {dim}-d")
         if (labels >= 0).sum() != count or index.d != held_dim:
             raise StoreError(f"{path} is inconsistent (count or dimension)")
+        if fx.is_sq8(index):
+            try:
+                v = meta["vectors"]
+                rows, crc = int(v["rows"]), int(v["crc32"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise StoreError(f"{path} lacks its vectors record ({e}); rebuild it") from e
+            if rows != len(labels):
+                raise StoreError(f"{path} is inconsistent ({rows} vector rows for {len(labels)} labels)")
+            vi._vf = VectorFile.open(index_file.vectors_path(Path(path)), held_dim, rows, crc)
         vi._index, vi._labels = index, labels
         vi._dead = int((labels < 0).sum())
         if vi._dead:
             vi._selector = _dead_selector(labels)
         return vi, watermark
+
+
+# Rows the SQ8 per-dimension ranges are trained on (min/max: a sample suffices, with the 5 % margin).
+_SQ8_TRAIN_SAMPLE = 200_000
 
 
 def _dead_selector(labels: np.ndarray) -> faiss.IDSelector:
