@@ -9,6 +9,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The privacy tests' shared store fixtures (`root`, `store`) live beside their helpers.
+pytest_plugins = ["privacy_support"]
+
 
 def shared_dir() -> Path:
     """The shared folder beside the checkout (photos and optional models); FACEINDEX_SHARED overrides."""

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from faceindex.config import Settings
 from faceindex.engine import Engine
@@ -87,6 +88,18 @@ def fresh_copy(faces_dir: Path, tmp_path_factory, tmp_path: Path) -> Path:
     root = pristine(faces_dir, tmp_path_factory)
     shutil.copytree(root / "store", tmp_path / "store")
     return tmp_path / "store"
+
+
+@pytest.fixture()
+def root(faces_dir, tmp_path_factory):
+    """The pristine shared store (built once per session); tests must not write to it."""
+    return pristine(faces_dir, tmp_path_factory)
+
+
+@pytest.fixture()
+def store(faces_dir, tmp_path_factory, tmp_path):
+    """A private copy of the shared store for one test."""
+    return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
 
 
 def selfie(root: Path, name: str) -> Path:

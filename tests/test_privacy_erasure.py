@@ -14,7 +14,6 @@ from privacy_support import (
     found_people,
     fresh_copy,
     open_engine,
-    pristine,
     scan_store,
     selfie,
 )
@@ -26,11 +25,6 @@ from faceindex.privacy.erasure import jurisdiction_code, jurisdiction_covers
 @pytest.fixture()
 def store(faces_dir, tmp_path_factory, tmp_path):
     return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
-
-
-@pytest.fixture()
-def root(faces_dir, tmp_path_factory):
-    return pristine(faces_dir, tmp_path_factory)
 
 
 def _no_faceprint_in_audit(engine) -> None:

@@ -7,21 +7,11 @@ import io
 
 import pytest
 from PIL import Image, ImageFilter
-from privacy_support import fresh_copy, open_engine, pipeline, pristine, selfie, settings
+from privacy_support import open_engine, pipeline, selfie, settings
 
 from faceindex.engine import Engine
 from faceindex.errors import InvalidInputError, PolicyError
 from faceindex.pipeline.analyse import FacePipeline
-
-
-@pytest.fixture()
-def root(faces_dir, tmp_path_factory):
-    return pristine(faces_dir, tmp_path_factory)
-
-
-@pytest.fixture()
-def store(faces_dir, tmp_path_factory, tmp_path):
-    return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
 
 
 def _png(image: Image.Image) -> bytes:

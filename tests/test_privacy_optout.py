@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from privacy_support import faces_in, found_people, fresh_copy, open_engine, pristine, scan_store, selfie
+from privacy_support import faces_in, found_people, open_engine, scan_store, selfie
 
 from faceindex.errors import PolicyError
 from faceindex.privacy.optout import BITS, KEY_FILE, TemplateKey, estimate_cosine
-
-
-@pytest.fixture()
-def root(faces_dir, tmp_path_factory):
-    return pristine(faces_dir, tmp_path_factory)
-
-
-@pytest.fixture()
-def store(faces_dir, tmp_path_factory, tmp_path):
-    return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
 
 
 def test_opt_out_then_reingest_indexes_none_of_that_person(store, root):

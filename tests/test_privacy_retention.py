@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from privacy_support import (
     faces_in,
     found_people,
@@ -18,16 +17,6 @@ from privacy_support import (
 from typer.testing import CliRunner
 
 from faceindex.privacy.retention import years_before
-
-
-@pytest.fixture()
-def root(faces_dir, tmp_path_factory):
-    return pristine(faces_dir, tmp_path_factory)
-
-
-@pytest.fixture()
-def store(faces_dir, tmp_path_factory, tmp_path):
-    return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
 
 
 def at(moment: datetime):
