@@ -7,9 +7,7 @@ from datetime import UTC, datetime, timedelta
 from privacy_support import (
     faces_in,
     found_people,
-    fresh_copy,
     open_engine,
-    pristine,
     privacy_cli,
     scan_store,
     selfie,
