@@ -32,12 +32,13 @@ class IndexParams:
 
     - hnsw-sq8-mmap (default), M 16, ef_construction 100, rerank 4·k: ef_search 256 / 512 / 768
       gave recall@10 vs exact 0.965 / 0.983 / 0.987, mate recall above cosine 0.92
-      0.976 / 0.984 / 0.986, p99 2.4 / 3.7 / 5.5 ms; 280 B/face resident (RssAnon growth 282)
-      + 512 B/face mapped; build 168 s (load ~2). 512 is the smallest measured ef meeting
-      recall@10 and mate recall >= 0.98 at 1 M, with thin margins; at 100 k it gives 0.998 / 0.994.
-    - hnsw-flat, M 32, ef_construction 40: ef_search 64 / 128 / 256 gave recall@10
-      0.948 / 0.974 / 0.989, mate recall 0.991 / 0.995 / 0.998, p99 CPU 1.0 / 1.5 / 2.5 ms;
-      792 B/face resident; build 404 s (load 3-6). More recall and mate recall for 2.8x the RAM.
+      0.976 / 0.984 / 0.986, p99 2.4 / 3.4-3.7 / 5.5 ms; 280 B/face resident (RssAnon growth 282)
+      + 512 B/face mapped; build 168 s. 512 is the smallest measured ef meeting recall@10 and
+      mate recall >= 0.98 at 1 M, with thin margins; at 100 k it gives 0.998 / 0.994.
+    - hnsw-flat, M 32, ef_construction 40: ef_search 64 / 128 / 256 / 512 gave recall@10
+      0.948 / 0.974 / 0.989 / 0.997, mate recall 0.991 / 0.995 / 0.998 / 0.999, p99
+      1.0 / 1.5 / 1.6-2.5 / 3.7 ms; 792 B/face resident; build 115 s in the same run as the sq8
+      row (load ~1.7; 404 s at load 3-6). More recall, mate recall and build speed for 2.8x the RAM.
 
     - ``layout``: how the approximate index holds vectors (the exact flat index below
       ``approximate_above`` is the same for both):
