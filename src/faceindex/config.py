@@ -95,5 +95,12 @@ class Settings(BaseSettings):
         50_000, ge=1, description="Gallery size at which search switches from exact to HNSW (exact is ~1.4 ms at 50k)."
     )
 
+    index_layout: Literal["hnsw-sq8-mmap", "hnsw-flat"] = Field(
+        "hnsw-sq8-mmap",
+        description="Approximate index layout. 'hnsw-sq8-mmap': ~280 B/face in RAM (float32 vectors memory-mapped "
+        "for exact re-ranking), mate recall 0.984 at 1M; 'hnsw-flat': ~792 B/face in RAM, mate recall 0.998. "
+        "Takes effect when the index is next built (faceindex reindex).",
+    )
+
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

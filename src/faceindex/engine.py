@@ -20,6 +20,7 @@ from faceindex.privacy.audit import AuditEvent, AuditLog
 from faceindex.privacy.operations import PrivacyOps
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
+from faceindex.store.index_factory import IndexParams
 
 ImageSource = str | os.PathLike | bytes
 
@@ -45,7 +46,8 @@ class Engine:
         if store is not None:
             self.settings = self.settings.model_copy(update={"store": Path(store)})
         self.actor = actor
-        self.store = FaceStore(self.settings.store, approximate_above=self.settings.approximate_above)
+        self.store = FaceStore(self.settings.store, approximate_above=self.settings.approximate_above,
+                               params=IndexParams(layout=self.settings.index_layout))
         self.catalog = self.store.catalog
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline

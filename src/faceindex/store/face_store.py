@@ -9,6 +9,7 @@ import numpy as np
 
 from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
+from faceindex.store.index_factory import IndexParams
 from faceindex.store.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ class FaceStore:
     after the catalog commits, so it can lag behind the catalog after a crash, never run ahead.
     """
 
-    def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE):
+    def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE,
+                 params: IndexParams | None = None):
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -35,6 +37,7 @@ class FaceStore:
             raise StoreError(f"cannot create store directory {self.root}: {exc}") from exc
         self.catalog = Catalog(self.root / CATALOG_FILE)
         self.approximate_above = approximate_above
+        self.params = params
         self._index: VectorIndex | None = None
         self._watermark = {"max_face_id": 0, "epoch": -1}
         self._dirty = False
@@ -69,7 +72,8 @@ class FaceStore:
         # work_dir: an approximate index of the hnsw-sq8-mmap layout keeps its memory-mapped vectors
         # here before the first save, so that save is a rename within the store directory.
         return VectorIndex(
-            EMBEDDING_DIM, self.model_id or "unbound", approximate_above=self.approximate_above, work_dir=self.root
+            EMBEDDING_DIM, self.model_id or "unbound", approximate_above=self.approximate_above, params=self.params,
+            work_dir=self.root,
         )
 
     def _load(self) -> VectorIndex:
