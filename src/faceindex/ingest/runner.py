@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -70,30 +71,32 @@ class IngestRunner:
         self.progress("total", 0, len(files))
         with self.catalog.transaction():
             self.catalog.bind_model(model_id)
-        todo: list[SourceFile] = []
+        self._done, self._total = 0, len(files)
         copies_in_run: list[SourceFile] = []  # same bytes as a file queued in this run: copy its faces later
         queued: set[str] = set()
-        done = 0
-        for path in files:
-            source = describe(path)
-            if source.sha256 in queued and self.catalog.find_image(collection.id, source.uri) is None:
-                copies_in_run.append(source)
-            elif self._settle_without_analysis(source, collection, model_id, report):
-                done += 1
-                self.progress("file", done, len(files))
-            else:
-                todo.append(source)
-                queued.add(source.sha256)
-        for outcome in self._analyse_all(todo):
+
+        def needing_analysis() -> Iterator[SourceFile]:
+            # Lazy, so hashing, skipping and analysis overlap: a huge folder starts indexing at once and
+            # each file is read while it is still in the page cache for its worker.
+            for path in files:
+                source = describe(path)
+                if source.sha256 in queued and self.catalog.find_image(collection.id, source.uri) is None:
+                    copies_in_run.append(source)
+                elif self._settle_without_analysis(source, collection, model_id, report):
+                    self._tick()
+                else:
+                    queued.add(source.sha256)
+                    yield source
+
+        for outcome in self._analyse_all(needing_analysis(), len(files)):
             self._commit(outcome, collection, model_id, report)
-            done += 1
-            self.progress("file", done, len(files))
+            self._tick()
         # A copy whose original failed to index has no twin and is analysed on its own (and skipped alike).
         leftovers = [s for s in copies_in_run if not self._settle_without_analysis(s, collection, model_id, report)]
-        for outcome in self._analyse_all(leftovers):
+        for outcome in self._analyse_all(leftovers, len(leftovers)):
             self._commit(outcome, collection, model_id, report)
-        done += len(copies_in_run)
-        self.progress("file", done, len(files))
+        self._done += len(copies_in_run)
+        self.progress("file", self._done, self._total)
         self.store.save_index()
         report.seconds = time.monotonic() - start
         return report
@@ -131,18 +134,26 @@ class IngestRunner:
         self.catalog.delete_images([image_id])
 
     # -- analysis -----------------------------------------------------------------------------
-    def _analyse_all(self, todo: list[SourceFile]):
-        workers = min(self.settings.resolved_workers(), len(todo))
+    def _tick(self) -> None:
+        self._done += 1
+        self.progress("file", self._done, self._total)
+
+    def _analyse_all(self, todo: Iterable[SourceFile], at_most: int) -> Iterator[tuple[AnalysisOutcome, SourceFile]]:
+        """Analyse sources (a lazy iterable of at most `at_most`), yielding results as they complete."""
+        queue = iter(todo)
+        first = next(queue, None)
+        if first is None:  # nothing new: no worker processes are started
+            return
+        queue = itertools.chain([first], queue)
+        workers = min(self.settings.resolved_workers(), at_most)
         if workers <= 1:
-            pipeline = self.pipeline
-            for source in todo:
-                yield analyse_file(str(source.path), source.uri, pipeline), source
+            for source in queue:
+                yield analyse_file(str(source.path), source.uri, self.pipeline), source
             return
         context = multiprocessing.get_context("spawn")  # fork is unsafe once FAISS/OpenMP threads exist
         with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
                                  initargs=(self.settings.model_dump_json(),)) as pool:
             pending: dict[Future, SourceFile] = {}
-            queue = iter(todo)
             window = workers * 4  # bounded in-flight work keeps memory flat on huge folders
             while True:
                 while len(pending) < window and (source := next(queue, None)) is not None:
