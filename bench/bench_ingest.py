@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("FACEINDEX_TEST_FACES", REPO.parent / "shared" / "faces"))
@@ -88,11 +89,9 @@ def main() -> None:
                      *run_faceindex(unknown, tmp / "s1", 1, {"FACEINDEX_EMBED_RUNTIME": "dlib"})))
         rows.append((f"faceindex add --workers {cores} (default)", *run_faceindex(unknown, tmp / "s2", cores)))
     base = rows[0][1]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     print(f"### Ingest throughput, {len(images)} photos from {args.source.name} ({dt.date.today()})")
     print(f"- command: `python bench/bench_ingest.py --images {args.images}`")
-    print(f"- machine: {cpu}, {cores} cores, Python {platform.python_version()}")
+    print(f"- machine: {machine_line()}")
     print("\n| run | seconds | photos/s | faces found | photos with no face | speed vs face_recognition --cpus 1 |")
     print("|---|---|---|---|---|---|")
     for name, seconds, faces, no_face in rows:

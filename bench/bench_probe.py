@@ -12,12 +12,12 @@ import argparse
 import datetime as dt
 import io
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from benchlib import machine_line
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,11 +69,9 @@ def main() -> None:
         image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         face_recognition.face_encodings(image, face_recognition.face_locations(image))
         baseline.append((time.perf_counter() - start) * 1000)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     print(f"### Probe end to end, {len(probes)} photos of ~1 MP ({dt.date.today()})")
     print(f"- command: `python bench/bench_probe.py --probes {args.probes}`; gallery of {len(gallery)} LFW photos")
-    print(f"- machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"- machine: {machine_line()}")
     print("\n| run | p50 ms | p90 ms | max ms | speed vs baseline (p50) |")
     print("|---|---|---|---|---|")
     for name, values in (("face_recognition load+locate+encode (no search)", baseline),

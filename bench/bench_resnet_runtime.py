@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -55,16 +56,6 @@ def per_face_ms(fn, n: int) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3 / n
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import argparse
 import ctypes
 import datetime as dt
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -36,6 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from benchlib import machine_line  # noqa: E402
+
 from faceindex.store import index_file  # noqa: E402
 from faceindex.store.index_factory import LAYOUTS, search_threads  # noqa: E402
 from faceindex.store.synthetic import make_gallery, similarity_stats  # noqa: E402
@@ -43,13 +44,7 @@ from faceindex.store.vector_index import IndexParams, VectorIndex  # noqa: E402
 
 
 def machine() -> str:
-    with open("/proc/cpuinfo") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"nproc {os.cpu_count()} ({cpu}), load average {load} (shared machine), "
-        f"Python {platform.python_version()}, faiss {faiss.__version__}"
-    )
+    return f"{machine_line()} (shared machine), faiss {faiss.__version__}"
 
 
 def latencies_ms(search, queries: np.ndarray, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from benchlib import machine_line
 
 from faceindex.pipeline.types import Face
 from faceindex.store.face_store import FaceStore
@@ -83,12 +82,10 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     exact_ms = [timed(lambda v=v: exact.search(v[None, :], 10))[1] * 1000 for v in probes[:50]]
     p99 = sorted(latencies)[int(0.99 * (len(latencies) - 1))]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     print(f"### Store at scale: {args.faces:,} synthetic faces ({dt.date.today()})")
     print(f"- command: `python bench/bench_store_scale.py --faces {args.faces}`")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    print(f"- machine: {cpu}, {os.cpu_count()} cores; peak RSS of the whole run {peak_mib} MiB")
+    print(f"- machine: {machine_line()}; peak RSS of the whole run {peak_mib} MiB")
     print("\n| step | time | note |\n|---|---|---|")
     for step, value, note in rows:
         print(f"| {step} | {value} | {note} |")
