@@ -130,6 +130,22 @@ def test_search_above_is_exact_and_ordered(small):
 
 
 # -- approximate index -----------------------------------------------------------------------------
+def assert_close_to_exact(vi: VectorIndex, g) -> None:
+    """300 mated probes: recall@10 vs exact >= 0.98, scores exact cosines best first, and every true mate
+    above the match threshold among the exact top 50 found by a k=50 search (mate recall >= 0.98)."""
+    q, who = g.probes(300, seed=12)
+    scores, got = vi.search(q, 10)
+    want_s, want = exact_topk(g.vectors, q, 50)
+    recall = np.mean([len(set(got[i]) & set(want[i, :10])) / 10 for i in range(len(q))])
+    assert recall >= 0.98, recall
+    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", q, g.vectors[got]), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    _, got50 = vi.search(q, 50)
+    mate = (want_s >= 0.92) & (g.identities[want] == who[:, None])
+    found = sum(np.isin(want[i][mate[i]], got50[i]).sum() for i in range(len(q)))
+    assert found / mate.sum() >= 0.98, (found, mate.sum())
+
+
 @pytest.mark.parametrize("layout", ["hnsw-flat", "hnsw-sq8-mmap"])
 def test_hnsw_recall_on_faceprint_like_clusters(layout, tmp_path):
     """30 k synthetic faceprints (identity clusters as tight as dlib's): recall@10 vs exact >= 0.98."""
@@ -139,18 +155,7 @@ def test_hnsw_recall_on_faceprint_like_clusters(layout, tmp_path):
     for lo in range(0, 30_000, 10_000):
         vi.add(ids[lo : lo + 10_000], g.vectors[lo : lo + 10_000])
     assert vi.kind == "hnsw" and len(vi) == 30_000
-    q, who = g.probes(300, seed=12)
-    scores, got = vi.search(q, 10)
-    want_s, want = exact_topk(g.vectors, q, 50)
-    recall = np.mean([len(set(got[i]) & set(want[i, :10])) / 10 for i in range(len(q))])
-    assert recall >= 0.98, recall
-    # Scores are exact cosines of the stored vectors, not approximations.
-    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", q, g.vectors[got]), atol=1e-5)
-    # Every true mate above the match threshold among the exact top 50 is found by a k=50 search.
-    _, got50 = vi.search(q, 50)
-    mate = (want_s >= 0.92) & (g.identities[want] == who[:, None])
-    found = sum(np.isin(want[i][mate[i]], got50[i]).sum() for i in range(len(q)))
-    assert found / mate.sum() >= 0.98, (found, mate.sum())
+    assert_close_to_exact(vi, g)
 
 
 def test_hnsw_remove_hides_erases_and_compacts(small, tmp_path):
@@ -297,18 +302,7 @@ def test_sq8_recall_exact_scores_and_memory(tmp_path):
         vi.add(ids[lo : lo + 5_000], g.vectors[lo : lo + 5_000])
     assert vi.kind == "hnsw" and len(vi) == 20_000
     assert vi.memory_bytes() / 20_000 < 300 and vi.mapped_bytes() == 20_000 * 512
-    q, who = g.probes(300, seed=12)
-    scores, got = vi.search(q, 10)
-    want_s, want = exact_topk(g.vectors, q, 50)
-    recall = np.mean([len(set(got[i]) & set(want[i, :10])) / 10 for i in range(len(q))])
-    assert recall >= 0.98, recall
-    # Re-ranked with the float32 vectors: exact cosines, best first.
-    np.testing.assert_allclose(scores, np.einsum("qd,qkd->qk", q, g.vectors[got]), atol=1e-5)
-    assert (np.diff(scores, axis=1) <= 0).all()
-    _, got50 = vi.search(q, 50)
-    mate = (want_s >= 0.92) & (g.identities[want] == who[:, None])
-    found = sum(np.isin(want[i][mate[i]], got50[i]).sum() for i in range(len(q)))
-    assert found / mate.sum() >= 0.98, (found, mate.sum())
+    assert_close_to_exact(vi, g)
 
 
 def test_sq8_remove_zeroes_the_mapped_file_at_once_and_compacts(small, tmp_path):
