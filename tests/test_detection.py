@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from faceindex.config import Settings
 from faceindex.pipeline.analyse import FacePipeline
 
 
@@ -64,3 +65,43 @@ def test_scaled_copies_of_one_portrait_give_the_same_person(faces_dir, pipeline)
     vectors = [pipeline.analyse(obama / f"face_recognition__obama-{r}.jpg").accepted[0].embedding
                for r in ("480p", "720p", "1080p")]
     assert min(float(vectors[0] @ v) for v in vectors[1:]) > 0.93
+
+
+@pytest.mark.parametrize("turned", ["rot_90", "rot_180", "rot_270", "r90", "r180", "r270"])
+def test_sideways_copies_without_an_orientation_tag_are_found_and_mapped_back(faces_dir, pipeline, turned):
+    # The r* copies carry EXIF orientation 1 with turned pixels (an editor's output); rot_* carry no tag.
+    folder = faces_dir / "people" / "Cai_Xukun"
+    upright = pipeline.analyse(folder / f"insightface__{'rot_0' if turned.startswith('rot') else 'r0'}.jpg")
+    analysis = pipeline.analyse(folder / f"insightface__{turned}.jpg")
+    assert len(upright.accepted) == 1 and len(analysis.accepted) == 1
+    face = analysis.accepted[0]
+    assert face.detector == f"dlib-hog@turned{turned.split('_')[-1].lstrip('r')}"
+    assert float(face.embedding @ upright.accepted[0].embedding) > 0.95  # the same face, upright again
+    left, top, right, bottom = face.box
+    assert 0 <= left < right <= analysis.width and 0 <= top < bottom <= analysis.height
+    # The landmarks lie inside the box in the photo's own (turned) coordinates.
+    assert all(left <= x <= right and top <= y <= bottom for x, y in face.landmarks)
+
+
+def test_turned_look_is_not_taken_when_disabled_or_when_exif_turned_the_photo(faces_dir, tmp_path):
+    from PIL import Image
+
+    folder = faces_dir / "people" / "Cai_Xukun"
+    assert FacePipeline(Settings(rotate_retry=False)).analyse(folder / "insightface__rot_90.jpg").faces == []
+    # The same pixels with EXIF orientation 3 (the viewer turns them 180°): the tag is trusted, so no retry.
+    tagged = tmp_path / "tagged.jpg"
+    with Image.open(folder / "insightface__rot_90.jpg") as im:
+        exif = im.getexif()
+        exif[0x0112] = 3
+        im.save(tagged, exif=exif)
+    assert FacePipeline().analyse(tagged).accepted == []
+
+
+def test_fallback_detector_takes_a_second_look_when_the_primary_found_only_unusable_faces(faces_dir, pipeline):
+    # HOG finds only a small blurred face in the background here and misses the subject in the centre.
+    analysis = pipeline.analyse(faces_dir / "lfw-devtrain" / "images" / "Xanana_Gusmao" / "Xanana_Gusmao_0002.jpg")
+    rejected = [f for f in analysis.faces if not f.ok]
+    assert [f.detector for f in rejected] == ["dlib-hog"] and "blurred" in rejected[0].rejected
+    assert [f.detector for f in analysis.accepted] == ["dlib-cnn"]
+    left, top, right, bottom = analysis.accepted[0].box
+    assert left < analysis.width / 2 < right and top < analysis.height / 2 < bottom

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         "with the fast runtime), +0.36 % pair accuracy on LFW DevTrain (98.82 -> 99.18 %). Changes the model id "
         "(dlib-resnet-v1+flip): a store indexed with the other setting must be re-indexed.",
     )
+    rotate_retry: bool = Field(
+        True,
+        description="On a photo with no usable face that its EXIF tag did not turn (tag absent or 1), look "
+        "again with it turned 90° clockwise, 90° counter-clockwise, then upside down (sideways scans, edited "
+        "copies): up to 3 more primary-detector runs on photos without faces (+~50 % time on them), with a "
+        "stricter score. Faces found so are stored in the photo's own coordinates.",
+    )
     min_face_px: int = Field(
         32, ge=8, description="Faces whose box is narrower than this (full-resolution px) are rejected."
     )

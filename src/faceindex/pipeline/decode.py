@@ -71,6 +71,15 @@ class DecodedImage:
     _orientation: int = field(default=1, repr=False)
     _full: np.ndarray | None = field(default=None, repr=False)
 
+    @property
+    def exif_turned(self) -> bool:
+        """True when an EXIF orientation tag (2-8) turned or mirrored the stored pixels to make them upright.
+
+        Such a photo is trusted to be upright. A tag of 1 is not evidence: editors that rotate the
+        pixels often write 1, and so do cameras held sideways without an orientation sensor.
+        """
+        return self._orientation != 1
+
     def full(self) -> np.ndarray:
         """HxWx3 uint8 RGB at full resolution, EXIF-oriented; decoded on the first call, then cached.
 

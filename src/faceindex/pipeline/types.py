@@ -47,6 +47,16 @@ def scale_box(box: Box, scale: float, width: int, height: int) -> Box:
     return (max(0, left), max(0, top), min(width, right), min(height, bottom))
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 = disjoint, 1 = identical)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Return float32 rows scaled to unit length (cosine similarity then equals the dot product)."""
     vectors = np.asarray(vectors, dtype=np.float32)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFilter
 
-from faceindex.pipeline.types import Box, scale_box
+from faceindex.pipeline.types import Box, iou, scale_box
 from faceindex.privacy.audit import AuditEvent
 from faceindex.privacy.probe import strict_threshold
 
@@ -41,16 +41,6 @@ def obscure(image: Image.Image, box: Box) -> None:
     patch = patch.resize((width, height), Image.Resampling.NEAREST)
     patch = patch.filter(ImageFilter.GaussianBlur(radius=max(2.0, min(width, height) / (2 * BLOCKS))))
     image.paste(patch, region[:2])
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes (0 = disjoint, 1 = identical)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def detect_boxes(pipeline: FacePipeline, decoded: DecodedImage) -> list[Box]:
