@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from faceindex.config import Settings
 from faceindex.ingest.scanner import SourceFile, describe, iter_files
-from faceindex.ingest.worker import AnalysisOutcome, analyse_file, init_worker
 from faceindex.pipeline.analyse import FacePipeline
+from faceindex.pipeline.parallel import AnalysisOutcome, analyse_stream
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
 
@@ -140,34 +137,8 @@ class IngestRunner:
 
     def _analyse_all(self, todo: Iterable[SourceFile], at_most: int) -> Iterator[tuple[AnalysisOutcome, SourceFile]]:
         """Analyse sources (a lazy iterable of at most `at_most`), yielding results as they complete."""
-        queue = iter(todo)
-        first = next(queue, None)
-        if first is None:  # nothing new: no worker processes are started
-            return
-        queue = itertools.chain([first], queue)
         workers = min(self.settings.resolved_workers(), at_most)
-        if workers <= 1:
-            for source in queue:
-                yield analyse_file(str(source.path), source.uri, self.pipeline), source
-            return
-        context = multiprocessing.get_context("spawn")  # fork is unsafe once FAISS/OpenMP threads exist
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                 initargs=(self.settings.model_dump_json(),)) as pool:
-            pending: dict[Future, SourceFile] = {}
-            window = workers * 4  # bounded in-flight work keeps memory flat on huge folders
-            while True:
-                while len(pending) < window and (source := next(queue, None)) is not None:
-                    pending[pool.submit(analyse_file, str(source.path), source.uri)] = source
-                if not pending:
-                    return
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    source = pending.pop(future)
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a crashed worker must not stop the batch
-                        outcome = AnalysisOutcome(source.uri, error=f"worker failed: {type(exc).__name__}")
-                    yield outcome, source
+        yield from analyse_stream(((str(s.path), s.uri, s) for s in todo), self.pipeline, workers)
 
     # -- commit -------------------------------------------------------------------------------
     def _commit(self, item: tuple[AnalysisOutcome, SourceFile], collection: Collection, model_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,10 +10,10 @@ from datetime import datetime
 import numpy as np
 
 from faceindex.config import Settings
+from faceindex.pipeline import rotation
 from faceindex.pipeline.decode import DecodedImage, decode_image
-from faceindex.pipeline.detect import FaceDetector, FallbackDetector, build_detector
+from faceindex.pipeline.detect import FaceDetector, FallbackDetector, HogDetector, build_detector
 from faceindex.pipeline.embed import DlibEmbedder, laplacian_variance
-from faceindex.pipeline.rotation import RETRY_TURNS, TURNED_MIN_SCORE, rotate, unrotate_box, unrotate_point
 from faceindex.pipeline.types import Detection, Face, iou, scale_box
 
 SAME_FACE_IOU = 0.5
@@ -79,17 +80,21 @@ class FacePipeline:
             self._turned_look(result, decoded)
         return result
 
+    @functools.cached_property
+    def _turned_detector(self) -> FaceDetector:
+        primary = self.detector.primary if isinstance(self.detector, FallbackDetector) else self.detector
+        return HogDetector(rotation.TURNED_HOG_UPSAMPLE) if isinstance(primary, HogDetector) else primary
+
     def _turned_look(self, result: AnalysedImage, decoded: DecodedImage) -> None:
         """Detect again on the photo turned by quarter turns (RETRY_TURNS); keep the first turn with usable faces.
 
-        Only the primary detector runs (HOG by default, ~0.1-0.3 s per turn): a sideways face in a
-        photo without an orientation tag is a detection miss, not a hard face. Boxes and landmarks
-        are mapped back to the photo's own coordinates; the detector name records the turn.
+        Only the primary detector runs (HOG without upsampling by default, see TURNED_HOG_UPSAMPLE):
+        a sideways face in a photo that EXIF did not turn is a detection miss, not a hard face. Boxes
+        and landmarks are mapped back to the photo's own coordinates; the detector name records the turn.
         """
-        primary = self.detector.primary if isinstance(self.detector, FallbackDetector) else self.detector
-        for turns in RETRY_TURNS:
-            detections = [d for d in primary.detect(rotate(decoded.detection, turns))
-                          if d.score >= TURNED_MIN_SCORE.get(d.detector, -np.inf)]
+        for turns in rotation.RETRY_TURNS:
+            detections = [d for d in self._turned_detector.detect(rotation.rotate(decoded.detection, turns))
+                          if d.score >= rotation.TURNED_MIN_SCORE.get(d.detector, -np.inf)]
             if not detections:
                 continue
             turned = AnalysedImage(result.width, result.height, result.format, result.captured_at)
@@ -123,7 +128,7 @@ class FacePipeline:
         """
         if not detections:
             return
-        full = rotate(decoded.full(), turns) if turns else decoded.full()
+        full = rotation.rotate(decoded.full(), turns) if turns else decoded.full()
         full_h, full_w = full.shape[:2]
         boxes = [scale_box(d.box, decoded.scale, full_w, full_h) for d in detections]
         keep = [i for i, b in enumerate(boxes) if b[2] - b[0] >= 2 and b[3] - b[1] >= 2]
@@ -133,8 +138,8 @@ class FacePipeline:
             box = boxes[i]
             detector = detections[i].detector
             if turns:
-                box = unrotate_box(box, turns, decoded.width, decoded.height)
-                points = [unrotate_point(x, y, turns, decoded.width, decoded.height) for x, y in points]
+                box = rotation.unrotate_box(box, turns, decoded.width, decoded.height)
+                points = [rotation.unrotate_point(x, y, turns, decoded.width, decoded.height) for x, y in points]
                 detector = f"{detector}@turned{90 * turns}"
             face = Face(box=box, score=detections[i].score, detector=detector,
                         landmarks=points, size_px=min(box[2] - box[0], box[3] - box[1]),

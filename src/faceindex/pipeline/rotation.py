@@ -11,6 +11,10 @@ RETRY_TURNS = (3, 1, 2)
 and not turned by its EXIF orientation tag: 3 = turned 90° clockwise (the usual sideways phone or scanner
 picture), then 1 = 90° counter-clockwise, then 2 = upside down. Each costs one primary-detector run."""
 
+TURNED_HOG_UPSAMPLE = 0
+"""HOG upsampling passes on a turned photo: none finds faces from ~80 px of the detection image up (the
+large faces of sideways portraits and scans) at about a quarter of the cost of the default one pass."""
+
 TURNED_MIN_SCORE = {"dlib-hog": 1.0, "dlib-cnn": 1.0, "yunet": 0.9}
 """Detector score a face found on a turned photo must reach (by detector name; others: the detector's own
 cut-off). Three more looks at a photo triple its chances of a false face, so the bar is raised: on
