@@ -120,7 +120,10 @@ def test_eval_lfw_layout_with_pairs_and_groups(lfw_subset, tmp_path: Path) -> No
     by_group = {g["group"]: g for g in results["groups"]}
     assert {"A", "B"} <= set(by_group)
     assert sum(g["n_genuine"] for g in results["groups"]) == head["n_genuine"]
-    assert "infers no demographic" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "infers no demographic" in md and "## Pairs judged wrongly" in md
+    # Equal-sized folds: the wrong pairs listed are exactly the accuracy's shortfall.
+    assert len(head["wrong_pairs"]) == round((1 - head["accuracy"]) * head["pairs"])
 
 
 def test_calibrate_writes_a_file_the_engine_loads(lfw_subset, tmp_path: Path, monkeypatch) -> None:
@@ -241,3 +244,30 @@ def test_all_pairs_scores_and_identification_match_brute_force() -> None:
     assert sampled.sampled and 0 < sampled.impostor.size < 17 and sampled.genuine.size == 4
     ident = identification(items)  # probes: first usable photo of a and of b; gallery: the other 5
     assert (ident.n_probes, ident.n_gallery, ident.n_nonmated) == (2, 5, 2) and ident.cmc[0] == 1.0
+
+
+def test_protocol_accuracy_lists_the_pairs_judged_wrongly() -> None:
+    from faceindex.evaluation.dataset import Embedded, LabelledImage
+    from faceindex.evaluation.lfw import Pair
+    from faceindex.evaluation.runner import protocol_accuracy
+
+    # (score, same, fold): any threshold a fold picks from the other lies in (0.2, 0.85], so exactly the
+    # genuine pair at 0.05 (fold 0) and the impostor pair at 0.97 (fold 1) are judged wrongly.
+    planned = [(0.955, True, 0), (0.9, True, 0), (0.05, True, 0), (0.1, False, 0), (0.2, False, 0),
+               (0.95, True, 1), (0.85, True, 1), (0.0, False, 1), (0.15, False, 1), (0.97, False, 1)]
+    items, pairs = [], []
+    for k, (score, same, fold) in enumerate(planned):
+        a = LabelledImage(Path(f"/x/p{k}a/1.jpg"), f"p{k}a")
+        b = LabelledImage(Path(f"/x/p{k}{'a' if same else 'b'}/2.jpg"), f"p{k}{'a' if same else 'b'}")
+        angle = np.arccos(score)
+        items += [Embedded(a, np.array([1.0, 0.0], np.float32)),
+                  Embedded(b, np.array([np.cos(angle), np.sin(angle)], np.float32))]
+        pairs.append(Pair(a.path, b.path, same, fold))
+    proto = protocol_accuracy(items, pairs)
+    wrong = proto.wrong_pairs()
+    assert proto.mean == pytest.approx(0.8)  # one of five wrong in each fold
+    assert sorted((w["a"], w["same"], round(w["score"], 3)) for w in wrong) == [
+        ("p2a/1.jpg", True, 0.05), ("p9a/1.jpg", False, 0.97)]
+    assert all(0.2 < w["threshold"] <= 0.85 for w in wrong)
+    margins = [abs(w["score"] - w["threshold"]) for w in wrong]
+    assert margins == sorted(margins, reverse=True)

@@ -57,6 +57,7 @@ class EvalResult:
     cmc: np.ndarray | None = None
     fnir_at_fpir: dict[float, OperatingPoint] | None = None
     detect_failures: list[str] = field(default_factory=list)
+    wrong_pairs: list[str] = field(default_factory=list)  # protocol pairs judged wrongly, worst first
     groups: list[GroupStats] | None = None
     calibration: Calibration | None = None
     notes: list[str] = field(default_factory=list)
@@ -86,6 +87,7 @@ class EvalResult:
             "fnir_at_fpir": None if self.fnir_at_fpir is None else [
                 {**p.to_dict(), "fpir": p.false_rate, "fnir": p.miss_rate} for p in self.fnir_at_fpir.values()],
             "detect_failures": list(self.detect_failures),
+            "wrong_pairs": list(self.wrong_pairs),
             "groups": None if self.groups is None else [asdict(g) for g in self.groups],
             "group_note": None if self.groups is None else GROUP_NOTE,
             "calibration": None if self.calibration is None else json.loads(self.calibration.to_json()),
@@ -202,6 +204,12 @@ def _sections(r: EvalResult) -> list[tuple[str, list[tuple]]]:
                                            "left out of the scores.")]
               + ([("list", r.detect_failures[:50] + (["..."] if len(r.detect_failures) > 50 else []))]
                  if r.detect_failures else [])))
+    if r.kfold_accuracy is not None:
+        s.append(("Pairs judged wrongly", [("p", f"{len(r.wrong_pairs)} pair(s) fell on the wrong side of their "
+                                                 "fold's threshold (the largest margin first); look at them before "
+                                                 "trusting the accuracy figure.")]
+                  + ([("list", r.wrong_pairs[:50] + (["..."] if len(r.wrong_pairs) > 50 else []))]
+                     if r.wrong_pairs else [])))
     if r.groups is not None:
         s.append(("Per-group error rates", [("p", GROUP_NOTE), ("table", [
             "group", "identities", "genuine pairs", "impostor pairs", "FRR", "FAR"],

@@ -103,6 +103,21 @@ class ProtocolAccuracy:
     scores: np.ndarray
     same: np.ndarray
     identities: list[tuple[str, str]]
+    folds: np.ndarray | None = None
+    photos: list[tuple[str, str]] = field(default_factory=list)  # "identity/file" of each pair's images
+
+    def wrong_pairs(self) -> list[dict]:
+        """The pairs judged wrongly at their fold's threshold, worst margin first: what an operator reviews."""
+        if self.folds is None:
+            return []
+        fold_ids = list(np.unique(self.folds))
+        out = []
+        for k, (score, same, fold) in enumerate(zip(self.scores, self.same, self.folds, strict=True)):
+            t = float(self.thresholds[fold_ids.index(fold)])
+            if (score >= t) != bool(same):
+                out.append({"a": self.photos[k][0], "b": self.photos[k][1], "same": bool(same),
+                            "score": float(score), "threshold": t})
+        return sorted(out, key=lambda w: -abs(w["score"] - w["threshold"]))
 
 
 def _pair_score(a: Embedded, b: Embedded) -> float:
@@ -157,7 +172,12 @@ def protocol_accuracy(items: Sequence[Embedded], pairs: Sequence[Pair] | None = 
     mean, std, thresholds = verification_accuracy_kfold(scores, same, folds)
     unscored = int(sum(not (a.ok and b.ok) for a, b in zip(ea, eb, strict=True)))
     return ProtocolAccuracy(mean, std, thresholds, protocol, len(scores), unscored, scores, same,
-                            [(a.image.identity, b.image.identity) for a, b in zip(ea, eb, strict=True)])
+                            [(a.image.identity, b.image.identity) for a, b in zip(ea, eb, strict=True)], folds,
+                            [(_photo(a), _photo(b)) for a, b in zip(ea, eb, strict=True)])
+
+
+def _photo(e: Embedded) -> str:
+    return f"{e.image.identity}/{e.image.path.name}"
 
 
 @dataclass
@@ -232,12 +252,18 @@ class EvalRun:
             "threshold": r.threshold,
             "detect_failures": len(self.failures),
             "detect_failed": [{"path": str(e.image.path), "reason": e.reason} for e in self.failures],
+            "wrong_pairs": self.protocol.wrong_pairs(),
             **self.extra,
         }
 
 
 def _failure_line(e: Embedded) -> str:
-    return f"{e.image.identity}/{e.image.path.name}: {e.reason}"
+    return f"{_photo(e)}: {e.reason}"
+
+
+def _wrong_line(w: dict) -> str:
+    verdict = "same person, rejected" if w["same"] else "different people, accepted"
+    return f"{w['a']} vs {w['b']}: {verdict} (score {w['score']:.4f}, fold threshold {w['threshold']:.4f})"
 
 
 def evaluate(dataset: Dataset, embedder: LabelledEmbedder, *, groups: dict[str, str] | None = None,
@@ -292,6 +318,7 @@ def evaluate(dataset: Dataset, embedder: LabelledEmbedder, *, groups: dict[str, 
         pairs.genuine, pairs.impostor, model_id=model_id, dataset=dataset.name, far_targets=FAR_TARGETS,
         threshold=threshold, kfold_accuracy=(proto.mean, proto.std, proto.thresholds), cmc=ident.cmc,
         fnir_at_fpir=ident.fnir_at_fpir, detect_failures=[_failure_line(e) for e in failures], groups=group_stats,
+        wrong_pairs=[_wrong_line(w) for w in proto.wrong_pairs()],
         calibration=calibration, notes=notes)
     return EvalRun(result, proto, ident, pairs, failures, len(items), len({e.image.identity for e in items}))
 
