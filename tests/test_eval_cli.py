@@ -115,6 +115,7 @@ def test_eval_lfw_layout_with_pairs_and_groups(lfw_subset, tmp_path: Path) -> No
     assert head["pairs"] == 20
     assert head["accuracy"] >= 0.85
     assert head["detect_failures"] == head["pairs_without_face"] == 0
+    assert head["face_choice"] == "centre"  # 'auto' with a pairs file: LFW's centred crops
     results = json.loads((out / "results.json").read_text())
     assert results["kfold_accuracy"]["folds"] == 10
     by_group = {g["group"]: g for g in results["groups"]}
@@ -174,6 +175,22 @@ def test_choose_face_prefers_the_centred_subject_over_a_larger_bystander() -> No
     big, small = _face((100, 150, 500, 550)), _face((590, 380, 630, 420))
     assert choose_face([small, big], 1200, 800) is big
     assert choose_face([], 100, 100) is None
+
+
+def test_centre_face_choice_follows_lfw_centred_crops() -> None:
+    # LFW Charles_Schumer_0002's layout: a 126 px face 62 px right of centre beside the labelled 90 px central
+    # face. 'prominent' takes the larger face; 'centre' (LFW's construction) takes the central one.
+    central, nearer_camera = _face((76, 86, 166, 177)), _face((124, 67, 250, 197))
+    assert choose_face([nearer_camera, central], 250, 250) is nearer_camera
+    assert choose_face([nearer_camera, central], 250, 250, "centre") is central
+    with pytest.raises(InvalidInputError):
+        choose_face([central], 250, 250, "largest")
+
+
+def test_eval_refuses_an_unknown_face_choice(lfw_subset, tmp_path: Path) -> None:
+    root, _, _ = lfw_subset
+    result = CliRunner().invoke(app, ["eval", str(root), "--face-choice", "largest", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "unknown face choice" in result.output
 
 
 def test_scan_labelled_folder_uses_lfw_images_dir(lfw_subset) -> None:

@@ -23,6 +23,9 @@ DetectorOpt = Annotated[str | None, typer.Option(
 FlipOpt = Annotated[bool | None, typer.Option(
     "--flip/--no-flip", help="Override flip test-time augmentation (default: settings); changes the model id.")]
 YunetOpt = Annotated[Path | None, typer.Option("--yunet-model", help="YuNet ONNX file (for yunet detectors).")]
+FaceChoiceOpt = Annotated[str, typer.Option(
+    "--face-choice", help="Which face of a photo its label means: prominent (large, near the centre), centre "
+    "(nearest the centre: LFW's centred crops), or auto (centre with a pairs file, else prominent).")]
 MaxImpOpt = Annotated[int, typer.Option(
     "--max-impostors", min=1000, help="All-vs-all impostor pairs kept (uniform sample above this).")]
 
@@ -34,6 +37,14 @@ def _pipeline(detector: str | None, flip: bool | None, yunet_model: Path | None)
     overrides = {"detector": detector, "flip_augment": flip, "yunet_model": yunet_model}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     return settings, FacePipeline(settings)
+
+
+def _embedder(dataset, settings, pipeline, face_choice: str):
+    """The LabelledEmbedder both commands use: all cores, and the face choice resolved from 'auto'."""
+    from faceindex.evaluation.dataset import LabelledEmbedder
+
+    rule = dataset.default_face_choice if face_choice == "auto" else face_choice
+    return LabelledEmbedder(pipeline, settings.resolved_workers(), rule)
 
 
 def _progress(enabled: bool, label: str):
@@ -70,6 +81,7 @@ def eval_command(
     detector: DetectorOpt = None,
     flip: FlipOpt = None,
     yunet_model: YunetOpt = None,
+    face_choice: FaceChoiceOpt = "auto",
     max_impostors: MaxImpOpt = 10_000_000,
     write_calibration: Annotated[Path | None, typer.Option(
         "--write-calibration", help="Also save the calibration measured here (as `calibrate --out` would).")] = None,
@@ -82,7 +94,7 @@ def eval_command(
     """
     from faceindex.cli import console, emit_json, fail, out
     from faceindex.evaluation import load_group_csv, write_report
-    from faceindex.evaluation.dataset import LabelledEmbedder, load_dataset
+    from faceindex.evaluation.dataset import load_dataset
     from faceindex.evaluation.runner import evaluate
     from faceindex.matching import load_calibration
 
@@ -93,7 +105,7 @@ def eval_command(
         reference = load_calibration(pipeline.model_id, settings.calibration)
         bar, progress = _progress(not as_json, "embedding")
         with bar:
-            embedder = LabelledEmbedder(pipeline, settings.resolved_workers())
+            embedder = _embedder(dataset, settings, pipeline, face_choice)
             run = evaluate(dataset, embedder, groups=group_map, max_impostors=max_impostors,
                            max_expected_false=settings.max_expected_false, reference=reference, progress=progress)
         if write_calibration is not None:
@@ -139,6 +151,7 @@ def calibrate_command(
     detector: DetectorOpt = None,
     flip: FlipOpt = None,
     yunet_model: YunetOpt = None,
+    face_choice: FaceChoiceOpt = "auto",
     max_impostors: MaxImpOpt = 10_000_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")] = False,
 ) -> None:
@@ -149,7 +162,7 @@ def calibrate_command(
     different people: N images give ~N^2/2 impostor pairs, and FMR is measured only down to 1 / that.
     """
     from faceindex.cli import console, emit_json, fail, out
-    from faceindex.evaluation.dataset import LabelledEmbedder, load_dataset
+    from faceindex.evaluation.dataset import load_dataset
     from faceindex.evaluation.runner import calibrate
 
     try:
@@ -158,7 +171,7 @@ def calibrate_command(
         label = source or f"{dataset.name} (all-vs-all), measured {datetime.date.today().isoformat()}"
         bar, progress = _progress(not as_json, "embedding")
         with bar:
-            embedder = LabelledEmbedder(pipeline, settings.resolved_workers())
+            embedder = _embedder(dataset, settings, pipeline, face_choice)
             calibration, failed = calibrate(dataset, embedder, source=label,
                                             max_impostors=max_impostors, progress=progress)
         target = out_file or Path(f"calibration-{pipeline.model_id.replace('+', '-')}.json")

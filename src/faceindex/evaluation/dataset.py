@@ -63,6 +63,11 @@ class Dataset:
     images: list[LabelledImage]
     pairs: list[Pair] | None = None
 
+    @property
+    def default_face_choice(self) -> str:
+        """'centre' for LFW pairs (its photos are crops centred on the labelled face), else 'prominent'."""
+        return "centre" if self.pairs is not None else "prominent"
+
 
 def scan_labelled_folder(root: str | Path) -> list[LabelledImage]:
     """Every file under `root/<identity>/` (any depth), labelled with that folder's name, sorted.
@@ -98,25 +103,41 @@ def load_dataset(root: str | Path, pairs_file: str | Path | None = None) -> Data
     return Dataset(name, [LabelledImage(p, p.parent.name) for p in unique], pairs)
 
 
-def choose_face(faces: Sequence[Face], width: int, height: int) -> Face | None:
-    """The face a photo's label most likely refers to: a large face near the centre of the photo.
+FACE_CHOICES = ("prominent", "centre")
 
-    Score = box side (sqrt of its area, px) - OFFSET_WEIGHT x distance (px) of the box centre from
-    the image centre; the highest wins. LFW crops centre the labelled person, and a bystander cut
-    by the edge can have the bigger box; in an ordinary portrait the subject is the large face,
-    often off-centre (rule of thirds), and must not lose to a small face in the background.
-    Both terms are lengths, so the choice does not change when the photo is resized. (InsightFace
-    and FaceNet's LFW scripts use area - 2 x squared offset: there any face further off-centre
-    than 0.7 x its side loses to even a tiny central face, which misfires on portraits.)
+
+def choose_face(faces: Sequence[Face], width: int, height: int, rule: str = "prominent") -> Face | None:
+    """The face a photo's label most likely refers to.
+
+    'prominent' (any labelled photo): a large face near the centre. Score = box side (sqrt of its
+    area, px) - OFFSET_WEIGHT x distance (px) of the box centre from the image centre; the highest
+    wins. In an ordinary portrait the subject is the large face, often off-centre (rule of thirds),
+    and must not lose to a small face in the background; a bystander cut by the edge can have the
+    bigger box. Both terms are lengths, so the choice does not change when the photo is resized.
+    (InsightFace and FaceNet's LFW scripts use area - 2 x squared offset: there any face further
+    off-centre than 0.7 x its side loses to even a tiny central face, which misfires on portraits.)
+
+    'centre': the face whose box centre is nearest the image centre, for datasets built as crops
+    centred on the labelled face, as LFW is (its README: each image is centred on a single face);
+    there a bystander nearer the camera can have the bigger box (measured: LFW
+    `Charles_Schumer_0002`, a 126 px face 62 px off-centre beside the labelled 90 px central face).
     """
     if not faces:
         return None
+    if rule not in FACE_CHOICES:
+        raise InvalidInputError(f"unknown face choice {rule!r}: expected one of {', '.join(FACE_CHOICES)}")
     cx, cy = width / 2.0, height / 2.0
+
+    def offset(f: Face) -> float:
+        left, top, right, bottom = f.box
+        return math.hypot((left + right) / 2.0 - cx, (top + bottom) / 2.0 - cy)
+
+    if rule == "centre":
+        return min(faces, key=offset)
 
     def score(f: Face) -> float:
         left, top, right, bottom = f.box
-        offset = math.hypot((left + right) / 2.0 - cx, (top + bottom) / 2.0 - cy)
-        return math.sqrt((right - left) * (bottom - top)) - OFFSET_WEIGHT * offset
+        return math.sqrt((right - left) * (bottom - top)) - OFFSET_WEIGHT * offset(f)
 
     return max(faces, key=score)
 
@@ -130,9 +151,12 @@ class LabelledEmbedder:
     a few dozen photos). Memory: ~0.6 KB per image (the faceprint and the Face record).
     """
 
-    def __init__(self, pipeline, workers: int = 1):
+    def __init__(self, pipeline, workers: int = 1, face_choice: str = "prominent"):
+        if face_choice not in FACE_CHOICES:
+            raise InvalidInputError(f"unknown face choice {face_choice!r}: expected one of {', '.join(FACE_CHOICES)}")
         self.pipeline = pipeline
         self.workers = workers
+        self.face_choice = face_choice
         self._cache: dict[Path, Embedded] = {}
 
     @property
@@ -151,7 +175,7 @@ class LabelledEmbedder:
         workers = self.workers if len(todo) >= MIN_PARALLEL_IMAGES else 1
         sources = ((str(image.path), str(image.path), key) for key, image in todo.items())
         for n, (outcome, key) in enumerate(analyse_stream(sources, self.pipeline, workers), start=1):
-            self._cache[key] = _embedded(todo[key], outcome)
+            self._cache[key] = _embedded(todo[key], outcome, self.face_choice)
             if progress is not None:
                 progress(already + n, len(images))
         return [self._cache[image.path.resolve()] for image in images]
@@ -161,7 +185,7 @@ MIN_PARALLEL_IMAGES = 32
 """Fewer new images than this are analysed in this process: starting workers costs ~1 s each."""
 
 
-def _embedded(image: LabelledImage, outcome: AnalysisOutcome) -> Embedded:
+def _embedded(image: LabelledImage, outcome: AnalysisOutcome, rule: str) -> Embedded:
     """The chosen face of one analysed image, or a failure with its reason."""
     analysed = outcome.analysis
     if analysed is None:  # undecodable, too large, not an image: a listed failure
@@ -169,8 +193,8 @@ def _embedded(image: LabelledImage, outcome: AnalysisOutcome) -> Embedded:
     n = len(analysed.faces)
     if n == 0:
         return Embedded(image, None, reason="no face found")
-    chosen = choose_face(analysed.accepted, analysed.width, analysed.height)
+    chosen = choose_face(analysed.accepted, analysed.width, analysed.height, rule)
     if chosen is None:
-        refused = choose_face(analysed.faces, analysed.width, analysed.height)
+        refused = choose_face(analysed.faces, analysed.width, analysed.height, rule)
         return Embedded(image, None, refused, n, reason=f"face refused: {refused.rejected}")
     return Embedded(image, chosen.embedding, chosen, n)

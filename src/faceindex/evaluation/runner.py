@@ -232,6 +232,7 @@ class EvalRun:
     failures: list[Embedded]
     n_images: int
     n_identities: int
+    face_choice: str = "prominent"
     extra: dict = field(default_factory=dict)
 
     def headline(self) -> dict:
@@ -253,6 +254,7 @@ class EvalRun:
             "detect_failures": len(self.failures),
             "detect_failed": [{"path": str(e.image.path), "reason": e.reason} for e in self.failures],
             "wrong_pairs": self.protocol.wrong_pairs(),
+            "face_choice": self.face_choice,
             **self.extra,
         }
 
@@ -298,6 +300,7 @@ def evaluate(dataset: Dataset, embedder: LabelledEmbedder, *, groups: dict[str, 
              f"Identification: {ident.n_probes} probes (one per identity with >= 2 usable images) against a gallery "
              f"of {ident.n_gallery} images; {ident.n_nonmated} non-mated searches (probe vs gallery minus its "
              "identity) for FPIR.",
+             f"Face choice: '{embedder.face_choice}' (which face of a photo its label means; see choose_face).",
              f"Operating threshold: the one calibrated here for a gallery of {ident.n_gallery} faces "
              f"(expected false candidates <= {max_expected_false:g} per search)."]
     if reference is not None:
@@ -320,7 +323,8 @@ def evaluate(dataset: Dataset, embedder: LabelledEmbedder, *, groups: dict[str, 
         fnir_at_fpir=ident.fnir_at_fpir, detect_failures=[_failure_line(e) for e in failures], groups=group_stats,
         wrong_pairs=[_wrong_line(w) for w in proto.wrong_pairs()],
         calibration=calibration, notes=notes)
-    return EvalRun(result, proto, ident, pairs, failures, len(items), len({e.image.identity for e in items}))
+    return EvalRun(result, proto, ident, pairs, failures, len(items), len({e.image.identity for e in items}),
+                   embedder.face_choice)
 
 
 def calibrate(dataset: Dataset, embedder: LabelledEmbedder, *, source: str | None = None,
