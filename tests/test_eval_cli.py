@@ -17,10 +17,11 @@ from faceindex.cli import app
 from faceindex.config import Settings
 from faceindex.errors import InvalidInputError
 from faceindex.evaluation.calibration import Calibration
-from faceindex.evaluation.dataset import choose_face, scan_labelled_folder
+from faceindex.evaluation.dataset import scan_labelled_folder
 from faceindex.evaluation.lfw import load_pairs
 from faceindex.matching import load_calibration
 from faceindex.pipeline.embed import MODEL_ID
+from faceindex.pipeline.face_choice import choose_face
 from faceindex.pipeline.types import Face
 
 REPORT_FILES = ("roc.png", "det.png", "cmc.png", "scores.png", "report.md", "report.html", "results.json")

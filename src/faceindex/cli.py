@@ -139,7 +139,7 @@ def verify(
     threshold: Annotated[float | None, typer.Option(help="Cosine threshold (default: calibrated).")] = None,
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Do the largest faces of two photos show the same person?"""
+    """Do the main faces of two photos (a large face near the centre) show the same person?"""
     try:
         with open_engine(store) as engine:
             result = engine.verify(str(photo_a), str(photo_b), threshold=threshold)

@@ -16,6 +16,7 @@ from faceindex.errors import FaceIndexError, InvalidInputError, NoFaceError, Pol
 from faceindex.ingest.runner import FaceFilter, IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
+from faceindex.pipeline.face_choice import choose_face
 from faceindex.privacy.audit import AuditEvent, AuditLog
 from faceindex.privacy.operations import PrivacyOps
 from faceindex.store.catalog import Collection
@@ -186,13 +187,18 @@ class Engine:
         return result
 
     def verify(self, a: ImageSource, b: ImageSource, *, threshold: float | None = None) -> VerifyResult:
-        """Are the largest faces of two photos the same person? 1:1, so the gallery size is 1."""
+        """Are the main faces of two photos the same person? 1:1, so the gallery size is 1.
+
+        The main face is `choose_face` 'prominent' (a large face near the centre), the rule `faceindex
+        eval` measures on labelled folders.
+        """
         vectors = []
         for source in (a, b):
-            accepted = sorted(self.pipeline.analyse(source).accepted, key=lambda f: -f.size_px)
-            if not accepted:
+            analysed = self.pipeline.analyse(source)
+            face = choose_face(analysed.accepted, analysed.width, analysed.height)
+            if face is None:
                 raise NoFaceError(f"no usable face in {source if not isinstance(source, bytes) else 'upload'}")
-            vectors.append(accepted[0].embedding)
+            vectors.append(face.embedding)
         score = float(np.dot(vectors[0], vectors[1]))
         limit = self.policy.threshold(1, threshold)
         self._record("verify", purpose=None, params={"threshold": round(limit, 4)}, counts={"pairs": 1})

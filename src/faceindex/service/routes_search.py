@@ -55,7 +55,7 @@ async def search(principal: CanSearch, state: StateDep,
 async def verify(principal: CanSearch, state: StateDep,
                  photo_a: Annotated[UploadFile, File(description="First photo.")],
                  photo_b: Annotated[UploadFile, File(description="Second photo.")]):
-    """Do the largest faces of two photos show the same person? (1:1, so the gallery size is 1.)"""
+    """Do the main faces (a large face near the centre) of two photos show the same person? (1:1: gallery of 1.)"""
     first = await read_upload(photo_a, state.config)
     second = await read_upload(photo_b, state.config)
 
