@@ -69,6 +69,13 @@ def test_forget_other_routes_and_opt_out(env):
     opted = run("opt-out", str(selfie(root, "Jack_Dorsey")), "--reference", "req 9", "--json")
     assert opted.exit_code == 0, opted.output
     assert json.loads(opted.output)["erasure"]["faces"] == 4
+    optout_id = json.loads(opted.output)["optout_id"]
+    assert [r["reference"] for r in json.loads(run("opt-outs", "--json").output)] == ["req 9"]
+    refused = run("opt-out-withdraw", str(optout_id))
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    assert run("opt-out-withdraw", str(optout_id), "--yes", "--case", "req 10").exit_code == 0
+    assert json.loads(run("opt-outs", "--json").output) == []
+    assert run("opt-out-withdraw", str(optout_id), "--yes").exit_code == 2  # already gone: not found
     with open_engine(store) as engine:
         routes = [e.params["route"] for e in engine.audit.events(action="erase")]
         assert routes == ["collection", "jurisdiction", "image", "opt-out"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from privacy_support import faces_in, found_people, open_engine, scan_store, selfie
 
-from faceindex.errors import PolicyError
+from faceindex.errors import NotFoundError, PolicyError
 from faceindex.privacy.optout import BITS, KEY_FILE, TemplateKey, estimate_cosine
 
 
@@ -68,3 +68,30 @@ def test_template_estimates_cosine_and_depends_on_key(store):
     cross = estimate_cosine(templates, other.protect(vectors))
     assert np.abs(np.diag(cross)).max() < 0.15
     assert not any(v.tobytes()[:16] in templates.tobytes() for v in vectors)
+
+
+def test_withdrawn_opt_out_deletes_its_template_and_lets_ingest_index_the_person_again(store, root):
+    with open_engine(store) as engine:
+        first = engine.privacy.opt_out(str(selfie(root, "Rose_Leslie")), reference="request 7")
+        second = engine.privacy.opt_out(str(selfie(root, "Jack_Dorsey")))
+        listed = engine.privacy.opt_outs()
+        assert [(r.id, r.reference) for r in listed] == [(first.optout_id, "request 7"), (second.optout_id, None)]
+        assert all("template" not in r.to_dict() for r in listed)
+        template = bytes(engine.catalog.conn.execute(
+            "SELECT template FROM optout_templates WHERE id = ?", (first.optout_id,)).fetchone()[0])
+        engine.privacy.withdraw_opt_out(first.optout_id, "consent given at the event desk")
+        assert [r.id for r in engine.privacy.opt_outs()] == [second.optout_id]
+        # Rose is indexed again; Jack's opt-out still holds.
+        report = engine.ingest([root / "photos/press/Rose_Leslie", root / "photos/press/Jack_Dorsey"], "again",
+                               basis="contract", purpose="p")
+        assert report.faces == len(list((root / "photos/press/Rose_Leslie").iterdir()))
+        assert report.opted_out_faces == 4
+        event = engine.audit.events(action="opt-out.withdraw")[-1]
+        assert event.params == {"optout_id": first.optout_id} and event.purpose == "consent given at the event desk"
+        with pytest.raises(NotFoundError):
+            engine.privacy.withdraw_opt_out(first.optout_id)
+        engine.privacy.withdraw_opt_out(second.optout_id)
+        assert engine.face_filter is None  # no template left: ingest runs without the filter
+        assert engine.audit.verify() == []
+    # The withdrawn template's bytes left every file of the store (secure_delete + WAL checkpoint).
+    assert not any(template in p.read_bytes() for p in store.rglob("*") if p.is_file())

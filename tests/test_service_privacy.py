@@ -160,6 +160,16 @@ def test_opt_out_erases_and_blocks_later_ingest(svc, faces_dir):
     assert job["counts"]["opted_out_faces"] == 1 and job["counts"]["faces"] == 0
     dog = upload(svc, faces_dir / "nonfaces/dlib__dog.jpg")
     assert dog.status_code == 422
+    optout_id = answer.json()["optout_id"]
+    listed = client.get("/api/v1/opt-outs", headers=officer(svc)).json()
+    assert {"id": optout_id, "reference": "REQ-5"}.items() <= next(r for r in listed if r["id"] == optout_id).items()
+    assert client.get("/api/v1/opt-outs", headers=svc.auth("searcher")).status_code == 403
+    gone = client.delete(f"/api/v1/opt-outs/{optout_id}", headers=officer(svc), params={"reason": "REQ-6"})
+    assert gone.status_code == 204
+    assert client.delete(f"/api/v1/opt-outs/{optout_id}", headers=officer(svc)).status_code == 404
+    back = client.post("/api/v1/collections/people/uploads", headers=svc.auth("curator"),
+                       files=[("files", ("Elon_Musk__again.jpg", probe(faces_dir, "Elon_Musk").read_bytes()))])
+    assert svc.wait_job(back.json()["id"])["counts"]["faces"] == 1  # indexed again after the withdrawal
 
 
 def test_purge_and_audit_export(svc):

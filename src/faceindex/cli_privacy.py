@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     from rich.table import Table
 
     from faceindex.cli import JsonOpt, StoreOpt, console, emit_json, fail, open_engine, out
-    from faceindex.errors import FaceIndexError
+    from faceindex.errors import FaceIndexError, InvalidInputError
     from faceindex.store.migrations import LEGAL_BASES
 
     @app.command()
@@ -150,6 +150,44 @@ def register(app: typer.Typer) -> None:
         else:
             out.print(f"opt-out {result.optout_id} recorded (threshold {result.threshold:.3f}); "
                       f"{result.erasure.faces} indexed face(s) erased. The photo was not kept.")
+
+    @app.command("opt-outs")
+    def opt_outs(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+        """List the opt-outs held: id, request reference, date (never a template or a photo)."""
+        try:
+            with open_engine(store) as engine:
+                rows = engine.privacy.opt_outs()
+        except FaceIndexError as exc:
+            fail(exc)
+        if as_json:
+            emit_json([r.to_dict() for r in rows])
+            return
+        table = Table("id", "reference", "recorded", "scheme")
+        for r in rows:
+            table.add_row(str(r.id), r.reference or "-", r.created_at, r.scheme)
+        out.print(table)
+
+    @app.command("opt-out-withdraw")
+    def opt_out_withdraw(
+        optout_id: Annotated[int, typer.Argument(help="The opt-out's id (see `faceindex opt-outs`).")],
+        case: CaseOpt = None,
+        yes: Annotated[bool, typer.Option("--yes", help="Confirm: later ingests will index this person again.")]
+        = False,
+        store: StoreOpt = None, as_json: JsonOpt = False,
+    ) -> None:
+        """The person withdraws their opt-out: delete its template. Faces erased then stay erased."""
+        if not yes:
+            fail(InvalidInputError("withdrawing an opt-out lets later ingests index this person again: "
+                                "add --yes to confirm"))
+        try:
+            with open_engine(store) as engine:
+                engine.privacy.withdraw_opt_out(optout_id, case)
+        except FaceIndexError as exc:
+            fail(exc)
+        if as_json:
+            emit_json({"withdrawn": optout_id})
+        else:
+            out.print(f"opt-out {optout_id} withdrawn: its template is deleted; later ingests index this person again")
 
     @app.command("access-report")
     def access_report(

@@ -154,6 +154,7 @@ class IngestRunner:
             analysis = outcome.analysis
             faces = analysis.faces
             accepted = [f for f in faces if f.ok]
+            dropped = set()
             if accepted and self.face_filter is not None:
                 drop = self.face_filter(np.stack([f.embedding for f in accepted]))
                 dropped = {id(f) for f, d in zip(accepted, drop, strict=True) if d}
@@ -164,7 +165,7 @@ class IngestRunner:
                 collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=analysis.width,
                 height=analysis.height, fmt=analysis.format,
                 captured_at=analysis.captured_at.isoformat() if analysis.captured_at else None,
-                n_faces=len(accepted))
+                n_faces=len(accepted), faces_withheld=len(dropped))
             self.catalog.insert_faces(image_id, faces, model_id)
         report.indexed += 1
         report.faces += len(accepted)

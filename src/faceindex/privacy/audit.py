@@ -14,8 +14,8 @@ GENESIS = "0" * 64
 
 ACTIONS = (
     "collection.create", "collection.delete", "ingest", "search", "verify", "image.remove", "reindex",
-    "subject.enrol", "consent.give", "consent.withdraw", "erase", "opt-out", "access-report", "purge",
-    "export", "redact", "key.create", "key.revoke",
+    "subject.enrol", "consent.give", "consent.withdraw", "erase", "opt-out", "opt-out.withdraw", "access-report",
+    "purge", "export", "redact", "key.create", "key.revoke",
 )
 
 

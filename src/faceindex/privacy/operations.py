@@ -19,7 +19,7 @@ from faceindex.privacy.subjects import Subjects
 if TYPE_CHECKING:
     from faceindex.engine import Engine, ImageSource
     from faceindex.privacy.access_report import AccessReport
-    from faceindex.privacy.optout import OptOutResult
+    from faceindex.privacy.optout import OptOutRecord, OptOutResult
     from faceindex.privacy.redact import RedactResult
 
 
@@ -77,6 +77,12 @@ class PrivacyOps:
     # -- the other operations -------------------------------------------------------------------
     def opt_out(self, selfie: ImageSource, reference: str | None = None) -> OptOutResult:
         return self.optouts.add(selfie, reference)
+
+    def opt_outs(self) -> list[OptOutRecord]:
+        return self.optouts.list()
+
+    def withdraw_opt_out(self, optout_id: int, reason: str | None = None) -> None:
+        self.optouts.withdraw(optout_id, reason)
 
     def access_report(self, selfie: ImageSource, out_dir: str | os.PathLike, *, subject: str | None = None,
                       case: str | None = None) -> AccessReport:

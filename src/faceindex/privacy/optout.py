@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from faceindex.errors import PolicyError, StoreError
+from faceindex.errors import NotFoundError, PolicyError, StoreError
 from faceindex.privacy.audit import AuditEvent
 from faceindex.privacy.erasure import ErasurePlan, ErasureResult
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
@@ -101,6 +101,19 @@ def load_key(store_root: Path, *, create: bool) -> TemplateKey | None:
     return TemplateKey(path.read_bytes())
 
 
+@dataclass(frozen=True)
+class OptOutRecord:
+    """What may be shown of an opt-out: no template bytes, no photo (none is kept)."""
+
+    id: int
+    reference: str | None
+    created_at: str
+    scheme: str
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "reference": self.reference, "created_at": self.created_at, "scheme": self.scheme}
+
+
 @dataclass
 class OptOutResult:
     optout_id: int
@@ -121,9 +134,31 @@ class OptOuts:
         return self.catalog.count("SELECT count(*) FROM optout_templates")
 
     def install(self) -> None:
-        """Point the engine's ingest filter at the templates (only when there are any)."""
+        """Point the engine's ingest filter at the templates, or take it away when none is left."""
         if self.count():
             self.engine.face_filter = self.face_filter
+        elif self.engine.face_filter == self.face_filter:
+            self.engine.face_filter = None
+
+    def list(self) -> list[OptOutRecord]:
+        rows = self.catalog.conn.execute(
+            "SELECT id, reference, created_at, scheme FROM optout_templates ORDER BY id").fetchall()
+        return [OptOutRecord(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def withdraw(self, optout_id: int, reason: str | None = None) -> None:
+        """The person withdraws their opt-out: delete the template so later ingests index them again.
+
+        Faces erased when they opted out stay erased (nothing is kept to restore them); re-ingesting
+        the photos indexes them again. The template row is deleted under `secure_delete` and the WAL
+        is checkpointed, so its bytes leave the store's files.
+        """
+        with self.catalog.transaction() as conn:
+            if conn.execute("DELETE FROM optout_templates WHERE id = ?", (optout_id,)).rowcount == 0:
+                raise NotFoundError(f"no opt-out {optout_id}")
+            self.engine.audit.record(AuditEvent("opt-out.withdraw", actor=self.engine.actor, purpose=reason,
+                                                params={"optout_id": optout_id}))
+        self.catalog.checkpoint()
+        self.install()
 
     def add(self, selfie: ImageSource, reference: str | None = None) -> OptOutResult:
         """Keep a protected template of the selfie's largest face and erase matching faces already indexed.

@@ -33,6 +33,7 @@ from faceindex.service.schemas import (
     ErasurePlanPublic,
     ErasureResultPublic,
     OptOutPublic,
+    OptOutRecordPublic,
     PurgeCreate,
     SubjectDetailPublic,
     SubjectPublic,
@@ -186,6 +187,23 @@ async def opt_out(principal: CanPrivacy, state: StateDep,
         _privacy_call, state, principal, lambda engine: engine.privacy.opt_out(upload.data, reference))
     return OptOutPublic(optout_id=result.optout_id, threshold=round(result.threshold, 4),
                         erasure=erasure_public(result.erasure, swept))
+
+
+@router.get("/opt-outs", response_model=list[OptOutRecordPublic])
+def list_opt_outs(principal: CanPrivacy, state: StateDep):
+    """The opt-outs held: id, request reference, date (never a template: it stays inside the store)."""
+    with state.gate.use(principal) as engine:
+        return [r.to_dict() for r in engine.privacy.opt_outs()]
+
+
+@router.delete("/opt-outs/{optout_id}", status_code=204)
+def withdraw_opt_out(optout_id: int, principal: CanPrivacy, state: StateDep,
+                     reason: Annotated[str | None, Query(max_length=500, description="Request reference.")] = None):
+    """The person withdraws their opt-out: its template is deleted and later ingests index them again.
+    Faces erased when they opted out stay erased."""
+    with state.gate.use(principal) as engine:
+        engine.privacy.withdraw_opt_out(optout_id, reason)
+    return Response(status_code=204)
 
 
 @router.post("/access-reports", responses={200: {"content": {"application/json": {}, "text/html": {}}}})

@@ -346,6 +346,13 @@ class OptOutPublic(BaseModel):
     erasure: ErasureResultPublic
 
 
+class OptOutRecordPublic(BaseModel):
+    id: int
+    reference: str | None
+    created_at: str
+    scheme: str = Field(description="How the template is protected (keyed sign projection); never the bytes.")
+
+
 class PurgeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bipa: bool | None = Field(None, description="Switch the store-wide BIPA mode on or off before purging.")

@@ -176,22 +176,27 @@ class Catalog:
         return list(self.conn.execute("SELECT * FROM images WHERE uri = ?", (uri,)))
 
     def indexed_twin(self, sha256: str, model_id: str) -> sqlite3.Row | None:
-        """An already-indexed image with the same content, whose faces can be copied instead of recomputed."""
+        """An already-indexed image with the same content, whose faces can be copied instead of recomputed.
+
+        Images with withheld faces (opted out at ingest, erased since) are never twins: their face set is
+        incomplete, and copying it would keep a person out after their opt-out is withdrawn.
+        """
         return self.conn.execute(
-            "SELECT i.* FROM images i WHERE i.sha256 = ? AND i.status = 'indexed' AND NOT EXISTS "
-            "(SELECT 1 FROM faces f WHERE f.image_id = i.id AND f.model_id != ?) ORDER BY i.id LIMIT 1",
+            "SELECT i.* FROM images i WHERE i.sha256 = ? AND i.status = 'indexed' AND i.faces_withheld = 0"
+            " AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.image_id = i.id AND f.model_id != ?)"
+            " ORDER BY i.id LIMIT 1",
             (sha256, model_id),
         ).fetchone()
 
     def insert_image(self, collection_id: int, uri: str, *, sha256: str | None, size_bytes: int | None,
                      width: int | None = None, height: int | None = None, fmt: str | None = None,
                      captured_at: str | None = None, status: str = "indexed", error: str | None = None,
-                     n_faces: int = 0) -> int:
+                     n_faces: int = 0, faces_withheld: int = 0) -> int:
         cur = self.conn.execute(
             "INSERT INTO images (collection_id, uri, sha256, size_bytes, width, height, format, captured_at,"
-            " ingested_at, status, error, n_faces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " ingested_at, status, error, n_faces, faces_withheld) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (collection_id, uri, sha256, size_bytes, width, height, fmt, captured_at, utcnow(), status, error,
-             n_faces),
+             n_faces, faces_withheld),
         )
         return int(cur.lastrowid)
 
@@ -217,11 +222,12 @@ class Catalog:
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
             per_image = self.conn.execute(
-                f"SELECT image_id, count(*) FROM faces WHERE id IN ({marks}) AND embedding IS NOT NULL"
+                f"SELECT image_id, count(*), sum(embedding IS NOT NULL) FROM faces WHERE id IN ({marks})"
                 " GROUP BY image_id", chunk).fetchall()
             deleted += self.conn.execute(f"DELETE FROM faces WHERE id IN ({marks})", chunk).rowcount
-            self.conn.executemany("UPDATE images SET n_faces = max(n_faces - ?, 0) WHERE id = ?",
-                                  [(n, image_id) for image_id, n in per_image])
+            self.conn.executemany(
+                "UPDATE images SET n_faces = max(n_faces - ?, 0), faces_withheld = faces_withheld + ? WHERE id = ?",
+                [(usable, n, image_id) for image_id, n, usable in per_image])
         if deleted:
             self.bump_epoch()
         return deleted

@@ -82,6 +82,15 @@ MIGRATIONS: list[tuple[str, str]] = [
             BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
         """,
     ),
+    (
+        # Faces of the photo that the catalog does not hold: dropped at ingest by an opt-out, or erased
+        # later. Such a row is never a twin whose faces are copied for an identical file: its face set
+        # is incomplete on purpose, and must not stay so once an opt-out is withdrawn.
+        "0006_images_faces_withheld",
+        """
+        ALTER TABLE images ADD COLUMN faces_withheld INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 
