@@ -164,6 +164,9 @@ def test_opt_out_erases_and_blocks_later_ingest(svc, faces_dir):
     listed = client.get("/api/v1/opt-outs", headers=officer(svc)).json()
     assert {"id": optout_id, "reference": "REQ-5"}.items() <= next(r for r in listed if r["id"] == optout_id).items()
     assert client.get("/api/v1/opt-outs", headers=svc.auth("searcher")).status_code == 403
+    page = client.get("/privacy", headers=officer(svc))  # the officer's page lists it with a withdraw form
+    assert page.status_code == 200 and 'id="optouts"' in page.text and "REQ-5" in page.text
+    assert f'data-api="/api/v1/opt-outs/{optout_id}" data-method="DELETE"' in page.text
     gone = client.delete(f"/api/v1/opt-outs/{optout_id}", headers=officer(svc), params={"reason": "REQ-6"})
     assert gone.status_code == 204
     assert client.delete(f"/api/v1/opt-outs/{optout_id}", headers=officer(svc)).status_code == 404

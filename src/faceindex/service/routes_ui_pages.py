@@ -130,7 +130,7 @@ def privacy_page(request: Request, principal: page("privacy"), state: StateDep):
     with state.gate.use(principal) as engine:
         privacy = engine.privacy
         subjects = [s.to_dict() for s in privacy.subjects.list()]
-        optouts, bipa = privacy.optouts.count(), privacy.retention.bipa_mode
+        optouts, bipa = [o.to_dict() for o in privacy.opt_outs()], privacy.retention.bipa_mode
         collections = [c.name for c in engine.catalog.list_collections()]
     return render(request, "privacy.html", principal, subjects=subjects, optouts=optouts, bipa=bipa,
                   collections=collections)
