@@ -32,9 +32,11 @@ from faceindex.service import (
 from faceindex.service.auth import Require
 from faceindex.service.config import ServiceConfig
 from faceindex.service.errors import error_body, install_error_handlers
+from faceindex.service.job_records import JobRecords
 from faceindex.service.jobs import JobManager
 from faceindex.service.logs import AccessLogMiddleware
 from faceindex.service.state import EngineGate, RateLimiter, SearchGrants, ServiceState
+from faceindex.store.catalog import Catalog
 
 PACKAGE_DIR = Path(str(resources.files("faceindex.service")))
 
@@ -176,7 +178,8 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     Settings / a store path (the app opens the Engine and closes it at shutdown)."""
     engine, owns = _build_engine(engine_or_settings)
     config = config or ServiceConfig()
-    state = ServiceState(gate=EngineGate(engine), config=config, jobs=JobManager(engine.settings),
+    jobs = JobManager(engine.settings, records=JobRecords(Catalog(engine.catalog.path)))  # resumes unfinished jobs
+    state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs,
                          limiter=RateLimiter(config.rate_per_minute, config.rate_burst),
                          login_limiter=RateLimiter(config.login_per_minute, max(3, int(config.login_per_minute))),
                          failure_limiter=RateLimiter(config.auth_failures_per_minute,

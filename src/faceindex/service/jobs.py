@@ -7,8 +7,9 @@ searches, and the service's index catches up with the new faces on its next use 
 Engine per job also re-reads the opt-out templates at open, so an opt-out registered a minute ago
 applies to the next ingest. The models are loaded once and shared by the jobs' engines.
 
-Jobs live in memory: a restart forgets finished jobs, and an interrupted job is simply re-run (the
-ingest skips every photo it had already committed).
+Jobs are also kept in the catalog (job_records.py): after a restart, finished jobs can still be polled and
+a job that was queued or running is run again (the ingest skips every photo it had already committed),
+up to MAX_ATTEMPTS times.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.errors import FaceIndexError
 from faceindex.pipeline.analyse import FacePipeline
+from faceindex.service.job_records import MAX_ATTEMPTS, UNFINISHED, JobRecords
 from faceindex.store.catalog import utcnow
 
 log = logging.getLogger("faceindex.service.jobs")
 
 KEEP_FINISHED = 200
 """Finished jobs remembered for polling; older ones are forgotten first."""
+PROGRESS_SAVE_S = 2.0
+"""Seconds between progress writes to the catalog (polling reads memory; the row only matters after a crash)."""
 
 
 @dataclass
@@ -52,38 +56,77 @@ class Job:
     started_at: str | None = None
     finished_at: str | None = None
     seconds: float | None = None
+    attempts: int = 0
+    """Times a worker started it (more than 1 after a restart interrupted it)."""
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "collection": self.collection, "status": self.status,
                 "total": self.total, "done": self.done, "counts": dict(self.counts), "skipped": list(self.skipped),
                 "error": self.error, "created_at": self.created_at, "started_at": self.started_at,
-                "finished_at": self.finished_at, "seconds": self.seconds, "actor": self.actor}
+                "finished_at": self.finished_at, "seconds": self.seconds, "actor": self.actor,
+                "attempts": self.attempts}
+
+    def record(self) -> dict:
+        """What the catalog keeps (to_dict plus the paths a resume needs)."""
+        return {**self.to_dict(), "paths": list(self.paths)}
 
 
 class JobManager:
     """Queue of ingest jobs run by one daemon thread. `on_finish(job)` runs after each job (e.g. clean-up)."""
 
-    def __init__(self, settings: Settings, *, on_finish: Callable[[Job], None] | None = None):
+    def __init__(self, settings: Settings, *, records: JobRecords | None = None,
+                 on_finish: Callable[[Job], None] | None = None):
         self.settings = settings
+        self.records = records
         self.on_finish = on_finish
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pipeline: FacePipeline | None = None
+        if records is not None:
+            self._restore(records.load(KEEP_FINISHED))
+
+    def _restore(self, rows: list[dict]) -> None:
+        """Jobs of an earlier run: finished ones for polling; unfinished ones resumed, or failed after MAX_ATTEMPTS."""
+        for row in rows:
+            job = Job(**{k: v for k, v in row.items() if k in Job.__dataclass_fields__})
+            self._jobs[job.id] = job
+            if job.status not in UNFINISHED:
+                continue
+            if job.attempts >= MAX_ATTEMPTS:
+                job.status, job.finished_at = "failed", utcnow()
+                job.error = {"code": "interrupted", "message": f"the service stopped while this job ran, "
+                             f"{job.attempts} times: not resumed again (see the service log)"}
+                self._save(job)
+            else:
+                job.status = "queued"
+                self._enqueue(job)
 
     def submit(self, kind: str, collection: str, paths: list[str | Path], actor: str) -> Job:
         job = Job(uuid.uuid4().hex[:16], kind, collection, [str(p) for p in paths], actor)
         with self._lock:
             self._jobs[job.id] = job
             finished = [j for j in self._jobs.values() if j.status in ("done", "failed")]
-            for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            forgotten = finished[: max(0, len(finished) - KEEP_FINISHED)]
+            for old in forgotten:
                 del self._jobs[old.id]
+        if self.records is not None:
+            self.records.forget(old.id for old in forgotten)
+        self._save(job)
+        self._enqueue(job)
+        return job
+
+    def _enqueue(self, job: Job) -> None:
+        with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="faceindex-ingest", daemon=True)
                 self._thread.start()
         self._queue.put(job)
-        return job
+
+    def _save(self, job: Job) -> None:
+        if self.records is not None:
+            self.records.save(job.record())
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -113,6 +156,8 @@ class JobManager:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout)
+        if self.records is not None and (self._thread is None or not self._thread.is_alive()):
+            self.records.close()
 
     # -- worker -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -120,13 +165,19 @@ class JobManager:
             self._execute(job)
 
     def _execute(self, job: Job) -> None:
-        job.status, job.started_at = "running", utcnow()
-        start = time.monotonic()
+        job.status, job.started_at, job.done = "running", utcnow(), 0
+        job.attempts += 1
+        self._save(job)
+        start = saved = time.monotonic()
 
         def progress(event: str, done: int, total: int | None) -> None:
+            nonlocal saved
             if event == "total":
                 job.total = total
             job.done = done
+            if self.records is not None and time.monotonic() - saved > PROGRESS_SAVE_S:
+                self.records.progress(job.id, job.total, job.done)
+                saved = time.monotonic()
 
         try:
             if self._pipeline is None:
@@ -142,6 +193,7 @@ class JobManager:
             log.exception("ingest job failed", extra={"fields": {"job": job.id}})
             job.error, job.status = {"code": "internal", "message": f"ingest failed: {type(exc).__name__}"}, "failed"
         job.finished_at, job.seconds = utcnow(), round(time.monotonic() - start, 2)
+        self._save(job)
         log.info("ingest job finished", extra={"fields": {"job": job.id, "status": job.status, **job.counts}})
         if self.on_finish is not None:
             try:

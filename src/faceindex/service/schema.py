@@ -1,4 +1,4 @@
-"""Catalog migrations owned by the service: API keys, browser sessions and one-time login links.
+"""Catalog migrations owned by the service: API keys, browser sessions, one-time login links, ingest jobs.
 
 Only hashes of secrets are stored: an API key, a session token or a login-link token found in a copy
 of the catalog cannot be used to log in.
@@ -40,6 +40,32 @@ MIGRATIONS: list[tuple[str, str]] = [
             expires_at TEXT NOT NULL,
             used_at TEXT
         );
+        """,
+    ),
+    (
+        # Ingest jobs survive a restart: queued/running ones are resumed, finished ones can still be polled.
+        # `paths` is kept only while a job is unfinished (it is what a resume needs), then emptied.
+        "0102_ingest_jobs",
+        """
+        CREATE TABLE ingest_jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            collection TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            paths TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+            total INTEGER,
+            done INTEGER NOT NULL DEFAULT 0,
+            counts TEXT NOT NULL DEFAULT '{}',
+            skipped TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT,
+            seconds REAL
+        );
+        CREATE INDEX ingest_jobs_created ON ingest_jobs(created_at);
         """,
     ),
 ]
