@@ -172,3 +172,19 @@ def test_search_after_any_erasure_is_consistent_with_catalog(store, root):
         engine.privacy.erase(engine.privacy.plan_erasure(selfie=str(selfie(root, "Mark_Zuckerberg"))))
         assert len(engine.store.index()) == engine.stats()["faces"]
         assert engine.catalog.count("SELECT count(*) FROM erasure_jobs") == 0
+
+
+def test_collection_erasure_reports_faceprints_still_held_by_copies_in_other_collections(store, root, tmp_path):
+    photo = root / "photos/press/Rose_Leslie/face_recognition__img1.jpg"
+    copy = tmp_path / "kept" / "rose-copy.jpg"
+    copy.parent.mkdir()
+    shutil.copy(photo, copy)
+    with open_engine(store) as engine:
+        engine.ingest([copy.parent], "kept", basis="contract", purpose="a copy kept on another basis")
+        erased = faces_in(engine, "Rose_Leslie")
+        result = engine.privacy.erase(engine.privacy.plan_erasure(collection="press"))
+        # Rose's portrait is also held, byte for byte, as the copy in 'kept': that faceprint stays, and is counted.
+        assert result.complete and result.verified and result.shared_with_copies == 1
+        assert result.faces > len(erased) >= 1
+        kept = faces_in(engine, "rose-copy.jpg")
+        assert len(kept) == 1

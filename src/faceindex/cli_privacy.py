@@ -131,6 +131,10 @@ def register(app: typer.Typer) -> None:
                 "complete" if result.complete else "pending: finishes when the store is next opened")
             out.print(f"erased {result.faces} face(s), {result.images} image(s), {result.collections} collection(s), "
                       f"{result.subjects} subject(s); {state}")
+            if result.shared_with_copies:
+                console.print(f"note: {result.shared_with_copies} erased faceprint(s) are also held by identical "
+                              "photos kept in other collections; those copies were not erased (forget them by "
+                              "--image or --selfie if they must go too)")
 
     @app.command("opt-out")
     def opt_out(

@@ -80,6 +80,9 @@ class ErasureResult:
     verified: bool = False
     """True when the store's files were scanned and none holds an erased faceprint (apart from byte-identical
     faceprints that faces outside the erasure still hold, e.g. the same photo in another collection)."""
+    shared_with_copies: int = 0
+    """Erased faceprints that faces outside the erasure hold byte for byte (identical photos kept in other
+    collections): those copies are not erased by this request; erase them by image or selfie if they must go."""
 
 
 def jurisdiction_code(code: str) -> str:
@@ -279,7 +282,7 @@ class Eraser:
         _failpoint("erasure:deleted")
         result.uploads_deleted, result.uploads_redacted = self.uploads.finish()
         result.files_deleted = self.scrubber.delete_derived(all_faces, image_ids)
-        result.complete, result.verified = self.scrubber.scrub(vectors, vacuum=resumed)
+        result.complete, result.verified, result.shared_with_copies = self.scrubber.scrub(vectors, vacuum=resumed)
         if result.complete:
             with self.catalog.transaction():
                 conn.execute("DELETE FROM erasure_jobs WHERE id = ?", (job_id,))

@@ -95,8 +95,11 @@ class Scrubber:
             return False
         return self.checkpoint()
 
-    def scrub(self, vectors: list[bytes], *, vacuum: bool) -> tuple[bool, bool]:
-        """Leave no erased faceprint in any file of the store. Returns (complete, verified).
+    def scrub(self, vectors: list[bytes], *, vacuum: bool) -> tuple[bool, bool, int]:
+        """Leave no erased faceprint in any file of the store. Returns (complete, verified, shared).
+
+        `shared` counts erased faceprints that faces outside the erasure still hold byte for byte (the
+        same photo kept in another collection): they rightly stay, and are not searched for.
 
         secure_delete zeroes deleted rows in the database file, but the WAL keeps the old page images
         until a checkpoint, so the WAL is checkpointed and truncated. Then the store's files are scanned
@@ -106,20 +109,22 @@ class Scrubber:
         """
         if not self.checkpoint() or (vacuum and not self.vacuum()):
             log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
-            return False, False
+            return False, False, 0
+        erased = len(vectors)
         vectors = self.not_held_elsewhere(vectors)
-        if not vectors:
-            return True, vacuum
+        shared = erased - len(vectors)
+        if not vectors:  # nothing left to look for: every erased faceprint is held by a face kept on purpose
+            return True, bool(erased) or vacuum, shared
         residue = find_residue(self.engine.store.root, vectors)
         if any(name.startswith(CATALOG_FILE) for name in residue) and not self.vacuum():
-            return False, False
+            return False, False, shared
         if any(not name.startswith(CATALOG_FILE) for name in residue):
             self.engine.store.rebuild_index()
         if residue:
             residue = find_residue(self.engine.store.root, vectors)
             if residue:
                 raise StoreError(f"erased faceprints still found in {sorted(residue)}")
-        return True, True
+        return True, True, shared
 
 
 

@@ -86,7 +86,8 @@ def erasure_public(result: ErasureResult, uploads_deleted: int = 0) -> ErasureRe
                                collections=result.collections, subjects=result.subjects,
                                files_deleted=result.files_deleted, complete=result.complete,
                                verified=result.verified, upload_files_deleted=result.uploads_deleted + uploads_deleted,
-                               upload_files_redacted=result.uploads_redacted)
+                               upload_files_redacted=result.uploads_redacted,
+                               shared_with_copies=result.shared_with_copies)
 
 
 def _privacy_call(state: ServiceState, principal: Principal, fn):

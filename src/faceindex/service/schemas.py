@@ -298,7 +298,10 @@ class ErasureResultPublic(BaseModel):
     subjects: int
     files_deleted: int
     complete: bool = Field(description="False: another reader held the store; it finishes at the next open.")
-    verified: bool = Field(description="True: no store file holds an erased faceprint any more.")
+    verified: bool = Field(description="True: no store file holds an erased faceprint any more, apart from those "
+                           "counted in shared_with_copies.")
+    shared_with_copies: int = Field(0, description="Erased faceprints still held by identical photos kept in other "
+                                    "collections (not covered by this erasure).")
     upload_files_deleted: int = Field(0, description="Photos the service had kept for erased images.")
     upload_files_redacted: int = Field(
         0, description="Kept photos still showing other people, rewritten with the erased faces obscured.")
