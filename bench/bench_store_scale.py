@@ -1,9 +1,12 @@
 """Benchmark: a whole store at scale — catalog writes, index build, reopen, and search through the Engine path.
 
 Fills a real store (SQLite catalog + FAISS index) with N synthetic faceprints shaped like dlib's, then
-times: the catalog inserts, the first index build (FaceStore.index()), a save, a cold reopen of the store
+times: the catalog inserts, the first index build (FaceStore.index()), a save, a reopen of the store
 (index load + catch-up check), and single-face searches through FaceStore.search (the path Engine.search
-uses after embedding). Baseline in the same run: exact FAISS search over the same vectors.
+uses after embedding), warm, then cold: every store file dropped from the page cache
+(posix_fadvise DONTNEED, as after a reboot) and the store reopened, so the memory-mapped vectors that the
+default layout re-ranks with are read from disk as the searches touch them. Baseline in the same run:
+exact FAISS search over the same vectors.
 
     python bench/bench_store_scale.py --faces 1000000
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
+import os
 import resource
 import statistics
 import tempfile
@@ -50,6 +55,27 @@ def fill_catalog(store: FaceStore, vectors: np.ndarray, per_image: int = 4) -> N
                 catalog.insert_faces(image_id, faces, "dlib-resnet-v1+flip")
 
 
+def drop_page_cache(root: Path) -> None:
+    """Ask the kernel to forget the cached pages of every file under `root` (clean pages go; no root needed)."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def search_latencies(store: FaceStore, probes: np.ndarray) -> list[float]:
+    """Milliseconds per single-face top-10 search, in probe order."""
+    return [timed(lambda v=v: store.search(v[None, :], 10))[1] * 1000 for v in probes]
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(0.99 * (len(values) - 1))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=1_000_000)
@@ -72,16 +98,20 @@ def main() -> None:
         _, t_load = timed(store.index)
         rows.append(("reopen store + load index", f"{t_open + t_load:.2f} s", ""))
         sizes = {p.name: p.stat().st_size for p in root.iterdir() if p.is_file()}
-        latencies = []
-        for vector in probes:
-            _, seconds = timed(lambda v=vector: store.search(v[None, :], 10))
-            latencies.append(seconds * 1000)
+        latencies = search_latencies(store, probes)
+        store.catalog.close()
+        del store
+        gc.collect()  # unmap the vectors file before its pages are dropped
+        drop_page_cache(root)
+        store, t_cold_open = timed(lambda: FaceStore(root))
+        _, t_cold_load = timed(store.index)
+        rows.append(("reopen + load index, page cache dropped", f"{t_cold_open + t_cold_load:.2f} s", ""))
+        cold = search_latencies(store, probes)
         store.catalog.close()
     exact = faiss.IndexFlatIP(gallery.vectors.shape[1])
     exact.add(gallery.vectors)
     faiss.omp_set_num_threads(1)
     exact_ms = [timed(lambda v=v: exact.search(v[None, :], 10))[1] * 1000 for v in probes[:50]]
-    p99 = sorted(latencies)[int(0.99 * (len(latencies) - 1))]
     print(f"### Store at scale: {args.faces:,} synthetic faces ({dt.date.today()})")
     print(f"- command: `python bench/bench_store_scale.py --faces {args.faces}`")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
@@ -89,9 +119,12 @@ def main() -> None:
     print("\n| step | time | note |\n|---|---|---|")
     for step, value, note in rows:
         print(f"| {step} | {value} | {note} |")
-    print(f"| FaceStore.search, one face, top 10 | p50 {statistics.median(latencies):.2f} ms, p99 {p99:.2f} ms | "
-          f"{statistics.median(exact_ms) / statistics.median(latencies):.1f}x faster than exact FAISS "
+    warm = statistics.median(latencies)
+    print(f"| FaceStore.search, one face, top 10 | p50 {warm:.2f} ms, p99 {p99(latencies):.2f} ms"
+          f" | {statistics.median(exact_ms) / statistics.median(latencies):.1f}x faster than exact FAISS "
           f"(p50 {statistics.median(exact_ms):.1f} ms, 1 thread) |")
+    print(f"| the same searches, cold page cache | first {cold[0]:.1f} ms, p50 {statistics.median(cold):.2f} ms, "
+          f"p99 {p99(cold):.2f} ms | {args.queries} searches right after the reopen; the first pay the disk reads |")
     print("\n| file | MiB | bytes/face |\n|---|---|---|")
     for name, size in sorted(sizes.items()):
         print(f"| {name} | {size / 2**20:,.0f} | {size / args.faces:,.0f} |")
