@@ -130,13 +130,21 @@ def test_jurisdiction_codes():
         jurisdiction_code("Canada")
 
 
-def test_forget_by_image_takes_every_copy(store, root, tmp_path):
-    photo = root / "photos/press/Rose_Leslie/face_recognition__img1.jpg"
-    copy = tmp_path / "elsewhere" / "rose-copy.jpg"
+ROSE_PORTRAIT = "photos/press/Rose_Leslie/face_recognition__img1.jpg"
+
+
+def ingest_rose_copy(engine, root, tmp_path, collection: str) -> None:
+    """A byte-identical copy of Rose Leslie's press portrait, ingested into another collection."""
+    copy = tmp_path / collection / "rose-copy.jpg"
     copy.parent.mkdir()
-    shutil.copy(photo, copy)
+    shutil.copy(root / ROSE_PORTRAIT, copy)
+    engine.ingest([copy.parent], collection, basis="contract", purpose="a copy kept on another basis")
+
+
+def test_forget_by_image_takes_every_copy(store, root, tmp_path):
+    photo = root / ROSE_PORTRAIT
     with open_engine(store) as engine:
-        engine.ingest([copy.parent], "archive", basis="contract", purpose="copies")
+        ingest_rose_copy(engine, root, tmp_path, "archive")
         rose = faces_in(engine, "Rose_Leslie") + faces_in(engine, "rose-copy.jpg")
         assert len(rose) == 2
         vectors = engine.privacy.faceprints(rose)
@@ -175,12 +183,8 @@ def test_search_after_any_erasure_is_consistent_with_catalog(store, root):
 
 
 def test_collection_erasure_reports_faceprints_still_held_by_copies_in_other_collections(store, root, tmp_path):
-    photo = root / "photos/press/Rose_Leslie/face_recognition__img1.jpg"
-    copy = tmp_path / "kept" / "rose-copy.jpg"
-    copy.parent.mkdir()
-    shutil.copy(photo, copy)
     with open_engine(store) as engine:
-        engine.ingest([copy.parent], "kept", basis="contract", purpose="a copy kept on another basis")
+        ingest_rose_copy(engine, root, tmp_path, "kept")
         erased = faces_in(engine, "Rose_Leslie")
         result = engine.privacy.erase(engine.privacy.plan_erasure(collection="press"))
         # Rose's portrait is also held, byte for byte, as the copy in 'kept': that faceprint stays, and is counted.
