@@ -60,6 +60,9 @@ def test_forget_by_selfie_lists_and_asks_first(env):
 
 def test_forget_other_routes_and_opt_out(env):
     root, store, run = env
+    assert run("forget", "--collection", "canada", "--expand", "--yes").exit_code == 2  # expand: selfies only
+    listed = run("forget", "--selfie", str(selfie(root, "Jack_Dorsey")), "--expand", "--dry-run", "--json")
+    assert json.loads(listed.output)["plan"]["expanded"] is True and not json.loads(listed.output)["erased"]
     assert run("forget", "--collection", "canada", "--yes").exit_code == 0
     assert run("forget", "--jurisdiction", "CA", "--yes", "--json").exit_code == 0  # nothing left: still audited
     image = str(root / "photos/press/Rose_Leslie/face_recognition__img1.jpg")

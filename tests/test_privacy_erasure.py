@@ -192,3 +192,31 @@ def test_collection_erasure_reports_faceprints_still_held_by_copies_in_other_col
         assert result.faces > len(erased) >= 1
         kept = faces_in(engine, "rose-copy.jpg")
         assert len(kept) == 1
+
+
+def test_selfie_erasure_with_expand_finds_the_faces_the_selfie_alone_misses(faces_dir, tmp_path):
+    # Measured: this Jennifer Aniston photo scores >= the strict threshold against only 2 of her 5 other
+    # photos; those 2 find the other 3. Angelina Jolie's 12 photos stand by as other people.
+    aniston = faces_dir / "people" / "Jennifer_Aniston"
+    photos = tmp_path / "photos"
+    for src in [p for p in aniston.iterdir() if p.name != "deepface__img54.jpg"]:
+        (photos / "aniston").mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, photos / "aniston" / src.name)
+    shutil.copytree(faces_dir / "people" / "Angelina_Jolie", photos / "jolie")
+    with open_engine(tmp_path / "store") as engine:
+        engine.ingest([photos], "archive", basis="legitimate-interests", purpose="press archive")
+        hers = set(faces_in(engine, "aniston"))
+        assert len(hers) == 5
+        selfie_photo = str(aniston / "deepface__img54.jpg")
+        plain = engine.privacy.plan_erasure(selfie=selfie_photo)
+        expanded = engine.privacy.plan_erasure(selfie=selfie_photo, expand=True)
+        first = {m.face_id for m in plain.matches}
+        assert first < hers and len(first) == 2
+        assert {m.face_id for m in expanded.matches} == hers  # all hers, and no one else's
+        assert {m.face_id for m in expanded.matches if m.via is None} == first
+        assert all(m.via in first for m in expanded.matches if m.via is not None)
+        params = expanded.params
+        assert params["expanded"] and params["found_via_matches"] == 3
+        assert params["expand_threshold"] >= params["threshold"]
+        with pytest.raises(InvalidInputError):
+            engine.privacy.plan_erasure(collection="archive", expand=True)

@@ -102,6 +102,9 @@ def register(app: typer.Typer) -> None:
         jurisdiction: Annotated[str | None, typer.Option(help="Erase collections and subjects tagged e.g. CA.")]
         = None,
         image: Annotated[str | None, typer.Option(help="Erase an image (path or id) and every copy of it.")] = None,
+        expand: Annotated[bool, typer.Option("--expand", help="With --selfie: also the faces its matches find "
+                                                              "(one hop, stricter threshold; listed with 'via').")]
+        = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be erased.")] = False,
         case: CaseOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
@@ -111,7 +114,7 @@ def register(app: typer.Typer) -> None:
             with open_engine(store) as engine:
                 plan = engine.privacy.plan_erasure(subject=subject, selfie=[str(p) for p in selfie] if selfie else None,
                                                    collection=collection, jurisdiction=jurisdiction, image=image,
-                                                   case=case)
+                                                   case=case, expand=expand)
                 summary = engine.privacy.eraser.summary(plan)
                 if not as_json:
                     _print_plan(out, Table, summary)
@@ -327,6 +330,8 @@ def _print_plan(out, table_cls, summary: dict) -> None:
     if summary["matches"]:
         table = table_cls("face", "score", "collection", "path", "flag")
         for m in summary["matches"]:
-            flag = "same photo as another match" if m["same_photo_as"] else ""
+            flags = (["same photo as another match"] if m["same_photo_as"] else []) + (
+                [f"found via face {m['via']}"] if m.get("via") else [])
+            flag = "; ".join(flags)
             table.add_row(str(m["face_id"]), f"{m['score']:.3f}", m["collection"], m["path"], flag)
         out.print(table)

@@ -49,25 +49,27 @@ class PrivacyOps:
         return self.subjects.names_for_faces(face_ids)
 
     def faceprints(self, face_ids: Sequence[int]) -> np.ndarray:
-        """Stored faceprints (n, 128) float32 of the given faces that have one (in memory only)."""
-        ids = [int(f) for f in face_ids]
-        if not ids:
-            return np.zeros((0, 128), np.float32)
-        marks = ",".join("?" * len(ids))
-        blobs = [r[0] for r in self.engine.catalog.conn.execute(
-            f"SELECT embedding FROM faces WHERE id IN ({marks}) AND embedding IS NOT NULL", ids)]
-        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1)
+        """Stored faceprints (n, 128) float32 of the given faces that have one, in face id order (in memory only)."""
+        rows = self.engine.catalog.face_vectors(list(face_ids))
+        return np.stack([v for _, v in rows]) if rows else np.zeros((0, 128), np.float32)
 
     # -- erasure --------------------------------------------------------------------------------
     def plan_erasure(self, *, subject: str | None = None, selfie: ImageSource | None = None,
                      collection: str | None = None, jurisdiction: str | None = None, image: str | int | None = None,
-                     case: str | None = None) -> ErasurePlan:
-        """Plan one erasure (exactly one route). Nothing is deleted until `erase(plan)`."""
+                     case: str | None = None, expand: bool = False) -> ErasurePlan:
+        """Plan one erasure (exactly one route). Nothing is deleted until `erase(plan)`.
+
+        `expand` (selfie route only): also the faces that the selfie's matches find (see Eraser.plan_selfie).
+        """
         routes = {k: v for k, v in {"subject": subject, "selfie": selfie, "collection": collection,
                                     "jurisdiction": jurisdiction, "image": image}.items() if v is not None}
         if len(routes) != 1:
             raise InvalidInputError("give exactly one of subject, selfie, collection, jurisdiction, image")
         (route, value), = routes.items()
+        if route == "selfie":
+            return self.eraser.plan_selfie(value, purpose=case, expand=expand)
+        if expand:
+            raise InvalidInputError("expand applies to an erasure by selfie only")
         planner = getattr(self.eraser, f"plan_{route}")
         return planner(value, purpose=case)
 

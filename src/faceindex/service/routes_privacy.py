@@ -154,14 +154,16 @@ def plan_erasure(body: ErasurePlanCreate, principal: CanPrivacy, state: StateDep
 @router.post("/erasures/plans/selfie", response_model=ErasurePlanPublic, status_code=201)
 async def plan_selfie_erasure(principal: CanPrivacy, state: StateDep,
                               photo: Annotated[UploadFile, File(description="Selfie of the person to erase.")],
-                              case: Annotated[str | None, Form(max_length=500)] = None):
-    """Prepare an erasure of every face matching a selfie above the strict threshold; the matches are listed
-    for review before anything is deleted."""
+                              case: Annotated[str | None, Form(max_length=500)] = None,
+                              expand: Annotated[bool, Form(description="Also the faces the matches find (one hop, "
+                                                                       "stricter threshold).")] = False):
+    """Prepare an erasure of every face matching a selfie above the strict threshold (with `expand`, also the
+    faces those matches find); the matches are listed for review before anything is deleted."""
     upload = await read_upload(photo, state.config)
 
     def run():
         with state.gate.use(principal) as engine:
-            plan = engine.privacy.plan_erasure(selfie=upload.data, case=case)
+            plan = engine.privacy.plan_erasure(selfie=upload.data, case=case, expand=expand)
             return plan, engine.privacy.eraser.summary(plan)
 
     plan, summary = await run_in_threadpool(run)

@@ -328,6 +328,7 @@ class ErasureMatch(BaseModel):
     collection: str
     score: float
     same_photo_as: list[int]
+    via: int | None = Field(None, description="With expand: the matched face whose faceprint found this one.")
 
 
 class ErasurePlanPublic(BaseModel):

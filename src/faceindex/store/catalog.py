@@ -273,6 +273,17 @@ class Catalog:
             yield ids, vectors
             last = int(ids[-1])
 
+    def face_vectors(self, face_ids: list[int]) -> list[tuple[int, np.ndarray]]:
+        """(face id, float32 faceprint) of the given faces that have one, in id order (held in memory only)."""
+        ids = sorted({int(f) for f in face_ids})
+        out = []
+        for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
+            chunk = ids[start:start + 500]
+            out += [(int(r[0]), np.frombuffer(r[1], dtype=np.float32)) for r in self.conn.execute(
+                f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND embedding IS NOT NULL ORDER BY id", chunk)]
+        return out
+
     def face_details(self, face_ids: list[int]) -> dict[int, sqlite3.Row]:
         """Face rows joined with their image and collection, keyed by face id."""
         if not face_ids:
