@@ -99,8 +99,9 @@ class FacePipeline:
                 continue
             turned = AnalysedImage(result.width, result.height, result.format, result.captured_at)
             self._add_faces(turned, decoded, detections, turns=turns)
-            if turned.accepted:
-                result.faces.extend(turned.faces)
+            if turned.accepted:  # a refused upright detection of the same face gives way to it
+                result.faces = [f for f in result.faces
+                                if all(iou(f.box, t.box) < SAME_FACE_IOU for t in turned.accepted)] + turned.faces
                 return
 
     def _second_look(self, decoded: DecodedImage, detections: list[Detection]) -> list[Detection]:
