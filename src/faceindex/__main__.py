@@ -2,4 +2,6 @@
 
 from faceindex.cli import app
 
-app()
+# The guard matters: worker processes are spawned, and spawn re-imports the main module under another name.
+if __name__ == "__main__":
+    app()
