@@ -93,6 +93,7 @@ def test_eval_people_subset_json_and_report(people_subset: Path, tmp_path: Path)
     assert 0.0 <= head["eer"] <= 0.05
     assert head["accuracy"] >= 0.9 and 0.0 <= head["accuracy_std"] <= 0.1
     assert head["accuracy_protocol"].startswith("balanced sample")
+    assert head["face_choice"] == "prominent"  # 'auto' without a pairs file
     assert head["tar_at_far"]["0.01"] >= 0.9
     assert head["tar_at_far"]["0.0001"] is None  # a few hundred impostor pairs cannot resolve 1e-4
     # 10 probes give 10 non-mated searches: FPIR 0.01 needs 100, so it is reported unresolved, not 0
