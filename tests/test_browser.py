@@ -165,6 +165,7 @@ def test_privacy_officer_erases_by_selfie_and_opens_an_access_report(server, bro
     report.close()
 
     page.set_input_files("#erase-selfie-form input[name=photo]", str(selfie))
+    page.check("#erase-selfie-form input[name=expand]")  # one hop: still only her faces here
     page.click("#erase-selfie-form button[type=submit]")
     page.wait_for_selector("#plan-box [data-matches] li img")
     assert "Would erase" in page.inner_text("#plan-box pre")

@@ -113,6 +113,10 @@ def test_selfie_erasure_is_planned_reviewed_then_executed(svc, faces_dir):
     plan = planned.json()
     assert plan["route"] == "selfie" and plan["faces"] >= 1 and plan["matches"]
     assert all(uploaded_as(m["path"]).startswith("Jennifer_Aniston") for m in plan["matches"])
+    wider = upload(svc, path, {"case": "ERASE-3", "expand": "true"}, "/api/v1/erasures/plans/selfie").json()
+    assert {m["face_id"] for m in plan["matches"]} <= {m["face_id"] for m in wider["matches"]}
+    assert all(uploaded_as(m["path"]).startswith("Jennifer_Aniston") for m in wider["matches"])
+    assert all(m["via"] is None for m in plan["matches"])
     assert face_ids_of(svc, "Jennifer_Aniston")  # nothing deleted by planning
     with svc.engine.catalog.transaction():
         other = KeyStore(svc.engine).create("officer-2", "privacy-officer")[1]

@@ -102,7 +102,8 @@ function showPlan(form, plan) {
     img.alt = "face " + m.face_id;
     const text = document.createElement("div");
     const name = m.path.split("/").pop().replace(/^[0-9a-f]{16}-/, "");  // uploads carry a content-hash prefix
-    text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) + " · " + m.collection + " · " + name;
+    text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) + " · " + m.collection + " · " + name +
+      (m.via ? " · found via face #" + m.via : "");
     item.append(img, text);
     list.append(item);
   }
