@@ -377,3 +377,16 @@ def test_synthetic_faceprints_are_deterministic_and_dlib_like():
     # Measured on lfw-devtrain dlib faceprints: same 0.951 ± 0.016, different 0.839 ± 0.033.
     assert 0.94 <= st["same_mean"] <= 0.965 and 0.01 <= st["same_sd"] <= 0.025
     assert 0.82 <= st["diff_mean"] <= 0.855 and 0.025 <= st["diff_sd"] <= 0.045
+
+
+def test_ef_search_setting_applies_to_new_and_loaded_indexes(tmp_path):
+    from faceindex.config import Settings
+    from faceindex.engine import Engine
+
+    with Engine(tmp_path / "store", Settings(workers=1, index_ef_search=1024)) as engine:
+        assert engine.store.index().params.ef_search == 1024
+        engine.reindex()  # writes the index file with its params
+    with Engine(tmp_path / "store", Settings(workers=1, index_ef_search=300)) as engine:
+        assert engine.store.index().params.ef_search == 300  # a search-time setting: no rebuild needed
+    with Engine(tmp_path / "store", Settings(workers=1)) as engine:
+        assert engine.store.index().params.ef_search == 1024  # unset: the file's, as built (not the override)

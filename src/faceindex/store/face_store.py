@@ -29,7 +29,7 @@ class FaceStore:
     """
 
     def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE,
-                 params: IndexParams | None = None):
+                 params: IndexParams | None = None, ef_search: int | None = None):
         self.root = Path(root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -38,6 +38,7 @@ class FaceStore:
         self.catalog = Catalog(self.root / CATALOG_FILE)
         self.approximate_above = approximate_above
         self.params = params
+        self.ef_search = ef_search  # applied to a loaded index too (a search-time setting, not a build one)
         self._index: VectorIndex | None = None
         self._watermark = {"max_face_id": 0, "epoch": -1}
         self._dirty = False
@@ -63,6 +64,8 @@ class FaceStore:
         """The index, loaded or rebuilt on first use and caught up with the catalog on every call."""
         if self._index is None:
             self._index = self._load()
+            if self.ef_search is not None and self._index.params.ef_search != self.ef_search:
+                self._index.set_ef_search(self.ef_search)
         if self._watermark["epoch"] != self.catalog.epoch:
             return self.rebuild_index()
         self._append_new()
