@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from faceindex.errors import InvalidInputError, NotFoundError, StoreError
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.privacy.scrub import DERIVED_DIRS, ErasureLock, Scrubber
-from faceindex.privacy.uploads import UploadEraser, id_chunks, marks
-from faceindex.store.catalog import utcnow
+from faceindex.privacy.uploads import UploadEraser
+from faceindex.store.catalog import id_chunks, marks, utcnow
 
 if TYPE_CHECKING:
     from faceindex.engine import Engine, ImageSource
@@ -322,8 +322,7 @@ class Eraser:
             f"SELECT id FROM faces WHERE image_id IN ({marks(chunk)})", chunk)]
 
     def _vectors(self, face_ids: list[int]) -> list[bytes]:
-        return [bytes(r[0]) for chunk in id_chunks(face_ids) for r in self.catalog.conn.execute(
-            f"SELECT embedding FROM faces WHERE id IN ({marks(chunk)}) AND embedding IS NOT NULL", chunk)]
+        return [v.tobytes() for _, v in self.catalog.face_vectors(face_ids)]
 
 
 __all__ = ["DERIVED_DIRS", "Eraser", "ErasurePlan", "ErasureResult", "Match"]

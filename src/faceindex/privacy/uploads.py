@@ -30,6 +30,7 @@ from faceindex.errors import FaceIndexError
 from faceindex.pipeline.decode import decode_image, sniff_format
 from faceindex.pipeline.types import Box
 from faceindex.privacy.redact import obscure
+from faceindex.store.catalog import id_chunks, marks
 
 if TYPE_CHECKING:
     from faceindex.engine import Engine
@@ -40,7 +41,6 @@ UPLOADS_DIR = "uploads"
 SAVE_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"}
 """Formats a redacted upload is re-encoded in (those the service accepts); anything else becomes PNG,
 which is fine because faceindex judges a file's format by its bytes, never by its name."""
-_CHUNK = 500
 KEEP_PHOTO_ROUTES = {"face"}
 """Routes whose caller asked to keep the rest of the photo (a curator removing one bystander's face): the
 face is obscured in the stored file even when no other face is left, and the image record stays."""
@@ -209,14 +209,3 @@ class UploadEraser:
 def _delete(path: Path) -> None:
     path.unlink(missing_ok=True)
     _fsync_dir(path.parent)
-
-
-def id_chunks(ids: Iterable[int]) -> Iterable[list[int]]:
-    """Ids in lists of at most 500, far below SQLite's bound-parameter limit."""
-    ids = [int(i) for i in ids]
-    return (ids[start:start + _CHUNK] for start in range(0, len(ids), _CHUNK))
-
-
-def marks(chunk: list[int]) -> str:
-    """The `?, ?, ...` placeholders of an IN (...) list."""
-    return ",".join("?" * len(chunk))

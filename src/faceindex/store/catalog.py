@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +39,21 @@ class Collection:
         return cls(row["id"], row["name"], row["legal_basis"], row["purpose"], juris,
                    row["retention_days"], row["owner"], row["created_at"])
 
+
+
+ID_CHUNK = 500
+"""Ids per IN (...) list: far below SQLite's bound-parameter limit."""
+
+
+def id_chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    """Ids in lists of at most ID_CHUNK, in the order given."""
+    ids = [int(i) for i in ids]
+    return (ids[start:start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK))
+
+
+def marks(chunk: list[int]) -> str:
+    """The `?, ?, ...` placeholders of an IN (...) list."""
+    return ",".join("?" * len(chunk))
 
 class Catalog:
     """One SQLite database in WAL mode; all writes go through `transaction()` on one connection.
@@ -216,15 +231,12 @@ class Catalog:
 
         Used by erasure of one person's faces from photos that also show other people.
         """
-        ids = sorted({int(i) for i in face_ids})
         deleted = 0
-        for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in id_chunks(sorted({int(i) for i in face_ids})):
             per_image = self.conn.execute(
-                f"SELECT image_id, count(*), sum(embedding IS NOT NULL) FROM faces WHERE id IN ({marks})"
+                f"SELECT image_id, count(*), sum(embedding IS NOT NULL) FROM faces WHERE id IN ({marks(chunk)})"
                 " GROUP BY image_id", chunk).fetchall()
-            deleted += self.conn.execute(f"DELETE FROM faces WHERE id IN ({marks})", chunk).rowcount
+            deleted += self.conn.execute(f"DELETE FROM faces WHERE id IN ({marks(chunk)})", chunk).rowcount
             self.conn.executemany(
                 "UPDATE images SET n_faces = max(n_faces - ?, 0), faces_withheld = faces_withheld + ? WHERE id = ?",
                 [(usable, n, image_id) for image_id, n, usable in per_image])
@@ -275,14 +287,10 @@ class Catalog:
 
     def face_vectors(self, face_ids: list[int]) -> list[tuple[int, np.ndarray]]:
         """(face id, float32 faceprint) of the given faces that have one, in id order (held in memory only)."""
-        ids = sorted({int(f) for f in face_ids})
-        out = []
-        for start in range(0, len(ids), 500):  # stay far below SQLite's bound-parameter limit
-            chunk = ids[start:start + 500]
-            out += [(int(r[0]), np.frombuffer(r[1], dtype=np.float32)) for r in self.conn.execute(
-                f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})"
-                " AND embedding IS NOT NULL ORDER BY id", chunk)]
-        return out
+        return [(int(r[0]), np.frombuffer(r[1], dtype=np.float32))
+                for chunk in id_chunks(sorted({int(f) for f in face_ids})) for r in self.conn.execute(
+                    f"SELECT id, embedding FROM faces WHERE id IN ({marks(chunk)}) AND embedding IS NOT NULL"
+                    " ORDER BY id", chunk)]
 
     def face_details(self, face_ids: list[int]) -> dict[int, sqlite3.Row]:
         """Face rows joined with their image and collection, keyed by face id."""
