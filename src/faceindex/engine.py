@@ -48,8 +48,7 @@ class Engine:
             self.settings = self.settings.model_copy(update={"store": Path(store)})
         self.actor = actor
         self.store = FaceStore(self.settings.store, approximate_above=self.settings.approximate_above,
-                               params=IndexParams(layout=self.settings.index_layout,
-                                                  ef_search=self.settings.index_ef_search),
+                               params=IndexParams(layout=self.settings.index_layout),
                                ef_search=self.settings.index_ef_search)
         self.catalog = self.store.catalog
         self.audit = AuditLog(self.catalog)

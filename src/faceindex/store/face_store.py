@@ -64,8 +64,6 @@ class FaceStore:
         """The index, loaded or rebuilt on first use and caught up with the catalog on every call."""
         if self._index is None:
             self._index = self._load()
-            if self.ef_search is not None and self._index.params.ef_search != self.ef_search:
-                self._index.set_ef_search(self.ef_search)
         if self._watermark["epoch"] != self.catalog.epoch:
             return self.rebuild_index()
         self._append_new()
@@ -74,10 +72,16 @@ class FaceStore:
     def _new_index(self) -> VectorIndex:
         # work_dir: an approximate index of the hnsw-sq8-mmap layout keeps its memory-mapped vectors
         # here before the first save, so that save is a rename within the store directory.
-        return VectorIndex(
+        return self._tuned(VectorIndex(
             EMBEDDING_DIM, self.model_id or "unbound", approximate_above=self.approximate_above, params=self.params,
             work_dir=self.root,
-        )
+        ))
+
+    def _tuned(self, index: VectorIndex) -> VectorIndex:
+        """Apply the `ef_search` override: a search-time setting, so it holds for built and loaded indexes alike."""
+        if self.ef_search is not None and index.params.ef_search != self.ef_search:
+            index.set_ef_search(self.ef_search)
+        return index
 
     def _load(self) -> VectorIndex:
         if not self.index_path.exists():
@@ -94,7 +98,7 @@ class FaceStore:
             return self._new_index()
         self._watermark = {"max_face_id": int(watermark.get("max_face_id", 0)),
                            "epoch": int(watermark.get("epoch", -1))}
-        return index
+        return self._tuned(index)
 
     def _append_new(self) -> None:
         for ids, vectors in self.catalog.iter_embeddings(after_id=self._watermark["max_face_id"]):
