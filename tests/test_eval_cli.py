@@ -283,7 +283,7 @@ def test_protocol_accuracy_lists_the_pairs_judged_wrongly() -> None:
                   Embedded(b, np.array([np.cos(angle), np.sin(angle)], np.float32))]
         pairs.append(Pair(a.path, b.path, same, fold))
     proto = protocol_accuracy(items, pairs)
-    wrong = proto.wrong_pairs()
+    wrong = proto.wrong_pairs
     assert proto.mean == pytest.approx(0.8)  # one of five wrong in each fold
     assert sorted((w["a"], w["same"], round(w["score"], 3)) for w in wrong) == [
         ("p2a/1.jpg", True, 0.05), ("p9a/1.jpg", False, 0.97)]

@@ -11,6 +11,7 @@ Settings choose detector, flip, quality gates) is what gets measured.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -106,8 +107,10 @@ class ProtocolAccuracy:
     folds: np.ndarray | None = None
     photos: list[tuple[str, str]] = field(default_factory=list)  # "identity/file" of each pair's images
 
+    @functools.cached_property
     def wrong_pairs(self) -> list[dict]:
-        """The pairs judged wrongly at their fold's threshold, worst margin first: what an operator reviews."""
+        """The pairs judged wrongly at their fold's threshold, worst margin first: what an operator reviews
+        (computed once: the report and the JSON headline both show it)."""
         if self.folds is None:
             return []
         fold_ids = list(np.unique(self.folds))
@@ -253,7 +256,7 @@ class EvalRun:
             "threshold": r.threshold,
             "detect_failures": len(self.failures),
             "detect_failed": [{"path": str(e.image.path), "reason": e.reason} for e in self.failures],
-            "wrong_pairs": self.protocol.wrong_pairs(),
+            "wrong_pairs": self.protocol.wrong_pairs,
             "face_choice": self.face_choice,
             **self.extra,
         }
@@ -321,7 +324,7 @@ def evaluate(dataset: Dataset, embedder: LabelledEmbedder, *, groups: dict[str, 
         pairs.genuine, pairs.impostor, model_id=model_id, dataset=dataset.name, far_targets=FAR_TARGETS,
         threshold=threshold, kfold_accuracy=(proto.mean, proto.std, proto.thresholds), cmc=ident.cmc,
         fnir_at_fpir=ident.fnir_at_fpir, detect_failures=[_failure_line(e) for e in failures], groups=group_stats,
-        wrong_pairs=[_wrong_line(w) for w in proto.wrong_pairs()],
+        wrong_pairs=[_wrong_line(w) for w in proto.wrong_pairs],
         calibration=calibration, notes=notes)
     return EvalRun(result, proto, ident, pairs, failures, len(items), len({e.image.identity for e in items}),
                    embedder.face_choice)
