@@ -110,3 +110,37 @@ class ForbiddenError(FaceIndexError):
 
     code = "forbidden"
     http_status = 403
+
+
+class StoreNotFoundError(StoreError):
+    """A command that only reads was pointed at a store that does not exist (a mistyped --store).
+
+    Only commands that write may create a store; a read on a missing store is never "no match".
+    """
+
+    code = "store_not_found"
+    http_status = 404
+
+
+class EmptyStoreError(StoreError):
+    """A search or other read needs faces, and the store holds none: never answered as "no match"."""
+
+    code = "empty_store"
+    http_status = 409
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the store's write lock; the caller should wait and retry."""
+
+    code = "store_busy"
+    http_status = 503
+
+
+class WorkerPoolError(FaceIndexError):
+    """The analysis worker processes could not run (e.g. a script without an `if __name__ == "__main__":` guard).
+
+    Nothing the failed workers touched is recorded as done.
+    """
+
+    code = "worker_pool"
+    http_status = 500
