@@ -19,7 +19,8 @@ from privacy_support import (
 )
 
 from faceindex.errors import InvalidInputError, PolicyError
-from faceindex.privacy.erasure import jurisdiction_code, jurisdiction_covers
+from faceindex.privacy.jurisdictions import covers as jurisdiction_covers
+from faceindex.privacy.jurisdictions import jurisdiction_code
 
 
 @pytest.fixture()

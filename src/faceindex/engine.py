@@ -13,11 +13,15 @@ import numpy as np
 
 from faceindex.config import Settings
 from faceindex.errors import FaceIndexError, InvalidInputError, NoFaceError, PolicyError
-from faceindex.ingest.runner import FaceFilter, IngestReport, IngestRunner, ProgressFn
+from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
 from faceindex.pipeline.face_choice import choose_face
 from faceindex.privacy.audit import AuditEvent, AuditLog
+from faceindex.privacy.context import PrivacyContext
+from faceindex.privacy.deletion import delete_images
+from faceindex.privacy.events import CollectionCreated, CollectionDeleted, Event, ImageRemoved
+from faceindex.privacy.jurisdictions import jurisdiction_codes
 from faceindex.privacy.operations import PrivacyOps
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
@@ -54,10 +58,9 @@ class Engine:
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline
         self._policy: ThresholdPolicy | None = None
-        self.face_filter: FaceFilter | None = None
         # Time source of retention decisions (timezone-aware UTC); injectable so tests control expiry.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self.privacy = PrivacyOps(self)
+        self.privacy = PrivacyOps(self._privacy_context())
         self.privacy.on_open()
 
     def __enter__(self) -> Engine:
@@ -83,20 +86,39 @@ class Engine:
                                            max_expected_false=self.settings.max_expected_false)
         return self._policy
 
-    def _record(self, action: str, *, purpose: str | None = None, params: dict | None = None,
+    # -- who acts, and the privacy layer's view of this engine ----------------------------------
+    def acting_as(self, actor: str) -> Engine:
+        """A view of this engine whose audit events name `actor`: it shares the store, pipeline, policy and
+        privacy state (cheap: no model or file is opened), so a server can act per request for each caller
+        without swapping a shared `actor` under a lock. Closing the view does not close the store."""
+        return _ActingAs(self, actor)
+
+    def _privacy_context(self) -> PrivacyContext:
+        """What the privacy layer may use of this engine (it never sees the Engine itself)."""
+        return PrivacyContext(store=self.store, audit=self.audit, settings=self.settings, actor=self.actor,
+                              clock=lambda: self.clock(), pipeline=lambda: self.pipeline, policy=lambda: self.policy,
+                              ingest=lambda paths, collection: self.ingest(paths, collection),
+                              collection=self.collection)
+
+    def _record(self, event: Event | str, *, purpose: str | None = None, params: dict | None = None,
                 counts: dict | None = None) -> None:
-        self.audit.record(AuditEvent(action, actor=self.actor, purpose=purpose, params=params or {},
+        """Audit one event as this engine's actor: a typed `privacy.events` event, or (older call sites) an
+        action name with params and counts, which the audit log checks value by value all the same."""
+        if isinstance(event, Event):
+            self.audit.record(event, actor=self.actor)
+            return
+        self.audit.record(AuditEvent(event, actor=self.actor, purpose=purpose, params=params or {},
                                      counts=counts or {}))
 
     # -- collections ------------------------------------------------------------------------
     def create_collection(self, name: str, basis: str, purpose: str, *, jurisdictions: Sequence[str] = (),
                           retention_days: int | None = None, owner: str | None = None) -> Collection:
+        codes = jurisdiction_codes(jurisdictions)  # ISO 3166 or an InvalidInputError naming the format
         with self.catalog.transaction():
-            collection = self.catalog.create_collection(name, basis, purpose, jurisdictions=tuple(jurisdictions),
+            collection = self.catalog.create_collection(name, basis, purpose, jurisdictions=codes,
                                                         retention_days=retention_days, owner=owner)
-            self._record("collection.create", purpose=purpose,
-                         params={"collection": name, "basis": basis, "jurisdictions": list(collection.jurisdictions),
-                                 "retention_days": retention_days})
+            self._record(CollectionCreated(purpose=purpose, collection=name, basis=basis,
+                                           jurisdictions=list(collection.jurisdictions), retention_days=retention_days))
         return collection
 
     def collection(self, name: str, basis: str | None = None, purpose: str | None = None, **policy) -> Collection:
@@ -116,7 +138,7 @@ class Engine:
         """Index every photo under `paths` into `collection` (created if basis and purpose are given)."""
         target = self.collection(collection, basis, purpose, **policy)
         model_id = self.pipeline.model_id
-        runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.face_filter,
+        runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
                               progress=progress)
         paths = [str(p) for p in paths]
         report = runner.run(paths, target, model_id)
@@ -220,40 +242,39 @@ class Engine:
             rows = self.catalog.images_by_uri(str(Path(ref).resolve())) or self.catalog.images_by_uri(str(ref))
         if not rows:
             raise InvalidInputError(f"no image {ref!r} in this store")
-        return self._delete_images([r["id"] for r in rows], "image.remove", {"images": len(rows)})
+        return delete_images(self.privacy.ctx, [r["id"] for r in rows], ImageRemoved(named=len(rows)))
 
     def remove_collection(self, name: str) -> int:
+        """Delete a collection with all its images and faces (any size: ids go in chunks); returns faces removed."""
         collection = self.catalog.get_collection(name)
         ids = [r[0] for r in self.catalog.conn.execute("SELECT id FROM images WHERE collection_id = ?",
                                                          (collection.id,))]
-        return self._delete_images(ids, "collection.delete", {"collection": name}, collection_id=collection.id)
-
-    def _delete_images(self, image_ids: list[int], action: str, params: dict, collection_id: int | None = None,
-                       purpose: str | None = None, *, face_ids: Sequence[int] = (),
-                       also: Callable[[], dict[str, int]] | None = None) -> int:
-        """Delete images (their faces cascade) and single `face_ids` in one transaction with one audit event,
-        then drop their vectors from the index. `also` runs inside the transaction (erasure deletes subjects
-        and collections there) and returns extra audit counts. Returns the number of faces deleted."""
-        marks = ",".join("?" * len(image_ids)) or "NULL"
-        face_ids_gone = [r[0] for r in self.catalog.conn.execute(
-            f"SELECT id FROM faces WHERE image_id IN ({marks})", image_ids)]
-        with self.catalog.transaction():
-            if face_ids:  # delete every face first so the epoch is bumped once (index fast path)
-                face_ids_gone = sorted(set(face_ids_gone) | {int(f) for f in face_ids})
-                removed = self.catalog.delete_faces(face_ids_gone)
-                self.catalog.delete_images(image_ids)
-            else:
-                removed = self.catalog.delete_images(image_ids)
-            if collection_id is not None:
-                self.catalog.conn.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
-            extra = also() if also is not None else {}
-            self._record(action, purpose=purpose, params=params,
-                         counts={"images": len(image_ids), "faces": removed, **extra})
-        self.store.forget_vectors(face_ids_gone)
-        self.catalog.checkpoint()  # erased rows must not survive in the -wal file
-        return removed
+        return delete_images(self.privacy.ctx, ids, CollectionDeleted(collection=name),
+                             collection_ids=[collection.id])
 
     def reindex(self) -> int:
         index = self.store.rebuild_index()
         self._record("reindex", counts={"faces": len(index)})
         return len(index)
+
+
+class _ActingAs(Engine):
+    """`Engine.acting_as(actor)`: shares every part of `root` (store, catalog, audit log, settings, clock, the
+    lazily loaded pipeline and policy, opt-out cache) and differs only in `actor`."""
+
+    def __init__(self, root: Engine, actor: str):  # no super().__init__: nothing is opened or loaded
+        self.__dict__.update(root.__dict__)
+        self._root = root.__dict__.get("_root", root)
+        self.actor = actor
+        self.privacy = self._root.privacy.acting_as(self._privacy_context())
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        return self._root.pipeline
+
+    @property
+    def policy(self) -> ThresholdPolicy:
+        return self._root.policy
+
+    def close(self) -> None:
+        """The root engine owns the store: closing a view closes nothing."""

@@ -10,17 +10,16 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image, ImageDraw
 
 from faceindex.errors import FaceIndexError
-from faceindex.privacy.audit import AuditEvent
+from faceindex.privacy.context import ImageSource, PrivacyContext
+from faceindex.privacy.events import AccessReported
+from faceindex.privacy.obscure import blur_all_but, detect_boxes
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
-from faceindex.privacy.redact import blur_all_but, detect_boxes
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine, ImageSource
+from faceindex.privacy.subjects import Subjects
 
 FORMAT = "faceindex.access-report/1"
 DISPLAY_MAX_SIDE = 1280
@@ -37,7 +36,7 @@ class AccessReport:
     data: dict[str, Any]
 
 
-def build_access_report(engine: Engine, selfie: ImageSource, out_dir: str | os.PathLike, *,
+def build_access_report(ctx: PrivacyContext, people: Subjects, selfie: ImageSource, out_dir: str | os.PathLike, *,
                         subject: str | None = None, case: str | None = None) -> AccessReport:
     """Write `report.json` and `report.html` about the person in `selfie` into `out_dir`.
 
@@ -46,55 +45,52 @@ def build_access_report(engine: Engine, selfie: ImageSource, out_dir: str | os.P
     faces is enrolled as, or as `subject` when the operator has verified the requester's identity.
     The selfie is not kept.
     """
-    ops = engine.privacy
-    vector = selfie_faceprint(engine, selfie)
-    gallery = len(engine.store.index())
-    threshold = strict_threshold(engine.policy, gallery)
-    scores = dict(engine.store.search_above(vector, threshold, limit=1_000_000))
+    vector = selfie_faceprint(ctx, selfie)
+    gallery = len(ctx.store.index())
+    threshold = strict_threshold(ctx.policy(), gallery)
+    scores = dict(ctx.store.search_above(vector, threshold, limit=1_000_000))
     del vector
-    names = ops.subjects.names_for_faces(list(scores))
+    names = people.names_for_faces(list(scores))
     subject_names = sorted(set(names.values()) | ({subject} if subject else set()))
-    subjects = [ops.subjects.get(n) for n in subject_names]
-    enrolled = {f: s.name for s in subjects for f in ops.subjects.face_ids(s.id)}
+    subjects = [people.get(n) for n in subject_names]
+    enrolled = {f: s.name for s in subjects for f in people.face_ids(s.id)}
     face_ids = sorted(set(scores) | set(enrolled))
-    details = engine.catalog.face_details(face_ids)
+    details = ctx.catalog.face_details(face_ids)
     images: dict[int, dict[str, Any]] = {}
     for fid in face_ids:
         row = details.get(fid)
         if row is None:
             continue
-        item = images.get(row["image_id"]) or _image_entry(engine, row["image_id"])
+        item = images.get(row["image_id"]) or _image_entry(ctx, row["image_id"])
         images[row["image_id"]] = item
-        face = engine.catalog.conn.execute("SELECT created_at FROM faces WHERE id = ?", (fid,)).fetchone()
+        face = ctx.catalog.conn.execute("SELECT created_at FROM faces WHERE id = ?", (fid,)).fetchone()
         item["faces"].append({
             "face_id": fid, "box": [row["box_left"], row["box_top"], row["box_right"], row["box_bottom"]],
             "score": round(scores[fid], 4) if fid in scores else None,
             "found_by": "selfie match" if fid in scores else "enrolment",
             "enrolled_as": enrolled.get(fid) or names.get(fid), "created_at": face["created_at"]})
     data = {
-        "format": FORMAT, "generated_at": engine.clock().isoformat(timespec="seconds"), "case": case,
+        "format": FORMAT, "generated_at": ctx.clock().isoformat(timespec="seconds"), "case": case,
         "threshold": round(threshold, 4), "gallery_size": gallery, "note": NOTE,
-        "subjects": [{**s.to_dict(), "consents": ops.subjects.consents(s.id)} for s in subjects],
+        "subjects": [{**s.to_dict(), "consents": people.consents(s.id)} for s in subjects],
         "images": sorted(images.values(), key=lambda i: i["image_id"]),
     }
     data["counts"] = {"images": len(images), "faces": sum(len(i["faces"]) for i in images.values())}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pictures = {i["image_id"]: _redacted_picture(engine, i) for i in data["images"]}
+    pictures = {i["image_id"]: _redacted_picture(ctx, i) for i in data["images"]}
     json_path, html_path = out / "report.json", out / "report.html"
     json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     html_path.write_text(_html(data, pictures))
-    with engine.catalog.transaction():
-        ops.subjects.touch([s.id for s in subjects])  # a request by the person is an interaction (BIPA)
-        engine.audit.record(AuditEvent("access-report", actor=engine.actor, purpose=case,
-                                       params={"subject_ids": [s.id for s in subjects],
-                                               "threshold": round(threshold, 4)},
-                                       counts=data["counts"]))
+    with ctx.catalog.transaction():
+        people.touch([s.id for s in subjects])  # a request by the person is an interaction (BIPA)
+        ctx.record(AccessReported(purpose=case, subject_ids=[s.id for s in subjects], threshold=round(threshold, 4),
+                                  **data["counts"]))
     return AccessReport(json_path, html_path, data)
 
 
-def _image_entry(engine: Engine, image_id: int) -> dict[str, Any]:
-    row = engine.catalog.conn.execute(
+def _image_entry(ctx: PrivacyContext, image_id: int) -> dict[str, Any]:
+    row = ctx.catalog.conn.execute(
         "SELECT i.*, c.name AS collection, c.legal_basis, c.purpose, c.jurisdictions, c.retention_days, c.owner"
         " FROM images i JOIN collections c ON c.id = i.collection_id WHERE i.id = ?", (image_id,)).fetchone()
     expires = None
@@ -107,19 +103,19 @@ def _image_entry(engine: Engine, image_id: int) -> dict[str, Any]:
             "ingested_at": row["ingested_at"], "expires_at": expires, "faces": []}
 
 
-def _redacted_picture(engine: Engine, item: dict[str, Any]) -> dict[str, Any] | None:
+def _redacted_picture(ctx: PrivacyContext, item: dict[str, Any]) -> dict[str, Any] | None:
     """The photo with the person's faces outlined and every other face blurred, as a JPEG data URI."""
     try:
-        decoded = engine.pipeline.decode(item["path"])
+        decoded = ctx.pipeline().decode(item["path"])
         image = Image.fromarray(decoded.full())
     except (FaceIndexError, OSError):
         item["available"] = False  # moved or deleted since ingest: listed, not shown
         return None
     mine = [tuple(f["box"]) for f in item["faces"]]
-    stored = [tuple(r) for r in engine.catalog.conn.execute(
+    stored = [tuple(r) for r in ctx.catalog.conn.execute(
         "SELECT box_left, box_top, box_right, box_bottom FROM faces WHERE image_id = ?", (item["image_id"],))]
     # Stored boxes plus a fresh detection: faces never stored (opted-out people) are blurred too.
-    others = [b for b in stored + detect_boxes(engine.pipeline, decoded) if b not in mine]
+    others = [b for b in stored + detect_boxes(ctx.pipeline(), decoded) if b not in mine]
     item["other_faces_blurred"] = blur_all_but(image, mine, others)
     item["available"] = True
     scale = min(1.0, DISPLAY_MAX_SIDE / max(image.size))

@@ -8,20 +8,21 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceindex.privacy.events import EVENT_TYPES, Event, check_value
 from faceindex.store.catalog import Catalog, utcnow
 
 GENESIS = "0" * 64
 
-ACTIONS = (
-    "collection.create", "collection.delete", "ingest", "search", "verify", "image.remove", "reindex",
-    "subject.enrol", "consent.give", "consent.withdraw", "erase", "opt-out", "opt-out.withdraw", "access-report",
-    "purge", "export", "redact", "key.create", "key.revoke",
-)
+
+def actions() -> tuple[str, ...]:
+    """Every action the log accepts: those with a typed event (privacy.events, or one another layer defines)."""
+    return tuple(EVENT_TYPES)
 
 
 @dataclass
 class AuditEvent:
-    """One thing that happened. `params` and `counts` never hold a faceprint or a photo."""
+    """One recorded event as the log stores it (what `events()` returns). New events are written from the typed
+    events of `privacy.events`; one built by hand is checked the same way (plain counts, ids, short text)."""
 
     action: str
     actor: str = "cli"
@@ -64,9 +65,23 @@ class AuditLog:
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
 
-    def record(self, event: AuditEvent) -> AuditEvent:
-        if event.action not in ACTIONS:
-            raise ValueError(f"unknown audit action {event.action!r}")
+    def record(self, event: Event | AuditEvent, *, actor: str | None = None) -> AuditEvent:
+        """Append one event. A typed `Event` needs the `actor` (who did it: passed per call, never a shared
+        setting); a hand-built AuditEvent carries its own and has its params and counts checked value by value.
+        Raises ValueError for an unknown action and PolicyError for a value the log must not hold."""
+        if isinstance(event, Event):
+            if not actor:
+                raise ValueError("an audit event needs the actor who did it")
+            event = AuditEvent(event.action, actor=actor, purpose=event.purpose, params=event.params(),
+                               counts=event.counts())
+        else:
+            if event.action not in EVENT_TYPES:
+                raise ValueError(f"unknown audit action {event.action!r}")
+            check_value("actor", event.actor, kind="text")
+            check_value("purpose", event.purpose, kind="purpose")
+            event.params = {k: check_value(k, v) for k, v in event.params.items()}
+            event.counts = {k: check_value(k, v, kind="count") for k, v in event.counts.items()}
+        check_value("actor", event.actor, kind="text")
         with self.catalog.transaction() as conn:
             head = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
             event.seq = (head["seq"] + 1) if head else 1

@@ -28,18 +28,16 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faceindex.errors import NotFoundError, PolicyError, StoreError
-from faceindex.privacy.audit import AuditEvent
-from faceindex.privacy.erasure import ErasurePlan, ErasureResult
+from faceindex.ingest.runner import FaceFilter
+from faceindex.privacy.context import ImageSource, PrivacyContext
+from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
+from faceindex.privacy.events import OptedOut, OptOutWithdrawn
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.store.catalog import utcnow
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine, ImageSource
 
 log = logging.getLogger(__name__)
 
@@ -121,24 +119,30 @@ class OptOutResult:
     erasure: ErasureResult
 
 
-class OptOuts:
-    """Adds opt-outs and provides the ingest filter (`Engine.face_filter`) built from their templates."""
+class TemplateCache:
+    """The loaded key and templates, shared by the OptOuts of every actor view of one store."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.catalog = engine.catalog
-        self._key: TemplateKey | None = None
-        self._cache: tuple[tuple, np.ndarray] | None = None
+    def __init__(self):
+        self.key: TemplateKey | None = None
+        self.templates: tuple[tuple, np.ndarray] | None = None
+
+
+class OptOuts:
+    """Adds opt-outs and provides the ingest filter built from their templates (`ingest_filter()`, asked for
+    at each ingest: an opt-out recorded by another process since this one opened is honoured)."""
+
+    def __init__(self, ctx: PrivacyContext, eraser: Eraser, cache: TemplateCache | None = None):
+        self.ctx = ctx
+        self.catalog = ctx.catalog
+        self.eraser = eraser
+        self.cache = cache or TemplateCache()
 
     def count(self) -> int:
         return self.catalog.count("SELECT count(*) FROM optout_templates")
 
-    def install(self) -> None:
-        """Point the engine's ingest filter at the templates, or take it away when none is left."""
-        if self.count():
-            self.engine.face_filter = self.face_filter
-        elif self.engine.face_filter == self.face_filter:
-            self.engine.face_filter = None
+    def ingest_filter(self) -> FaceFilter | None:
+        """The filter an ingest must apply now: drops faces matching a template; None when there is none."""
+        return self.face_filter if self.count() else None
 
     def list(self) -> list[OptOutRecord]:
         rows = self.catalog.conn.execute(
@@ -155,37 +159,32 @@ class OptOuts:
         with self.catalog.transaction() as conn:
             if conn.execute("DELETE FROM optout_templates WHERE id = ?", (optout_id,)).rowcount == 0:
                 raise NotFoundError(f"no opt-out {optout_id}")
-            self.engine.audit.record(AuditEvent("opt-out.withdraw", actor=self.engine.actor, purpose=reason,
-                                                params={"optout_id": optout_id}))
+            self.ctx.record(OptOutWithdrawn(purpose=reason, optout_id=optout_id))
         self.catalog.checkpoint()
-        self.install()
 
     def add(self, selfie: ImageSource, reference: str | None = None) -> OptOutResult:
         """Keep a protected template of the selfie's largest face and erase matching faces already indexed.
 
         The photo is read, never copied; the faceprint lives only in memory during this call.
         """
-        vector = selfie_faceprint(self.engine, selfie)
+        vector = selfie_faceprint(self.ctx, selfie)
         key = self._template_key(create=True)
         template = key.protect(vector)[0].tobytes()
-        gallery = len(self.engine.store.index())
-        threshold = strict_threshold(self.engine.policy, gallery)
-        hits = [fid for fid, _ in self.engine.store.search_above(vector, threshold, limit=1_000_000)]
+        gallery = len(self.ctx.store.index())
+        threshold = strict_threshold(self.ctx.policy(), gallery)
+        hits = [fid for fid, _ in self.ctx.store.search_above(vector, threshold, limit=1_000_000)]
         del vector
-        eraser = self.engine.privacy.eraser
+        eraser = self.eraser
         with self.catalog.transaction() as conn:
             cur = conn.execute("INSERT INTO optout_templates (scheme, key_id, template, reference, created_at)"
                                " VALUES (?, ?, ?, ?, ?)", (SCHEME, key.key_id, template, reference, utcnow()))
             optout_id = int(cur.lastrowid)
             plan = ErasurePlan("opt-out", face_ids=eraser.with_copies(hits), purpose=reference,
                                params={"optout_id": optout_id, "threshold": round(threshold, 4), "gallery": gallery})
-            self.engine.audit.record(AuditEvent(
-                "opt-out", actor=self.engine.actor, purpose=reference,
-                params={"optout_id": optout_id, "scheme": SCHEME, "threshold": round(threshold, 4)},
-                counts={"faces_matched": len(plan.face_ids)}))
+            self.ctx.record(OptedOut(purpose=reference, optout_id=optout_id, scheme=SCHEME,
+                                     threshold=round(threshold, 4), faces_matched=len(plan.face_ids)))
             job = eraser.journal(plan)  # the template and the sweep it promises commit together
         erasure = eraser.run(job)
-        self.install()
         return OptOutResult(optout_id, threshold, erasure)
 
     def face_filter(self, vectors: np.ndarray) -> np.ndarray:
@@ -193,28 +192,28 @@ class OptOuts:
         templates = self._templates()
         if len(templates) == 0 or len(vectors) == 0:
             return np.zeros(len(vectors), dtype=bool)
-        threshold = strict_threshold(self.engine.policy, len(templates))
+        threshold = strict_threshold(self.ctx.policy(), len(templates))
         scores = estimate_cosine(self._template_key(create=False).protect(vectors), templates)
         return scores.max(axis=1) >= threshold
 
     def _template_key(self, *, create: bool) -> TemplateKey:
-        if self._key is None:
-            self._key = load_key(self.engine.store.root, create=create)
-        if self._key is None:
-            raise PolicyError(f"opt-out templates exist but their key {key_path(self.engine.store.root)} is "
+        if self.cache.key is None:
+            self.cache.key = load_key(self.ctx.store.root, create=create)
+        if self.cache.key is None:
+            raise PolicyError(f"opt-out templates exist but their key {key_path(self.ctx.store.root)} is "
                               "missing: restore it (or set FACEINDEX_OPTOUT_KEY_FILE) before ingesting")
-        return self._key
+        return self.cache.key
 
     def _templates(self) -> np.ndarray:
         """All templates, re-read when another process added one (checked per call: one cheap query)."""
         state = tuple(self.catalog.conn.execute("SELECT count(*), coalesce(max(id), 0) FROM optout_templates")
                       .fetchone())
-        if self._cache is None or self._cache[0] != state:
+        if self.cache.templates is None or self.cache.templates[0] != state:
             rows = self.catalog.conn.execute("SELECT key_id, template FROM optout_templates ORDER BY id").fetchall()
             key = self._template_key(create=False) if rows else None
             if key is not None and any(r[0] != key.key_id for r in rows):
                 raise PolicyError("some opt-out templates were made with another key than "
-                                  f"{key_path(self.engine.store.root)}: restore that key before ingesting")
+                                  f"{key_path(self.ctx.store.root)}: restore that key before ingesting")
             data = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.uint8)
-            self._cache = (state, data.reshape(len(rows), BITS // 8))
-        return self._cache[1]
+            self.cache.templates = (state, data.reshape(len(rows), BITS // 8))
+        return self.cache.templates[1]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from faceindex.errors import NoFaceError, ProbeQualityError
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine, ImageSource
-    from faceindex.matching import ThresholdPolicy
+from faceindex.matching import ThresholdPolicy
+from faceindex.privacy.context import ImageSource, PrivacyContext
 
 STRICT_FMR = 1e-5
 """False-match rate of the strict threshold when the model is calibrated (search defaults to <= 1e-3)."""
@@ -37,18 +33,18 @@ def strict_threshold(policy: ThresholdPolicy, comparisons: int) -> float:
     return max(base, float(policy.calibration.threshold_for_fmr(STRICT_FMR)))
 
 
-def selfie_faceprint(engine: Engine, source: ImageSource) -> np.ndarray:
+def selfie_faceprint(ctx: PrivacyContext, source: ImageSource) -> np.ndarray:
     """The faceprint of the largest usable face of a selfie (L2-normalised float32, 128-d).
 
     Raises NoFaceError when no face is found and ProbeQualityError (with the reason) when the only
     faces are too small or too blurred. The photo and the faceprint are never stored by this call.
     """
-    analysis = engine.analyse(source)
+    analysis = ctx.analyse(source)
     if not analysis.faces:
         raise NoFaceError("no face found in the selfie")
     accepted = sorted(analysis.accepted, key=lambda f: -f.size_px)
     if not accepted:
         reasons = "; ".join(sorted({f.rejected or "unusable" for f in analysis.faces}))
         raise ProbeQualityError(f"the selfie's face cannot be used: {reasons}")
-    engine.store.check_model(engine.pipeline.model_id)
+    ctx.store.check_model(ctx.model_id())
     return np.asarray(accepted[0].embedding, dtype=np.float32)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from faceindex.privacy.erasure import ErasurePlan, ErasureResult, jurisdiction_covers
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine
+from faceindex.privacy.context import PrivacyContext
+from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
+from faceindex.privacy.jurisdictions import covers
+from faceindex.store.catalog import id_chunks, marks
 
 BIPA_YEARS = 3
 """Illinois BIPA: destroy biometric identifiers within 3 years of the individual's last interaction."""
@@ -42,7 +41,7 @@ def utc(moment: datetime) -> datetime:
 
 
 class Retention:
-    """Purges on store open and on `faceindex purge`, with the time given by `engine.clock`.
+    """Purges on store open and on `faceindex purge`, with the time given by the context's clock.
 
     - Collection retention: an image whose `ingested_at` is more than `retention_days` ago is deleted
       with its faces (collections without a retention period keep their images).
@@ -51,9 +50,10 @@ class Retention:
       (enrolment, consent, access request), or, for a face of no enrolled subject, the face's creation.
     """
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.catalog = engine.catalog
+    def __init__(self, ctx: PrivacyContext, eraser: Eraser):
+        self.ctx = ctx
+        self.catalog = ctx.catalog
+        self.eraser = eraser
 
     @property
     def bipa_mode(self) -> bool:
@@ -64,7 +64,7 @@ class Retention:
             self.catalog.set_meta(BIPA_META, "on" if on else "off")
 
     def plan(self) -> PurgePlan:
-        now = utc(self.engine.clock())
+        now = utc(self.ctx.clock())
         conn = self.catalog.conn
         expired: list[int] = []
         for collection in self.catalog.list_collections():
@@ -74,18 +74,16 @@ class Retention:
                     "SELECT id FROM images WHERE collection_id = ? AND ingested_at < ?", (collection.id, cutoff))]
         store_wide = self.bipa_mode
         bipa_collections = [c.id for c in self.catalog.list_collections()
-                            if store_wide or any(jurisdiction_covers(BIPA_JURISDICTION, j) for j in c.jurisdictions)]
+                            if store_wide or any(covers(BIPA_JURISDICTION, j) for j in c.jurisdictions)]
         faces: list[int] = []
-        if bipa_collections:
-            cutoff = years_before(now, BIPA_YEARS).isoformat(timespec="seconds")
-            marks = ",".join("?" * len(bipa_collections))
-            faces = [r[0] for r in conn.execute(
-                "SELECT f.id FROM faces f JOIN images i ON i.id = f.image_id"
+        skip = set(expired)  # faces of expired images go with their image
+        cutoff = years_before(now, BIPA_YEARS).isoformat(timespec="seconds")
+        for chunk in id_chunks(bipa_collections):
+            faces += [r[0] for r in conn.execute(
+                "SELECT f.id, f.image_id FROM faces f JOIN images i ON i.id = f.image_id"
                 " LEFT JOIN subject_faces sf ON sf.face_id = f.id LEFT JOIN subjects s ON s.id = sf.subject_id"
-                f" WHERE i.collection_id IN ({marks}) AND coalesce(s.last_interaction_at, f.created_at) < ?",
-                (*bipa_collections, cutoff))]
-        skip = set(expired)
-        faces = [f for f in faces if self._image_of(f) not in skip]
+                f" WHERE i.collection_id IN ({marks(chunk)}) AND coalesce(s.last_interaction_at, f.created_at) < ?",
+                (*chunk, cutoff)) if r[1] not in skip]
         return PurgePlan(sorted(expired), sorted(faces), now.isoformat(timespec="seconds"))
 
     def purge(self, *, record_empty: bool = False) -> ErasureResult | None:
@@ -94,10 +92,7 @@ class Retention:
         plan = self.plan()
         if plan.empty and not record_empty:
             return None
-        eraser = self.engine.privacy.eraser
+        eraser = self.eraser
         erasure = ErasurePlan("retention", face_ids=plan.bipa_faces, image_ids=plan.expired_images,
                               purpose="retention", params={"now": plan.now, "bipa_faces": len(plan.bipa_faces)})
         return eraser.execute(erasure)
-
-    def _image_of(self, face_id: int) -> int:
-        return self.catalog.conn.execute("SELECT image_id FROM faces WHERE id = ?", (face_id,)).fetchone()[0]

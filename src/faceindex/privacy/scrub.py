@@ -6,15 +6,12 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from faceindex.errors import StoreError
+from faceindex.privacy.context import PrivacyContext
 from faceindex.store.face_store import CATALOG_FILE
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +52,16 @@ class ErasureLock:
 class Scrubber:
     """Makes an erasure complete on disk once its catalog rows are gone."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.catalog = engine.catalog
+    def __init__(self, ctx: PrivacyContext):
+        self.store = ctx.store
+        self.catalog = ctx.catalog
 
     def delete_derived(self, face_ids: list[int], image_ids: list[int]) -> int:
         """Delete files of DERIVED_DIRS showing any of these faces or images; returns files deleted."""
         doomed = {f"face-{i}" for i in face_ids} | {f"image-{i}" for i in image_ids}
         deleted = 0
         for name in DERIVED_DIRS:
-            folder = self.engine.store.root / name
+            folder = self.store.root / name
             if not folder.is_dir():
                 continue
             for path in folder.iterdir():
@@ -115,13 +112,13 @@ class Scrubber:
         shared = erased - len(vectors)
         if not vectors:  # nothing left to look for: every erased faceprint is held by a face kept on purpose
             return True, bool(erased) or vacuum, shared
-        residue = find_residue(self.engine.store.root, vectors)
+        residue = find_residue(self.store.root, vectors)
         if any(name.startswith(CATALOG_FILE) for name in residue) and not self.vacuum():
             return False, False, shared
         if any(not name.startswith(CATALOG_FILE) for name in residue):
-            self.engine.store.rebuild_index()
+            self.store.rebuild_index()
         if residue:
-            residue = find_residue(self.engine.store.root, vectors)
+            residue = find_residue(self.store.root, vectors)
             if residue:
                 raise StoreError(f"erased faceprints still found in {sorted(residue)}")
         return True, True, shared

@@ -7,15 +7,15 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from faceindex.errors import ConflictError, InvalidInputError, NoFaceError, NotFoundError, PolicyError
 from faceindex.ingest.scanner import iter_files
-from faceindex.privacy.audit import AuditEvent
-from faceindex.privacy.erasure import ErasurePlan, ErasureResult, jurisdiction_code
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine
+from faceindex.privacy.context import PrivacyContext, chunked_query
+from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
+from faceindex.privacy.events import ConsentGiven, ConsentWithdrawn, SubjectEnrolled
+from faceindex.privacy.jurisdictions import jurisdiction_codes
 
 CONSENT_STATES = ("given", "withdrawn")
 
@@ -69,9 +69,10 @@ class Subjects:
     The audit log names subjects by id only: erasing a subject then leaves no name in the append-only log.
     """
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.catalog = engine.catalog
+    def __init__(self, ctx: PrivacyContext, eraser: Eraser):
+        self.ctx = ctx
+        self.catalog = ctx.catalog
+        self.eraser = eraser
 
     # -- queries --------------------------------------------------------------------------------
     def find(self, name: str) -> Subject | None:
@@ -92,13 +93,14 @@ class Subjects:
             "SELECT face_id FROM subject_faces WHERE subject_id = ? ORDER BY face_id", (subject_id,))]
 
     def names_for_faces(self, face_ids: Sequence[int]) -> dict[int, str]:
-        ids = [int(f) for f in face_ids]
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        return {r[0]: r[1] for r in self.catalog.conn.execute(
-            "SELECT sf.face_id, s.name FROM subject_faces sf JOIN subjects s ON s.id = sf.subject_id"
-            f" WHERE sf.face_id IN ({marks})", ids)}
+        return {r[0]: r[1] for r in chunked_query(
+            self.catalog, "SELECT sf.face_id, s.name FROM subject_faces sf JOIN subjects s ON s.id = sf.subject_id"
+            " WHERE sf.face_id IN ({marks})", [int(f) for f in face_ids])}
+
+    def faceprints(self, face_ids: Sequence[int]) -> np.ndarray:
+        """Stored faceprints (n, 128) float32 of the given faces that have one, in face id order (in memory only)."""
+        rows = self.catalog.face_vectors(list(face_ids))
+        return np.stack([v for _, v in rows]) if rows else np.zeros((0, 128), np.float32)
 
     def consents(self, subject_id: int) -> list[dict]:
         return [dict(r) for r in self.catalog.conn.execute(
@@ -106,7 +108,7 @@ class Subjects:
 
     def touch(self, subject_ids: Sequence[int]) -> None:
         """Record an interaction with the subjects now (BIPA retention counts 3 years from the last one)."""
-        now = self.engine.clock().isoformat(timespec="seconds")
+        now = self.ctx.clock().isoformat(timespec="seconds")
         self.catalog.conn.executemany("UPDATE subjects SET last_interaction_at = ? WHERE id = ?",
                                       [(now, int(s)) for s in subject_ids])
 
@@ -126,19 +128,19 @@ class Subjects:
             raise InvalidInputError("a subject needs a name")
         if not photos and not face_ids:
             raise InvalidInputError("enrol needs photos or face ids")
-        codes = sorted({jurisdiction_code(j) for j in jurisdictions})
+        codes = list(jurisdiction_codes(jurisdictions))
         existing = self.find(name)
         result = EnrolResult(existing)
         target = None
         if photos:
             if not collection:
                 raise InvalidInputError("enrolling from photos needs a collection")
-            target = self.engine.collection(collection, basis, purpose, jurisdictions=tuple(collection_jurisdictions))
+            target = self.ctx.collection(collection, basis, purpose, jurisdictions=tuple(collection_jurisdictions))
             consented = existing is not None and existing.consent == "given"
             if target.legal_basis == "consent" and not consented and not consent_evidence:
                 raise PolicyError(f"collection {target.name!r} is consent-based: record {name!r}'s consent first "
                                   "(consent evidence reference)")
-            self.engine.ingest(photos, target.name)
+            self.ctx.ingest(photos, target.name)
         candidates = self._photo_faces(photos, target.id, result) if target is not None else []
         candidates += self._checked_face_ids(face_ids)
         taken = self.names_for_faces(candidates)
@@ -149,7 +151,7 @@ class Subjects:
         if not candidates and existing is None:
             reasons = "; ".join(f"{p}: {r}" for p, r in result.skipped) or "no face"
             raise NoFaceError(f"nothing to enrol for {name!r}: {reasons}")
-        now = self.engine.clock().isoformat(timespec="seconds")
+        now = self.ctx.clock().isoformat(timespec="seconds")
         with self.catalog.transaction() as conn:
             if existing is None:
                 cur = conn.execute("INSERT INTO subjects (name, jurisdictions, created_at, last_interaction_at)"
@@ -164,9 +166,9 @@ class Subjects:
                 self._add_consent(subject_id, "given", consent_evidence, consent_scope, case)
             conn.executemany("INSERT OR IGNORE INTO subject_faces (face_id, subject_id, linked_at) VALUES (?, ?, ?)",
                              [(fid, subject_id, now) for fid in candidates])
-            self._audit("subject.enrol", case, {"subject_id": subject_id, "new": existing is None,
-                        "collection_id": target.id if target else None}, {"faces": len(candidates),
-                        "photos_skipped": len(result.skipped)})
+            self.ctx.record(SubjectEnrolled(purpose=case, subject_id=subject_id, new=existing is None,
+                                            collection_id=target.id if target else None, faces=len(candidates),
+                                            photos_skipped=len(result.skipped)))
         result.subject = self.get(name)
         result.linked = candidates
         return result
@@ -178,7 +180,7 @@ class Subjects:
         if status not in CONSENT_STATES:
             raise InvalidInputError(f"consent status must be one of {', '.join(CONSENT_STATES)}; got {status!r}")
         subject = self.get(name)
-        eraser = self.engine.privacy.eraser
+        eraser = self.eraser
         job = None
         with self.catalog.transaction():
             self._add_consent(subject.id, status, evidence, scope, case)
@@ -194,17 +196,13 @@ class Subjects:
     # -- helpers --------------------------------------------------------------------------------
     def _add_consent(self, subject_id: int, status: str, evidence: str | None, scope: str | None,
                      case: str | None) -> None:
-        at = self.engine.clock().isoformat(timespec="seconds")
+        at = self.ctx.clock().isoformat(timespec="seconds")
         cur = self.catalog.conn.execute(
             "INSERT INTO consents (subject_id, status, at, evidence, scope) VALUES (?, ?, ?, ?, ?)",
             (subject_id, status, at, evidence, scope))
         # The evidence reference stays in the consents table (erasable); the log keeps ids and scope only.
-        self._audit(f"consent.{'give' if status == 'given' else 'withdraw'}", case,
-                    {"subject_id": subject_id, "consent_id": int(cur.lastrowid), "scope": scope}, {})
-
-    def _audit(self, action: str, purpose: str | None, params: dict, counts: dict) -> None:
-        self.engine.audit.record(AuditEvent(action, actor=self.engine.actor, purpose=purpose, params=params,
-                                            counts=counts))
+        kind = ConsentGiven if status == "given" else ConsentWithdrawn
+        self.ctx.record(kind(purpose=case, subject_id=subject_id, consent_id=int(cur.lastrowid), scope=scope))
 
     def _photo_faces(self, photos: Sequence[str | os.PathLike], collection_id: int, result: EnrolResult) -> list[int]:
         chosen = []

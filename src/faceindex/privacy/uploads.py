@@ -4,7 +4,7 @@ Erasing a person's faces deletes their rows, faceprints and derived crops; a pho
 service is kept under `<store>/uploads/` and would still show them. Files in operator-declared folders are
 the operator's own and are never modified (their image record is provenance, not biometric data); files
 under the uploads folder belong to the store, so after an erasure commits each one it touched is
-- deleted, when its image has no face left (the record goes in the erasure's own `_delete_images` call), or
+- deleted, when its image has no face left (the record goes in the erasure's own `delete_images` call), or
 - rewritten with the erased faces pixelated and blurred (`redact.obscure`), and its record's sha256 and
   size updated so that a re-ingest sees an unchanged file
 (two kinds of route differ, see KEEP_PHOTO_ROUTES and TEMPLATE_ONLY_ROUTES).
@@ -22,18 +22,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from faceindex.errors import FaceIndexError
 from faceindex.pipeline.decode import decode_image, sniff_format
 from faceindex.pipeline.types import Box
-from faceindex.privacy.redact import obscure
+from faceindex.privacy.context import PrivacyContext
+from faceindex.privacy.obscure import obscure
 from faceindex.store.catalog import id_chunks, marks
-
-if TYPE_CHECKING:
-    from faceindex.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +107,14 @@ class UploadWork:
 class UploadEraser:
     """Plans, journals and finishes the erasure of faces from the store's own uploaded photos."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.catalog = engine.catalog
+    def __init__(self, ctx: PrivacyContext):
+        self.ctx = ctx
+        self.catalog = ctx.catalog
 
     def plan(self, route: str, face_ids: list[int], image_ids: list[int]) -> UploadWork:
         """For an erasure of single faces and whole images (ids that exist now, before the deletion)."""
         work = UploadWork()
-        store = self.engine.store.root
+        store = self.ctx.store.root
         if not uploads_root(store).is_dir():  # nothing uploaded: a CLI-only store costs one stat
             return work
         if route in TEMPLATE_ONLY_ROUTES:
@@ -160,7 +157,7 @@ class UploadEraser:
         recorded before it was replaced, so a resumed erasure never blurs twice or loses the record update.
         """
         deleted = redacted = 0
-        store = self.engine.store.root
+        store = self.ctx.store.root
         rows = self.catalog.conn.execute("SELECT id, uri, boxes, redacted_sha256 FROM upload_erasures"
                                          " ORDER BY id").fetchall()
         for row_id, uri, boxes, done_sha in rows:
@@ -187,7 +184,7 @@ class UploadEraser:
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest != done_sha:  # not rewritten yet (or rewritten by a run that crashed before recording it)
-            settings = self.engine.settings
+            settings = self.ctx.settings
             try:
                 data, _ = redacted_bytes(path, boxes, max_pixels=settings.max_pixels, max_bytes=settings.max_bytes)
             except (FaceIndexError, OSError) as exc:
