@@ -46,13 +46,23 @@ def test_opt_out_then_reingest_indexes_none_of_that_person(store, root):
 def test_opt_out_survives_reopen_and_needs_its_key(store, root, tmp_path):
     with open_engine(store) as engine:
         engine.privacy.opt_out(str(selfie(root, "Rose_Leslie")))
-    with open_engine(store) as engine:  # the filter is installed on open
-        assert engine.face_filter is not None
+    with open_engine(store) as engine:  # the filter is asked for at each ingest
+        assert engine.privacy.ingest_filter() is not None
         report = engine.ingest([root / "photos/press/Rose_Leslie"], "rose", basis="contract", purpose="p")
         assert (report.opted_out_faces, report.faces) == (1, 0)
     (store / KEY_FILE).rename(tmp_path / "moved.key")
     with open_engine(store) as engine, pytest.raises(PolicyError, match="key"):
         engine.ingest([root / "photos/press/Jack_Dorsey"], "jack", basis="contract", purpose="p")
+
+
+def test_opt_out_recorded_after_an_engine_opened_is_applied_by_its_next_ingest(store, root):
+    """The filter is asked for per ingest, not installed on the Engine at open: a long-running engine (the
+    service) honours an opt-out that another process recorded after it opened."""
+    with open_engine(store) as running:
+        with open_engine(store) as other:
+            other.privacy.opt_out(str(selfie(root, "Rose_Leslie")))
+        report = running.ingest([root / "photos/press/Rose_Leslie"], "rose", basis="contract", purpose="p")
+        assert (report.opted_out_faces, report.faces) == (1, 0)
 
 
 def test_template_estimates_cosine_and_depends_on_key(store):
@@ -91,7 +101,7 @@ def test_withdrawn_opt_out_deletes_its_template_and_lets_ingest_index_the_person
         with pytest.raises(NotFoundError):
             engine.privacy.withdraw_opt_out(first.optout_id)
         engine.privacy.withdraw_opt_out(second.optout_id)
-        assert engine.face_filter is None  # no template left: ingest runs without the filter
+        assert engine.privacy.ingest_filter() is None  # no template left: ingest runs without the filter
         assert engine.audit.verify() == []
     # The withdrawn template's bytes left every file of the store (secure_delete + WAL checkpoint).
     assert not any(template in p.read_bytes() for p in store.rglob("*") if p.is_file())
