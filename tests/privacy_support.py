@@ -157,3 +157,31 @@ def privacy_cli():
     app = typer.Typer()
     cli_privacy.register(app)
     return app
+
+
+def audit_scenario(engine: Engine, root: Path, out: Path) -> None:
+    """Every audited action once, through the public API only, on a copy of the shared store (`root`'s photos).
+
+    Written against the API that has not changed since audit events became typed, so the same function
+    produced tests/data/audit_events_v1.jsonl with the code before that change (see test_audit.py).
+    """
+    selfies = root / "selfies"
+    jack, kit, mark = (next(selfies.glob(f"{n}.*")) for n in ("Jack_Dorsey", "Kit_Harington", "Mark_Zuckerberg"))
+    engine.create_collection("badges", "contract", "staff badges", jurisdictions=["US-IL"], retention_days=30)
+    engine.ingest([root / "photos/press/Rose_Leslie"], "badges")
+    engine.search([str(jack)], "case 1")
+    engine.verify(str(kit), str(root / "photos/press/Kit_Harington/face_recognition__john2.jpeg"))
+    engine.privacy.subjects.enrol("Kit", [root / "photos/press/Kit_Harington"], collection="press",
+                                  jurisdictions=["DE"], consent_evidence="release form 3", case="case 2")
+    engine.privacy.subjects.consent("Kit", "withdrawn", evidence="email", scope="all", case="case 3")
+    engine.privacy.erase(engine.privacy.plan_erasure(selfie=str(jack), case="case 4"))
+    optout = engine.privacy.opt_out(str(mark), reference="request 5")
+    engine.privacy.withdraw_opt_out(optout.optout_id, "changed mind")
+    engine.privacy.access_report(str(kit), out / "report", case="case 6")
+    engine.privacy.subjects.enrol("Rose", face_ids=[faces_in(engine, "face_recognition__img1.jpg")[0]])
+    engine.privacy.redact(str(root / "photos/press" / GROUP), "Rose", out / "redacted.jpg", case="case 7")
+    engine.privacy.purge(bipa=False)
+    engine.remove_image(str(root / "photos/canada/John_Simm" / CANADA["John_Simm"][0]))
+    engine.remove_collection("badges")
+    engine.reindex()
+    engine.privacy.export_audit(out / "audit.jsonl", case="case 8")

@@ -17,10 +17,11 @@ from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
 from faceindex.pipeline.face_choice import choose_face
+from faceindex.privacy.actions import CollectionCreated, CollectionDeleted, ImageRemoved
 from faceindex.privacy.audit import AuditEvent, AuditLog
 from faceindex.privacy.context import PrivacyContext
 from faceindex.privacy.deletion import delete_images
-from faceindex.privacy.events import CollectionCreated, CollectionDeleted, Event, ImageRemoved
+from faceindex.privacy.events import Event
 from faceindex.privacy.jurisdictions import jurisdiction_codes
 from faceindex.privacy.operations import PrivacyOps
 from faceindex.store.catalog import Collection

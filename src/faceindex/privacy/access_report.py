@@ -15,8 +15,8 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from faceindex.errors import FaceIndexError
+from faceindex.privacy.actions import AccessReported
 from faceindex.privacy.context import ImageSource, PrivacyContext
-from faceindex.privacy.events import AccessReported
 from faceindex.privacy.obscure import blur_all_but, detect_boxes
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.privacy.subjects import Subjects

@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceindex.privacy import actions as _actions  # noqa: F401  (registers the actions' event types)
 from faceindex.privacy.events import EVENT_TYPES, Event, check_value
 from faceindex.store.catalog import Catalog, utcnow
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from faceindex.privacy.actions import Deletion
 from faceindex.privacy.context import PrivacyContext, chunked_query
-from faceindex.privacy.events import Deletion
 from faceindex.store.catalog import id_chunks
 
 

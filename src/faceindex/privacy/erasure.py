@@ -11,9 +11,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from faceindex.errors import NotFoundError, StoreError
+from faceindex.privacy.actions import Erased, Purged
 from faceindex.privacy.context import PrivacyContext, chunked_query
 from faceindex.privacy.deletion import delete_images
-from faceindex.privacy.events import Erased, Purged
 from faceindex.privacy.scrub import DERIVED_DIRS, ErasureLock, Scrubber
 from faceindex.privacy.uploads import UploadEraser
 from faceindex.store.catalog import Catalog, id_chunks, marks, utcnow

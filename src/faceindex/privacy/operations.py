@@ -11,9 +11,9 @@ import numpy as np
 from faceindex.errors import InvalidInputError
 from faceindex.ingest.runner import FaceFilter
 from faceindex.privacy.access_report import AccessReport, build_access_report
+from faceindex.privacy.actions import ErasurePlanned, Exported
 from faceindex.privacy.context import ImageSource, PrivacyContext
 from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
-from faceindex.privacy.events import ErasurePlanned, Exported
 from faceindex.privacy.optout import OptOutRecord, OptOutResult, OptOuts, TemplateCache
 from faceindex.privacy.plans import ErasurePlanner
 from faceindex.privacy.redact import RedactResult, redact_photo

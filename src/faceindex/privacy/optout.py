@@ -33,9 +33,9 @@ import numpy as np
 
 from faceindex.errors import NotFoundError, PolicyError, StoreError
 from faceindex.ingest.runner import FaceFilter
+from faceindex.privacy.actions import OptedOut, OptOutWithdrawn
 from faceindex.privacy.context import ImageSource, PrivacyContext
 from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
-from faceindex.privacy.events import OptedOut, OptOutWithdrawn
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.store.catalog import utcnow
 

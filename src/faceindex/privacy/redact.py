@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from faceindex.pipeline.types import Box
+from faceindex.privacy.actions import Redacted
 from faceindex.privacy.context import PrivacyContext
-from faceindex.privacy.events import Redacted
 from faceindex.privacy.obscure import blur_all_but
 from faceindex.privacy.probe import strict_threshold
 from faceindex.privacy.subjects import Subjects

@@ -12,9 +12,9 @@ import numpy as np
 
 from faceindex.errors import ConflictError, InvalidInputError, NoFaceError, NotFoundError, PolicyError
 from faceindex.ingest.scanner import iter_files
+from faceindex.privacy.actions import ConsentGiven, ConsentWithdrawn, SubjectEnrolled
 from faceindex.privacy.context import PrivacyContext, chunked_query
 from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
-from faceindex.privacy.events import ConsentGiven, ConsentWithdrawn, SubjectEnrolled
 from faceindex.privacy.jurisdictions import jurisdiction_codes
 
 CONSENT_STATES = ("given", "withdrawn")
