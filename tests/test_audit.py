@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
+from pathlib import Path
 
+import numpy as np
 import pytest
 from privacy_support import privacy_cli
 from typer.testing import CliRunner
 
 from faceindex.engine import Engine
-from faceindex.privacy.audit import AuditEvent
+from faceindex.errors import PolicyError
+from faceindex.privacy.actions import Erased, Ingested, KeyCreated, Searched, Verified
+from faceindex.privacy.audit import AuditEvent, AuditLog, actions
+from faceindex.privacy.events import EVENT_TYPES
 
 
 @pytest.fixture()
@@ -146,3 +152,108 @@ def test_cli_list_export_verify(store, tmp_path):
     tamper(store, "DELETE FROM audit_events WHERE seq = 2")
     bad = runner.invoke(app, ["audit", "verify", "--store", str(store)])
     assert bad.exit_code == 1 and "seq 2 missing" in bad.output
+
+
+# -- typed events ---------------------------------------------------------------------------------------------
+V1_EVENTS = Path(__file__).parent / "data" / "audit_events_v1.jsonl"
+"""Every audited action of `privacy_support.audit_scenario`, exported by the code before events were typed."""
+
+
+def _load_v1(store: Path) -> list[dict]:
+    """A store whose log holds exactly the events the previous code wrote (rows and head as it left them)."""
+    events = [json.loads(line) for line in V1_EVENTS.read_text().splitlines()]
+    Engine(store).close()
+    conn = sqlite3.connect(store / "catalog.sqlite", isolation_level=None)
+    for e in events:
+        conn.execute(INSERT, (e["seq"], e["at"], e["actor"], e["action"], e["purpose"],
+                              json.dumps(e["params"], sort_keys=True, ensure_ascii=False),
+                              json.dumps(e["counts"], sort_keys=True), e["prev_hash"], e["hash"]))
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)", (f"{events[-1]['seq']}:{events[-1]['hash']}",))
+    conn.close()
+    return events
+
+
+def test_a_log_written_before_typed_events_verifies_and_every_event_maps_to_its_type_unchanged(tmp_path):
+    events = _load_v1(tmp_path / "store")
+    assert {e["action"] for e in events} >= set(actions()) - {"key.create", "key.revoke", "erasure.plan"}
+    with Engine(tmp_path / "store") as engine:
+        assert engine.audit.verify() == []
+        for stored in engine.audit.events():
+            typed = EVENT_TYPES[stored.action].from_parts(stored.purpose, stored.params, stored.counts)
+            assert (typed.params(), typed.counts()) == (stored.params, stored.counts), stored.action
+            again = AuditEvent(stored.action, actor=stored.actor, purpose=typed.purpose, params=typed.params(),
+                               counts=typed.counts(), seq=stored.seq, at=stored.at, prev_hash=stored.prev_hash)
+            assert again.compute_hash() == stored.hash  # the same bytes under the chain
+        engine.create_collection("after", "consent", "typed now", jurisdictions=["de"])
+        engine.acting_as("officer-1").privacy.purge()
+        assert engine.audit.verify() == []
+        assert [(e.action, e.actor) for e in engine.audit.events(after=len(events))] == [
+            ("collection.create", "cli"), ("purge", "officer-1")]
+
+
+def test_the_typed_code_writes_every_action_with_the_keys_the_previous_code_wrote(faces_dir, tmp_path_factory,
+                                                                                   tmp_path):
+    from privacy_support import audit_scenario, fresh_copy, open_engine, pristine
+
+    root = pristine(faces_dir, tmp_path_factory)
+    store = fresh_copy(faces_dir, tmp_path_factory, tmp_path)
+    with open_engine(store) as engine:
+        audit_scenario(engine, root, tmp_path)
+        new = engine.audit.events()
+        assert engine.audit.verify() == []
+    shapes = {(e.action, tuple(sorted(e.params)), tuple(sorted(e.counts))) for e in new}
+    for old in (json.loads(line) for line in V1_EVENTS.read_text().splitlines()):
+        assert (old["action"], tuple(sorted(old["params"])), tuple(sorted(old["counts"]))) in shapes, old["action"]
+    planned = [e for e in new if e.action == "erasure.plan"]  # new: the erasure preview is audited with its case
+    assert [e.purpose for e in planned] == ["case 4"] and planned[0].params["route"] == "selfie"
+
+
+@pytest.mark.parametrize("bad", [
+    {"embedding": np.linspace(-1, 1, 128, dtype=np.float32).tolist()},  # a faceprint as a list of floats
+    {"embedding": np.ones(128, np.float32)},  # as an array
+    {"embedding": np.ones(128, np.float32).tobytes()},  # as bytes
+    {"embedding": base64.b64encode(np.ones(128, np.float32).tobytes()).decode()},  # as text
+    {"nested": {"a": 1}},
+    {"score": np.float32(0.5)},
+])
+def test_the_log_refuses_anything_but_counts_ids_digests_and_short_text(store, bad):
+    with Engine(store) as engine:
+        held = len(engine.audit.events())
+        with pytest.raises(PolicyError, match="audit field"):
+            engine.audit.record(AuditEvent("search", actor="test", purpose="p", params=bad))
+        with pytest.raises(PolicyError, match="audit field"):
+            Erased(route="selfie", erasure=1, details=bad)
+        assert len(engine.audit.events()) == held
+
+
+def test_typed_event_fields_hold_only_their_kind():
+    with pytest.raises(PolicyError, match="count"):
+        Searched(probes=-1, top_k=10, threshold=0.9)
+    with pytest.raises(PolicyError, match="count"):
+        Searched(probes=1.0, top_k=10, threshold=0.9)
+    with pytest.raises(PolicyError, match="digest"):
+        Ingested(collection="a", paths=1, paths_sha256="/home/alice/photos")
+    with pytest.raises(PolicyError, match="text"):
+        KeyCreated(name="x" * 201, role="admin")
+    with pytest.raises(PolicyError, match="score"):
+        Verified(threshold=float("nan"))
+    with pytest.raises(ValueError, match="actor"):
+        AuditLog(None).record(Verified(threshold=0.9))  # an event needs the actor who did it, per call
+    event = Searched(purpose="case 1", probes=1, top_k=10, threshold=np.float64(0.93), faces=1, candidates=2)
+    assert event.params() == {"probes": 1, "top_k": 10, "threshold": 0.93}
+    assert event.counts() == {"faces": 1, "candidates": 2}
+
+
+def test_acting_as_is_a_view_with_its_own_actor_sharing_the_store(store):
+    with Engine(store, actor="admin") as engine:
+        officer = engine.acting_as("officer-1")
+        assert officer.store is engine.store and officer.audit is engine.audit
+        assert officer.privacy.ctx.store is engine.store and officer.privacy.ctx.actor == "officer-1"
+        assert officer.privacy.optouts.cache is engine.privacy.optouts.cache
+        with officer:  # closing a view closes nothing
+            officer.create_collection("c", "consent", "p")
+        engine.create_collection("d", "consent", "p")
+        officer.acting_as("officer-2").privacy.export_audit(store.parent / "audit.jsonl")
+        assert [(e.action, e.actor) for e in engine.audit.events()[-3:]] == [
+            ("collection.create", "officer-1"), ("collection.create", "admin"), ("export", "officer-2")]
+        assert engine.actor == "admin" and officer.actor == "officer-1"
