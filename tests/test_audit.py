@@ -257,3 +257,6 @@ def test_acting_as_is_a_view_with_its_own_actor_sharing_the_store(store):
         assert [(e.action, e.actor) for e in engine.audit.events()[-3:]] == [
             ("collection.create", "officer-1"), ("collection.create", "admin"), ("export", "officer-2")]
         assert engine.actor == "admin" and officer.actor == "officer-1"
+        engine.actor = "swapped"  # the older way (one shared engine): privacy events follow the swap too
+        engine.privacy.export_audit(store.parent / "audit.jsonl")
+        assert engine.audit.events()[-1].actor == "swapped"

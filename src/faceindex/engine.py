@@ -88,6 +88,18 @@ class Engine:
         return self._policy
 
     # -- who acts, and the privacy layer's view of this engine ----------------------------------
+    @property
+    def actor(self) -> str:
+        """Who acts: named in every audit event this engine writes. Prefer `acting_as(actor)` per caller to
+        setting this on an engine that several callers share."""
+        return self._actor
+
+    @actor.setter
+    def actor(self, value: str) -> None:
+        self._actor = value
+        if "privacy" in self.__dict__:  # the privacy layer records as the same actor
+            self.privacy = self.privacy.acting_as(self._privacy_context())
+
     def acting_as(self, actor: str) -> Engine:
         """A view of this engine whose audit events name `actor`: it shares the store, pipeline, policy and
         privacy state (cheap: no model or file is opened), so a server can act per request for each caller
@@ -266,8 +278,7 @@ class _ActingAs(Engine):
     def __init__(self, root: Engine, actor: str):  # no super().__init__: nothing is opened or loaded
         self.__dict__.update(root.__dict__)
         self._root = root.__dict__.get("_root", root)
-        self.actor = actor
-        self.privacy = self._root.privacy.acting_as(self._privacy_context())
+        self.actor = actor  # also gives the view its own privacy operations, acting as `actor`
 
     @property
     def pipeline(self) -> FacePipeline:

@@ -38,8 +38,11 @@ class PrivacyOps:
         self.purged: ErasureResult | None = None
 
     def acting_as(self, ctx: PrivacyContext) -> PrivacyOps:
-        """The same operations over another context (another actor): cheap, shares the opt-out key cache."""
-        return PrivacyOps(ctx, templates=self.optouts.cache)
+        """The same operations over another context (another actor): cheap, shares the opt-out key cache and
+        what the startup step did."""
+        view = PrivacyOps(ctx, templates=self.optouts.cache)
+        view.resumed, view.purged = self.resumed, self.purged
+        return view
 
     def on_open(self) -> None:
         """Finish interrupted erasures, then purge what retention says has expired (the startup step of a
