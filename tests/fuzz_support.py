@@ -7,6 +7,7 @@ default keeps the whole decode fuzz near 200 cases; the campaign that found issu
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -15,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagegen import encode, jpeg_with_exif, jpeg_with_size, png_chunk, png_header_bomb
+from imagegen import encode, jpeg_with_exif, jpeg_with_size, png_chunk, png_header_bomb, webp_with_size
 from PIL import Image
 
 FORMATS = ("JPEG", "PNG", "GIF", "TIFF", "BMP", "WEBP")
@@ -55,10 +56,8 @@ def encoded_bases(faces_dir: Path) -> dict[str, bytes]:
     """The first source photo, small, in every supported format (WEBP lossless so its header can be patched)."""
     im = base_images(faces_dir)[0]
     out = {fmt: encode(im, fmt) for fmt in FORMATS if fmt != "WEBP"}
-    try:
+    with contextlib.suppress(OSError, KeyError):  # Pillow without WebP: decode says so (test_decode)
         out["WEBP"] = encode(im, "WEBP", lossless=True)
-    except (OSError, KeyError):  # Pillow without WebP: decode says so, which test_decode covers
-        pass
     out["JPEG-progressive"] = encode(im, "JPEG", progressive=True, quality=80)
     return out
 
@@ -81,7 +80,7 @@ def tiny_images() -> list[Case]:
 def exotic_modes(faces_dir: Path) -> list[Case]:
     """Valid photos in unusual pixel modes (16-bit, CMYK, palette with transparency, grey+alpha)."""
     im = base_images(faces_dir)[0]
-    grey16 = Image.fromarray((__import__("numpy").asarray(im.convert("L"), dtype="uint16") * 257))
+    grey16 = Image.fromarray(__import__("numpy").asarray(im.convert("L"), dtype="uint16") * 257)
     return [
         Case("mode-cmyk-jpeg", encode(im.convert("CMYK"), "JPEG"), must_decode=True),
         Case("mode-i16-png", encode(grey16, "PNG"), ".png", must_decode=True),
@@ -117,7 +116,6 @@ def bombs(faces_dir: Path) -> list[Case]:
              Case("bomb-bmp-huge", _bmp_header(100_000, 100_000), ".bmp"),
              Case("bomb-bmp-negative-height", _bmp_header(100_000, -100_000), ".bmp")]
     if "WEBP" in bases:
-        from imagegen import webp_with_size
         cases.append(Case("bomb-webp-16384", webp_with_size(bases["WEBP"], 16384, 16384), ".webp"))
     return cases
 

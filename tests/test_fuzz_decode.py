@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import faces_root
 from fuzz_support import Case, all_cases, bombs, fuzz_runs, png_deflate_bomb, tiny_images
+from imagegen import png_1bit_bomb
 
 from faceindex.config import Settings
 from faceindex.errors import FaceIndexError, ImageError
@@ -102,7 +103,11 @@ BOMB_SCRIPT = textwrap.dedent("""
         except ImageError as e:
             outcomes[path.name] = type(e).__name__ + ": " + str(e)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_kib_delta": after - before, "outcomes": outcomes}))
+    # Control: a real 64-Mpx image (under the limit) must move the gauge, or the bound above proves nothing.
+    decode_image(paths[0].parent / "control.png")
+    control = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_kib_delta": after - before, "control_kib_delta": control - after,
+                      "outcomes": outcomes}))
 """)
 BOMB_RSS_LIMIT_KIB = 64 * 1024
 """Every bomb claims gigabytes (or, for the deflate bomb, really holds 100 MB): the decoder may use 64 MiB."""
@@ -118,12 +123,14 @@ def test_bombs_are_refused_within_bounded_memory(tmp_path):
         paths.append(str(path))
     from PIL import Image
     Image.new("RGB", (8, 8)).save(tmp_path / "warmup.png")
+    (tmp_path / "control.png").write_bytes(png_1bit_bomb(8000, 8000))
     out = subprocess.run([sys.executable, "-c", BOMB_SCRIPT, *paths], capture_output=True, text=True, timeout=300,
                          env=_child_env())
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert all(o != "decoded" for o in result["outcomes"].values()), result["outcomes"]
     assert result["peak_kib_delta"] < BOMB_RSS_LIMIT_KIB, result
+    assert result["control_kib_delta"] > BOMB_RSS_LIMIT_KIB, result
 
 
 def _child_env() -> dict:
