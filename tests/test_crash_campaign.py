@@ -45,11 +45,17 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "faceindex", *args]
 
 
-def _kill_after(cmd: list[str], delay: float) -> bool:
-    """Start `cmd` in its own process group and SIGKILL the group after `delay` s. True if it was still running."""
+def _kill_after(cmd: list[str], delay: float, ready=None) -> bool:
+    """Start `cmd` in its own process group and SIGKILL the group `delay` s after it started (or, with `ready`,
+    `delay` s after ready() first holds). True if it was still running when killed."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
                             start_new_session=True)
     try:
+        if ready is not None:
+            deadline = time.monotonic() + 300
+            while not ready() and proc.poll() is None:
+                assert time.monotonic() < deadline, "the child never got ready"
+                time.sleep(0.005)
         proc.wait(timeout=delay)
         return False
     except subprocess.TimeoutExpired:
@@ -99,6 +105,7 @@ def test_add_killed_at_seeded_random_moments_loses_and_duplicates_nothing(faces_
             killed_mid_run += 1
             check_whole(store)
     assert killed_mid_run >= 1, "no kill landed while `add` ran"
+    print(f"add: {killed_mid_run} of {KILLS} kills landed mid-run")
     done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     counts = check_whole(store)
@@ -162,7 +169,11 @@ def test_forget_killed_at_seeded_random_moments_erases_all_or_nothing(faces_dir,
     outcomes = []
     for trial in range(KILLS):
         store = fresh_copy(faces_dir, tmp_path_factory, tmp_path / f"trial{trial}")
-        was_running = _kill_after(cmd(store), rng.uniform(0.3, 1.0) * duration)
+        if trial % 2:  # anywhere in the run (most such kills land while it starts up)
+            was_running = _kill_after(cmd(store), rng.uniform(0.3, 1.0) * duration)
+        else:  # within 20 ms of the erasure plan being committed: the erasure itself
+            was_running = _kill_after(cmd(store), rng.uniform(0.0, 0.02), ready=lambda s=store: _planned(s))
+        interrupted = _planned(store)  # the plan is still there: killed mid-erasure, the next open finishes it
         check_whole(store)
         with open_engine(store) as engine:
             left = faces_in(engine, "John_Simm")
@@ -170,12 +181,26 @@ def test_forget_killed_at_seeded_random_moments_erases_all_or_nothing(faces_dir,
         assert left in ([], canada), f"half-erased: {len(left)} of {len(canada)} faces left"
         if not left:
             assert len(erased) == 1 and scan_store(store, vectors) == []
-        outcomes.append((was_running, "erased" if not left else "untouched"))
-        subprocess.run(cmd(store), check=True, capture_output=True, env=_env(), timeout=600)  # finish the job
+        outcomes.append((was_running, "resumed" if interrupted else "erased" if not left else "untouched"))
+        if left:  # killed before the plan was committed: run it again, to the end
+            subprocess.run(cmd(store), check=True, capture_output=True, env=_env(), timeout=600)
         with open_engine(store) as engine:
             assert engine.stats() == expected and faces_in(engine, "John_Simm") == []
         assert scan_store(store, vectors) == []
     assert any(running for running, _ in outcomes), outcomes
+    assert any(state == "resumed" for _, state in outcomes), f"no kill landed mid-erasure: {outcomes}"
+    print(f"forget: kills (was running, state after reopen): {outcomes}")
+
+
+def _planned(store: Path) -> bool:
+    """Whether an erasure plan has been committed (its row in erasure_jobs is visible to another connection)."""
+    db = sqlite3.connect(f"file:{store / 'catalog.sqlite'}?mode=ro", uri=True, timeout=0.1)
+    try:
+        return db.execute("SELECT count(*) FROM erasure_jobs").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # locked by the writer for a moment
+        return False
+    finally:
+        db.close()
 
 
 def _free_port() -> int:
@@ -249,6 +274,7 @@ def test_service_ingest_job_killed_then_resumed_loses_and_duplicates_nothing(fac
     finally:
         server.kill()
     assert resumed["status"] == "done", resumed
+    print(f"service: killed after {kill_at} of {n_files} files, resumed job done")
     counts = check_whole(store)
     assert counts["images"] == n_files
     with Engine(store) as engine:
