@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from faceindex.config import Settings
-from faceindex.errors import FaceIndexError, InvalidInputError, NoFaceError, PolicyError
+from faceindex.errors import (
+    EmptyStoreError,
+    FaceIndexError,
+    InvalidInputError,
+    NoFaceError,
+    PolicyError,
+    StoreBusyError,
+    StoreError,
+)
 from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
@@ -30,6 +42,8 @@ from faceindex.store.index_factory import IndexParams
 
 ImageSource = str | os.PathLike | bytes
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class VerifyResult:
@@ -42,7 +56,22 @@ class VerifyResult:
 class Engine:
     """Wires the pipeline (models, loaded lazily), the store and the privacy layer together.
 
-    Use as a context manager, or call `close()`: the index is persisted on close.
+    Building one does no work: no file is read, created or written. Then, either
+
+    - `Engine.open(store, mode="read")`: reads only. The store must exist (StoreNotFoundError names the
+      path); nothing is migrated, resumed or purged, the index is caught up in memory only, so a search
+      works on a read-only copy of a store. The one write a read makes is its own audit event (search,
+      verify), and only when the store is writable (a read-only store is searched unaudited, with a warning).
+    - `Engine.open(store, mode="write")`, or `start_writes()` on an open Engine: creates the store if needed
+      (directory 0700, files 0600), applies migrations, repairs an index rewrite a crash interrupted,
+      finishes interrupted erasures, purges what retention says has expired and installs the opt-out filter.
+      A write method (ingest, create a collection, remove, reindex, any privacy operation) calls it itself on
+      first use, so `with Engine(store) as engine: engine.ingest(...)` works as it always did.
+
+    If finishing an interrupted erasure fails, writes are refused (StoreError, retried by the next write) and
+    reads go on: `stats()` shows `pending_erasures`, and searches leave out what those erasures cover.
+
+    Use as a context manager, or call `close()`: the index is persisted on close (once opened for writing).
     """
 
     def __init__(self, store: str | os.PathLike | None = None, settings: Settings | None = None, *,
@@ -54,15 +83,92 @@ class Engine:
         self.actor = actor
         self.store = FaceStore(self.settings.store, approximate_above=self.settings.approximate_above,
                                params=IndexParams(layout=self.settings.index_layout),
-                               ef_search=self.settings.index_ef_search)
+                               ef_search=self.settings.index_ef_search, lazy=True)
         self.catalog = self.store.catalog
+        self.catalog.on_first_write = self.start_writes
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline
         self._policy: ThresholdPolicy | None = None
         # Time source of retention decisions (timezone-aware UTC); injectable so tests control expiry.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.privacy = PrivacyOps(self._privacy_context())
-        self.privacy.on_open()
+        self._startup = threading.RLock()
+        self._lazy = threading.RLock()  # first use of the models and calibration (never held while writing)
+        self._writes = "closed"  # "closed" -> "starting" -> "open"
+
+    @classmethod
+    def open(cls, store: str | os.PathLike | None = None, settings: Settings | None = None, *,
+             mode: Literal["read", "write"] = "read", **kwargs) -> Engine:
+        """Build an Engine and open its store for `mode` ("read": must exist, nothing written; "write":
+        create if missing and run the start-up work). Errors close it again."""
+        if mode not in ("read", "write"):
+            raise InvalidInputError(f"mode must be 'read' or 'write', not {mode!r}")
+        engine = cls(store, settings, **kwargs)
+        try:
+            if mode == "write":
+                engine.start_writes()
+            else:
+                engine.check_store()
+        except BaseException:
+            engine.close()
+            raise
+        return engine
+
+    def check_store(self) -> None:
+        """Raise StoreNotFoundError unless the store exists (a read never creates one); reads nothing else."""
+        self.catalog.conn.execute("SELECT 1")  # the reader raises StoreNotFoundError with the path and the fix
+
+    @property
+    def writes_open(self) -> bool:
+        return self._writes == "open"
+
+    def start_writes(self) -> None:
+        """Open the store for writing and run the start-up work (see the class docstring); idempotent.
+
+        Re-entrant: the start-up work itself writes (its transactions call back here and return at once).
+        Raises StoreError when an interrupted erasure cannot be finished: no write may go ahead of it.
+        """
+        if self._writes == "open":
+            return
+        with self._startup:
+            if self._writes != "closed":
+                return
+            self._writes = "starting"
+            try:
+                self.store.open_for_writing()
+                try:
+                    self.privacy.on_open()
+                except StoreBusyError:
+                    raise
+                except Exception as exc:
+                    log.debug("start-up work failed", exc_info=True)
+                    cause = exc.message if isinstance(exc, FaceIndexError) else f"{type(exc).__name__}: {exc}"
+                    raise StoreError(
+                        f"the store at {self.store.root} has an interrupted erasure or retention purge that "
+                        f"could not be finished ({cause}); nothing else is written until it is (reads still "
+                        "work, `faceindex stats` shows it). Fix the cause and run the command again: every "
+                        "write retries it.") from exc
+            except BaseException:
+                self._writes = "closed"
+                raise
+            self._writes = "open"
+
+    def pending_erasures(self) -> int:
+        """Erasures journaled but not finished (interrupted, or failing to finish); 0 on a store without any."""
+        if not self.catalog.exists:
+            return 0
+        return self.catalog.count("SELECT count(*) FROM erasure_jobs")
+
+    def _pending_erasure_scope(self) -> tuple[set[int], set[int], set[int]]:
+        """(face ids, image ids, collection ids) that unfinished erasures will delete: searches leave them out."""
+        faces: set[int] = set()
+        images: set[int] = set()
+        collections: set[int] = set()
+        for row in self.catalog.conn.execute("SELECT face_ids, image_ids, collection_ids FROM erasure_jobs"):
+            faces.update(json.loads(row[0]))
+            images.update(json.loads(row[1]))
+            collections.update(json.loads(row[2]))
+        return faces, images, collections
 
     def __enter__(self) -> Engine:
         return self
@@ -76,15 +182,19 @@ class Engine:
     @property
     def pipeline(self) -> FacePipeline:
         if self._pipeline is None:
-            self._pipeline = FacePipeline(self.settings)
+            with self._lazy:  # concurrent first searches load the models once
+                if self._pipeline is None:
+                    self._pipeline = FacePipeline(self.settings)
         return self._pipeline
 
     @property
     def policy(self) -> ThresholdPolicy:
         if self._policy is None:
-            calibration = load_calibration(self.pipeline.model_id, self.settings.calibration)
-            self._policy = ThresholdPolicy(calibration, fixed=self.settings.threshold,
-                                           max_expected_false=self.settings.max_expected_false)
+            with self._lazy:
+                if self._policy is None:
+                    calibration = load_calibration(self.pipeline.model_id, self.settings.calibration)
+                    self._policy = ThresholdPolicy(calibration, fixed=self.settings.threshold,
+                                                   max_expected_false=self.settings.max_expected_false)
         return self._policy
 
     # -- who acts, and the privacy layer's view of this engine ----------------------------------
@@ -127,6 +237,7 @@ class Engine:
     def create_collection(self, name: str, basis: str, purpose: str, *, jurisdictions: Sequence[str] = (),
                           retention_days: int | None = None, owner: str | None = None) -> Collection:
         codes = jurisdiction_codes(jurisdictions)  # ISO 3166 or an InvalidInputError naming the format
+        self.start_writes()
         with self.catalog.transaction():
             collection = self.catalog.create_collection(name, basis, purpose, jurisdictions=codes,
                                                         retention_days=retention_days, owner=owner)
@@ -135,12 +246,24 @@ class Engine:
         return collection
 
     def collection(self, name: str, basis: str | None = None, purpose: str | None = None, **policy) -> Collection:
-        """Get a collection, creating it when basis and purpose are given and it does not exist yet."""
-        existing = self.catalog.find_collection(name)
+        """Get a collection, creating it when basis and purpose are given and it does not exist yet.
+
+        Get-or-create is one write transaction: two processes adding to the same new collection at once
+        both use it (one creates it), neither fails with "already exists".
+        """
+        existing = self.catalog.find_collection(name) if self.catalog.exists else None
         if existing is None:
             if not basis or not purpose:
                 raise PolicyError(f"collection {name!r} does not exist; creating it needs a legal basis and a purpose")
-            return self.create_collection(name, basis, purpose, **policy)
+            codes = jurisdiction_codes(policy.pop("jurisdictions", ()))
+            self.start_writes()
+            with self.catalog.transaction():
+                existing, created = self.catalog.get_or_create_collection(name, basis, purpose, jurisdictions=codes,
+                                                                          **policy)
+                if created:
+                    self._record(CollectionCreated(
+                        purpose=purpose, collection=name, basis=basis, jurisdictions=list(existing.jurisdictions),
+                        retention_days=existing.retention_days))
         if basis and basis != existing.legal_basis:
             raise InvalidInputError(f"collection {name!r} exists with basis {existing.legal_basis!r}, not {basis!r}")
         return existing
@@ -149,6 +272,7 @@ class Engine:
     def ingest(self, paths: Iterable[str | os.PathLike], collection: str, *, basis: str | None = None,
                purpose: str | None = None, progress: ProgressFn | None = None, **policy) -> IngestReport:
         """Index every photo under `paths` into `collection` (created if basis and purpose are given)."""
+        self.start_writes()
         target = self.collection(collection, basis, purpose, **policy)
         model_id = self.pipeline.model_id
         runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
@@ -170,13 +294,24 @@ class Engine:
     def search(self, sources: Sequence[ImageSource], purpose: str, *, top_k: int | None = None,
                threshold: float | None = None, face: int | None = None,
                probe_names: Sequence[str] | None = None) -> list[ProbeResult]:
-        """Search every face of each probe photo (or only face number `face`, 0-based, largest first)."""
+        """Search every face of each probe photo (or only face number `face`, 0-based, largest first).
+
+        A read: StoreNotFoundError when the store does not exist, EmptyStoreError when it holds no faces
+        (never "no match"). Faces that an unfinished erasure will delete are left out.
+        """
         if not purpose or not purpose.strip():
             raise PolicyError("a search needs a purpose or case reference")
         top_k = min(top_k or self.settings.top_k, self.settings.max_candidates)
+        self.check_store()
+        gallery = self.store.gallery_size()
+        if gallery == 0:
+            raise EmptyStoreError(f"the store at {self.store.root} holds no faces: nothing was searched")
         self.store.check_model(self.pipeline.model_id)
-        gallery = len(self.store.index())
         limit = self.policy.threshold(gallery, threshold)
+        pending = self._pending_erasure_scope() if self.pending_erasures() else None
+        if pending is not None:
+            log.warning("the store at %s has unfinished erasures: their faces are left out of this search; "
+                        "run a write command to finish them", self.store.root)
         results = []
         for n, source in enumerate(sources):
             name = probe_names[n] if probe_names else (str(source) if not isinstance(source, bytes) else f"upload-{n}")
@@ -188,15 +323,25 @@ class Engine:
             faces = sorted(analysis.faces, key=lambda f: -f.size_px)
             if face is not None:
                 faces = faces[face:face + 1]
-            results.append(ProbeResult(name, [self._search_face(f, top_k, limit, gallery) for f in faces], None,
-                                       gallery))
-        self._record("search", purpose=purpose.strip(),
-                     params={"probes": len(results), "top_k": top_k, "threshold": round(limit, 4)},
-                     counts={"faces": sum(len(r.faces or []) for r in results),
-                             "candidates": sum(len(f.candidates) for r in results for f in r.faces or [])})
+            results.append(ProbeResult(name, [self._search_face(f, top_k, limit, gallery, pending) for f in faces],
+                                       None, gallery))
+        self._record_read("search", purpose=purpose.strip(),
+                          params={"probes": len(results), "top_k": top_k, "threshold": round(limit, 4)},
+                          counts={"faces": sum(len(r.faces or []) for r in results),
+                                  "candidates": sum(len(f.candidates) for r in results for f in r.faces or [])})
         return results
 
-    def _search_face(self, face, top_k: int, limit: float, gallery: int) -> ProbeFace:
+    def _record_read(self, action: str, **event) -> None:
+        """The audit event of a read: written without the write start-up; skipped, with a warning, on a
+        read-only store (nothing can be written there)."""
+        if not self.catalog.writable:
+            log.warning("this %s was not audited: the store at %s is read-only", action, self.store.root)
+            return
+        with self.catalog.transaction(startup=False):
+            self._record(action, **event)
+
+    def _search_face(self, face, top_k: int, limit: float, gallery: int,
+                     pending: tuple[set[int], set[int], set[int]] | None = None) -> ProbeFace:
         fmr = self.policy.fmr(limit)
         result = ProbeFace(box=face.box, threshold=round(limit, 4), threshold_fmr=fmr,
                            expected_false_candidates=None if fmr is None else round(fmr * gallery, 6))
@@ -209,6 +354,9 @@ class Engine:
         for fid, score in hits:
             row = details.get(fid)
             if row is None:
+                continue
+            if pending is not None and (fid in pending[0] or row["image_id"] in pending[1]
+                                        or row["collection_id"] in pending[2]):
                 continue
             result.candidates.append(Candidate(
                 face_id=fid, image_id=row["image_id"], path=row["uri"],
@@ -226,8 +374,9 @@ class Engine:
         """Are the main faces of two photos the same person? 1:1, so the gallery size is 1.
 
         The main face is `choose_face` 'prominent' (a large face near the centre), the rule `faceindex
-        eval` measures on labelled folders.
+        eval` measures on labelled folders. A read of the store (for its audit log): it must exist.
         """
+        self.check_store()
         vectors = []
         for source in (a, b):
             analysed = self.pipeline.analyse(source)
@@ -237,14 +386,17 @@ class Engine:
             vectors.append(face.embedding)
         score = float(np.dot(vectors[0], vectors[1]))
         limit = self.policy.threshold(1, threshold)
-        self._record("verify", purpose=None, params={"threshold": round(limit, 4)}, counts={"pairs": 1})
+        self._record_read("verify", purpose=None, params={"threshold": round(limit, 4)}, counts={"pairs": 1})
         return VerifyResult(score >= limit, round(score, 4), round(limit, 4), self.policy.fmr(score))
 
     # -- maintenance ------------------------------------------------------------------------
     def stats(self) -> dict:
+        """Counts of the store (a read: StoreNotFoundError when it does not exist), with `pending_erasures`."""
+        self.check_store()
         stats = self.catalog.stats()
         stats["model_id"] = self.store.model_id
         stats["index"] = self.store.index().kind if stats["faces"] else "empty"
+        stats["pending_erasures"] = self.pending_erasures()
         return stats
 
     def remove_image(self, ref: str | int) -> int:
@@ -260,12 +412,12 @@ class Engine:
     def remove_collection(self, name: str) -> int:
         """Delete a collection with all its images and faces (any size: ids go in chunks); returns faces removed."""
         collection = self.catalog.get_collection(name)
-        ids = [r[0] for r in self.catalog.conn.execute("SELECT id FROM images WHERE collection_id = ?",
-                                                         (collection.id,))]
+        ids = self.catalog.image_ids_of_collection(collection.id)
         return delete_images(self.privacy.ctx, ids, CollectionDeleted(collection=name),
                              collection_ids=[collection.id])
 
     def reindex(self) -> int:
+        self.start_writes()
         index = self.store.rebuild_index()
         self._record("reindex", counts={"faces": len(index)})
         return len(index)
@@ -287,6 +439,13 @@ class _ActingAs(Engine):
     @property
     def policy(self) -> ThresholdPolicy:
         return self._root.policy
+
+    def start_writes(self) -> None:
+        self._root.start_writes()  # one start-up per store, whichever view writes first
+
+    @property
+    def writes_open(self) -> bool:
+        return self._root.writes_open
 
     def close(self) -> None:
         """The root engine owns the store: closing a view closes nothing."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from faceindex.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
+from faceindex.errors import ConflictError, InvalidInputError, NotFoundError
 from faceindex.pipeline.types import Face
-from faceindex.store.migrations import LEGAL_BASES, apply_migrations
+from faceindex.store.connections import Connections, RoutedConnection
+from faceindex.store.migrations import LEGAL_BASES, apply_migrations, pending_migrations
 
 
 def utcnow() -> str:
@@ -56,27 +57,60 @@ def marks(chunk: list[int]) -> str:
     return ",".join("?" * len(chunk))
 
 class Catalog:
-    """One SQLite database in WAL mode; all writes go through `transaction()` on one connection.
+    """One SQLite database in WAL mode: many reader threads at once, one writer (see Connections).
+
+    `conn` is the calling thread's connection (its own reader, or the writer inside its transaction); every
+    write belongs in `transaction()`, which holds the store's write lock (threads and processes) around
+    BEGIN IMMEDIATE … COMMIT. Autocommit writes on `conn` outside a transaction still work (SQLite's
+    busy_timeout serialises them) but are not covered by the write lock: avoid them.
+
+    Opening: `Catalog(path)` creates the file and migrates it at once (a writer, as before). `lazy=True`
+    touches nothing until used: reads need an existing file (StoreNotFoundError) and work on a read-only
+    copy; the first `transaction()` (or `open_for_writing()`) creates and migrates it. `on_first_write`, when
+    set, runs before each outermost transaction that asks for it (the Engine's write start-up; it must be
+    idempotent and re-entrant).
 
     `secure_delete` is on so erased rows are overwritten with zeros, not left in free pages.
     The meta key `epoch` increases whenever faces are deleted: the vector index compares it with
     its own watermark to know whether appending new faces is enough or it must be rebuilt.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, lazy: bool = False, lock_timeout: float | None = None):
         self.path = Path(path)
-        try:
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            for pragma in ("journal_mode=WAL", "foreign_keys=ON", "secure_delete=ON", "synchronous=NORMAL"):
-                self.conn.execute(f"PRAGMA {pragma}")
-            apply_migrations(self.conn)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open catalog {self.path}: {exc}") from exc
-        self._depth = 0
+        extra = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
+        self._db = Connections(self.path, migrate=apply_migrations, pending=pending_migrations, **extra)
+        self.on_first_write: Callable[[], object] | None = None
+        if not lazy:
+            self.open_for_writing()
+
+    @property
+    def conn(self) -> RoutedConnection:
+        return self._db.router
+
+    @property
+    def _depth(self) -> int:
+        """Transaction nesting of the calling thread (0 outside any transaction it holds)."""
+        return self._db.depth if self._db.lock.held_by_me else 0
+
+    @property
+    def exists(self) -> bool:
+        return self._db.exists
+
+    @property
+    def writable(self) -> bool:
+        """False on a read-only copy or mount: reads work, every write raises StoreError."""
+        return self._db.writable
+
+    @property
+    def open_for_writes(self) -> bool:
+        return self._db._writer is not None
+
+    def open_for_writing(self) -> None:
+        """Create (0600) and migrate the database under the write lock; idempotent."""
+        self._db.open_for_writing()
 
     def close(self) -> None:
-        self.conn.close()
+        self._db.close()
 
     def checkpoint(self, tries: int = 20) -> bool:
         """Copy the WAL into the database and truncate it to 0 bytes, so deleted rows' bytes do not linger in
@@ -88,26 +122,22 @@ class Catalog:
         return False
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; nested uses join the outer transaction."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._depth -= 1
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
-        finally:
-            self._depth = 0
+    def transaction(self, *, startup: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT under the store's write lock; nested uses join the outer transaction.
+
+        `startup=False`: do not run `on_first_write` first (a search's own audit event is a write, but a
+        search must not trigger resumptions and retention).
+        """
+        if startup and self.on_first_write is not None and not self._depth:
+            self.on_first_write()
+        with self._db.transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def write_lock(self) -> Iterator[sqlite3.Connection]:
+        """Hold the store's write lock (no transaction): for writes to files beside the catalog."""
+        with self._db.write_lock() as conn:
+            yield conn
 
     # -- meta -------------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -160,6 +190,18 @@ class Catalog:
         except sqlite3.IntegrityError as exc:
             raise ConflictError(f"collection {name!r} already exists") from exc
         return self.get_collection(name)
+
+    def get_or_create_collection(self, name: str, legal_basis: str, purpose: str, **policy) -> tuple[Collection, bool]:
+        """The collection named `name`, created when missing, atomically: (collection, created).
+
+        Check and insert run in one write transaction, so two writers asking for the same new collection
+        both get it (one creates it), never "already exists".
+        """
+        with self.transaction():
+            existing = self.find_collection(name)
+            if existing is not None:
+                return existing, False
+            return self.create_collection(name, legal_basis, purpose, **policy), True
 
     def get_collection(self, name: str) -> Collection:
         row = self.conn.execute("SELECT * FROM collections WHERE name = ?", (name,)).fetchone()
@@ -216,15 +258,28 @@ class Catalog:
         return int(cur.lastrowid)
 
     def delete_images(self, image_ids: list[int]) -> int:
-        """Delete images (their faces cascade); bumps the epoch when any face goes. Returns faces deleted."""
-        if not image_ids:
-            return 0
-        marks = ",".join("?" * len(image_ids))
-        n_faces = self.conn.execute(f"SELECT count(*) FROM faces WHERE image_id IN ({marks})", image_ids).fetchone()[0]
-        self.conn.execute(f"DELETE FROM images WHERE id IN ({marks})", image_ids)
+        """Delete images (their faces cascade); bumps the epoch when any face goes. Returns faces deleted.
+
+        Any number of ids: they go in chunks of ID_CHUNK (call inside a transaction to make it all-or-nothing).
+        """
+        n_faces = 0
+        for chunk in id_chunks(sorted({int(i) for i in image_ids})):
+            n_faces += self.conn.execute(f"SELECT count(*) FROM faces WHERE image_id IN ({marks(chunk)})",
+                                         chunk).fetchone()[0]
+            self.conn.execute(f"DELETE FROM images WHERE id IN ({marks(chunk)})", chunk)
         if n_faces:
             self.bump_epoch()
         return n_faces
+
+    def image_ids_of_collection(self, collection_id: int) -> list[int]:
+        """Ids of every image (indexed or skipped) of a collection, ascending."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM images WHERE collection_id = ? ORDER BY id",
+                                                (collection_id,))]
+
+    def face_ids_of_images(self, image_ids: list[int]) -> list[int]:
+        """Ids of every face (accepted or rejected) of the given images, ascending; any number of ids."""
+        return sorted(r[0] for chunk in id_chunks(sorted({int(i) for i in image_ids})) for r in self.conn.execute(
+            f"SELECT id FROM faces WHERE image_id IN ({marks(chunk)})", chunk))
 
     def delete_faces(self, face_ids: list[int]) -> int:
         """Delete single faces (their images stay, `n_faces` updated); bumps the epoch. Returns faces deleted.
@@ -293,18 +348,18 @@ class Catalog:
                     " ORDER BY id", chunk)]
 
     def face_details(self, face_ids: list[int]) -> dict[int, sqlite3.Row]:
-        """Face rows joined with their image and collection, keyed by face id."""
-        if not face_ids:
-            return {}
-        marks = ",".join("?" * len(face_ids))
-        rows = self.conn.execute(
-            "SELECT f.id AS face_id, f.box_left, f.box_top, f.box_right, f.box_bottom, f.image_id, i.uri,"
-            " i.sha256, i.captured_at, i.width, i.height, c.name AS collection, c.legal_basis, c.id AS collection_id"
-            f" FROM faces f JOIN images i ON i.id = f.image_id JOIN collections c ON c.id = i.collection_id"
-            f" WHERE f.id IN ({marks})",
-            face_ids,
-        )
-        return {r["face_id"]: r for r in rows}
+        """Face rows joined with their image and collection, keyed by face id (any number of ids)."""
+        details: dict[int, sqlite3.Row] = {}
+        for chunk in id_chunks(face_ids):
+            rows = self.conn.execute(
+                "SELECT f.id AS face_id, f.box_left, f.box_top, f.box_right, f.box_bottom, f.image_id, i.uri,"
+                " i.sha256, i.captured_at, i.width, i.height, c.name AS collection, c.legal_basis,"
+                " c.id AS collection_id FROM faces f JOIN images i ON i.id = f.image_id"
+                f" JOIN collections c ON c.id = i.collection_id WHERE f.id IN ({marks(chunk)})",
+                chunk,
+            )
+            details.update((r["face_id"], r) for r in rows)
+        return details
 
     def count(self, sql: str, params: tuple = ()) -> int:
         return int(self.conn.execute(sql, params).fetchone()[0])

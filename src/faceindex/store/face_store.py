@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,10 @@ import numpy as np
 from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
 from faceindex.store.index_factory import IndexParams
+from faceindex.store.index_file import VECTORS_SUFFIX
+from faceindex.store.rwlock import ReadWriteLock
 from faceindex.store.vector_index import VectorIndex
+from faceindex.store.write_lock import FILE_MODE, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +32,57 @@ class FaceStore:
     growing ids, and the catalog's epoch grows on every deletion. So an index whose epoch matches
     only needs the faces above its max id appended; any other index is rebuilt. The index is saved
     after the catalog commits, so it can lag behind the catalog after a crash, never run ahead.
+
+    Opening: `FaceStore(root)` creates the directory (0700) and the catalog, and finishes an index rewrite
+    a crash interrupted (as before). `lazy=True` touches nothing: reads need an existing store
+    (StoreNotFoundError), catch the index up in memory only and never save it; `open_for_writing()` does
+    the creating and the crash repair, after which saves happen as usual.
+
+    Threads: `search` and `search_above` may run from many threads at once; catching the index up with
+    the catalog, `rebuild_index` and `forget_vectors` take an exclusive lock, so a search never sees an
+    index being mutated. The index file itself is written under the store's write lock.
     """
 
     def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE,
-                 params: IndexParams | None = None, ef_search: int | None = None):
+                 params: IndexParams | None = None, ef_search: int | None = None, lazy: bool = False):
         self.root = Path(root)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create store directory {self.root}: {exc}") from exc
-        self.catalog = Catalog(self.root / CATALOG_FILE)
+        self.catalog = Catalog(self.root / CATALOG_FILE, lazy=True)
         self.approximate_above = approximate_above
         self.params = params
         self.ef_search = ef_search  # applied to a loaded index too (a search-time setting, not a build one)
         self._index: VectorIndex | None = None
         self._watermark = {"max_face_id": 0, "epoch": -1}
         self._dirty = False
+        self._rw = ReadWriteLock()
+        self._writes = False
+        if not lazy:
+            self.open_for_writing()
+
+    def open_for_writing(self) -> None:
+        """Create the store (directory 0700, files 0600), migrate the catalog, and finish an index rewrite
+        that a crash interrupted; idempotent."""
+        if self._writes:
+            return
+        if not self.catalog.exists:
+            if self.root.exists() and not os.access(self.root, os.W_OK):
+                raise StoreError(f"cannot create a store in {self.root}: the directory is read-only")
+            make_private_dir(self.root)
+        elif self.root.stat().st_mode & 0o077 and os.access(self.root, os.W_OK):
+            make_private_dir(self.root)  # a store made by an older faceindex: readable by others
+        self.catalog.open_for_writing()
+        for name in (INDEX_FILE, INDEX_FILE + VECTORS_SUFFIX):
+            path = self.root / name
+            if path.exists() and path.stat().st_mode & 0o077:
+                os.chmod(path, FILE_MODE)
+        self._writes = True
         if self.catalog.get_meta("index_saved_epoch") not in (None, str(self.catalog.epoch)):
             # Deletions committed but the index file was not rewritten (crash mid-erasure): finish now,
-            # so the erased faceprints leave the index file at the first open.
+            # so the erased faceprints leave the index file at the first open for writing.
             self.rebuild_index()
+
+    @property
+    def writes_open(self) -> bool:
+        return self._writes
 
     @property
     def index_path(self) -> Path:
@@ -56,17 +93,37 @@ class FaceStore:
         return self.catalog.get_meta("model_id")
 
     def close(self) -> None:
-        self.save_index()
+        if self._writes:
+            self.save_index()
+        if self._index is not None:
+            self._index = None
         self.catalog.close()
+        self._writes = False
 
     # -- index synchronisation ------------------------------------------------------------------
     def index(self) -> VectorIndex:
         """The index, loaded or rebuilt on first use and caught up with the catalog on every call."""
-        if self._index is None:
-            self._index = self._load()
-        if self._watermark["epoch"] != self.catalog.epoch:
-            return self.rebuild_index()
-        self._append_new()
+        with self._rw.write():
+            if self._index is None:
+                self._index = self._load()
+            if self._watermark["epoch"] == self.catalog.epoch:
+                self._append_new()
+                return self._index
+        return self.rebuild_index()
+
+    def _behind(self) -> bool:
+        """Cheap check (two indexed lookups) whether the catalog has changed since the index was caught up."""
+        return (self._index is None or self._watermark["epoch"] != self.catalog.epoch
+                or self.catalog.max_face_id() > self._watermark["max_face_id"])
+
+    def gallery_size(self) -> int:
+        """Faces the index holds once caught up with the catalog (what a search searches)."""
+        return len(self._current())
+
+    def _current(self) -> VectorIndex:
+        """The caught-up index; the exclusive lock is taken only when there is something to catch up."""
+        if self._behind():
+            return self.index()
         return self._index
 
     def _new_index(self) -> VectorIndex:
@@ -74,7 +131,7 @@ class FaceStore:
         # here before the first save, so that save is a rename within the store directory.
         return self._tuned(VectorIndex(
             EMBEDDING_DIM, self.model_id or "unbound", approximate_above=self.approximate_above, params=self.params,
-            work_dir=self.root,
+            work_dir=self.root if self._writes else Path(tempfile.gettempdir()),
         ))
 
     def _tuned(self, index: VectorIndex) -> VectorIndex:
@@ -101,23 +158,44 @@ class FaceStore:
         return self._tuned(index)
 
     def _append_new(self) -> None:
+        # Read the top id first: every face at or below it is committed, so the watermark may move there even
+        # when the last faces are rejected ones (no faceprint), and `_behind` stays cheap and exact.
+        top = self.catalog.max_face_id()
         for ids, vectors in self.catalog.iter_embeddings(after_id=self._watermark["max_face_id"]):
             self._index.add(ids, vectors)
             self._watermark["max_face_id"] = int(ids[-1])
             self._dirty = True
+        if top > self._watermark["max_face_id"]:
+            self._watermark["max_face_id"] = top
+            self._dirty = True
+
+    def _file_lock(self):
+        """The store's write lock while the index file may be rewritten (always taken before the index lock)."""
+        return self.catalog.write_lock() if self._writes else nullcontext()
 
     def rebuild_index(self) -> VectorIndex:
         """Rebuild the index from the catalog's faceprints and persist it (`faceindex reindex`)."""
+        with self._file_lock(), self._rw.write():
+            return self._rebuild()
+
+    def _rebuild(self) -> VectorIndex:
         self._index = self._new_index()
         self._watermark = {"max_face_id": 0, "epoch": self.catalog.epoch}
         self._append_new()
         self._dirty = True
-        self.save_index()
+        self._save()
         return self._index
 
     def save_index(self) -> None:
-        """Persist the index atomically if it changed since the last save."""
-        if self._index is None or not self._dirty:
+        """Persist the index atomically (mode 0600) if it changed since the last save; only once opened for
+        writing (a read never writes a file)."""
+        if not self._writes:
+            return
+        with self._file_lock(), self._rw.write():
+            self._save()
+
+    def _save(self) -> None:
+        if not self._writes or self._index is None or not self._dirty:
             return
         self._index.save(self.index_path, dict(self._watermark))
         self.catalog.set_meta("index_saved_epoch", str(self._watermark["epoch"]))
@@ -130,15 +208,16 @@ class FaceStore:
         """
         if not face_ids:
             return
-        if self._index is None:
-            self._index = self._load()
-        if self._watermark["epoch"] == self.catalog.epoch - 1:
-            self._index.remove(np.asarray(face_ids, dtype=np.int64))
-            self._watermark["epoch"] = self.catalog.epoch
-            self._dirty = True
-            self.save_index()
-        else:
-            self.rebuild_index()
+        with self._file_lock(), self._rw.write():
+            if self._index is None:
+                self._index = self._load()
+            if self._watermark["epoch"] == self.catalog.epoch - 1:
+                self._index.remove(np.asarray(face_ids, dtype=np.int64))
+                self._watermark["epoch"] = self.catalog.epoch
+                self._dirty = True
+                self._save()
+            else:
+                self._rebuild()
 
     # -- queries ----------------------------------------------------------------------------
     def check_model(self, model_id: str) -> None:
@@ -150,18 +229,20 @@ class FaceStore:
 
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (face_id, cosine) pairs, best first."""
-        index = self.index()
+        index = self._current()
         if len(index) == 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
-        scores, ids = index.search(np.asarray(vectors, dtype=np.float32), k)
+        with self._rw.read():
+            scores, ids = index.search(np.asarray(vectors, dtype=np.float32), k)
         return [
             [(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
             for row_s, row_i in zip(scores, ids, strict=True)
         ]
 
     def search_above(self, vector: np.ndarray, threshold: float, limit: int = 10_000) -> list[tuple[int, float]]:
-        index = self.index()
+        index = self._current()
         if len(index) == 0:
             return []
-        scores, ids = index.search_above(np.asarray(vector, dtype=np.float32), threshold, limit)
+        with self._rw.read():
+            scores, ids = index.search_above(np.asarray(vector, dtype=np.float32), threshold, limit)
         return [(int(i), float(s)) for s, i in zip(scores, ids, strict=True) if i >= 0]

@@ -39,6 +39,13 @@ _TRAILER = struct.Struct("<QI8s")
 _MAX_META = 1 << 20  # meta is a few hundred bytes; a larger length means a damaged header
 
 
+def _private(path: str, flags: int) -> int:
+    """`open` opener: new files get mode 0600 whatever the umask (they hold faceprints)."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)  # a stale file of the same name may have been made with a wider mode
+    return fd
+
+
 def temp_path(path: Path) -> Path:
     """Where ``write`` stages ``path``: hidden, same directory (so ``os.replace`` is atomic)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -58,7 +65,7 @@ def write(path: Path, meta: dict, labels: np.ndarray, index: faiss.Index) -> Non
     try:
         for stale in path.parent.glob(f".{path.name}.tmp-*"):
             stale.unlink(missing_ok=True)
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=_private) as f:
             f.write(_MAGIC + _META_LEN.pack(len(meta_bytes)) + meta_bytes)
             out = _Crc(f, zlib.crc32(meta_bytes))
             out.write(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
@@ -223,7 +230,9 @@ class VectorFile:
         self._map = None  # drop the old mapping first (numpy unmaps when the last view goes)
         try:
             cap = os.stat(self.path).st_size // self.row_bytes
-            self._map = np.memmap(self.path, dtype=np.float32, mode="r+", shape=(cap, self.dim)) if cap else None
+            # A read-only copy of a store is mapped copy-on-write: searchable, never written back.
+            mode = "r+" if os.access(self.path, os.W_OK) else "c"
+            self._map = np.memmap(self.path, dtype=np.float32, mode=mode, shape=(cap, self.dim)) if cap else None
         except (OSError, ValueError) as e:
             raise StoreError(f"cannot map vectors file {self.path}: {e}") from e
         self._capacity = cap
@@ -295,7 +304,7 @@ class VectorFile:
             return self
         tmp = temp_path(target)
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=_private) as f:
                 v = self.view()
                 for lo in range(0, len(v), _CRC_CHUNK_ROWS):
                     f.write(memoryview(np.ascontiguousarray(v[lo : lo + _CRC_CHUNK_ROWS])).cast("B"))

@@ -106,7 +106,11 @@ def all_migrations() -> list[tuple[str, str]]:
 
 
 def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction; return the names applied."""
+    """Apply every migration not yet recorded, each in its own BEGIN IMMEDIATE transaction; return the names applied.
+
+    Whether a migration is done is read again inside its transaction, so two processes opening a new store at
+    once never both run it ("table meta already exists"); the store's write lock serialises them first anyway.
+    """
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
@@ -116,6 +120,9 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]]
         # executescript would COMMIT implicitly; run statements one by one inside our transaction.
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("COMMIT")
+                continue
             for statement in _split_sql(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, datetime.now(UTC).isoformat()))
@@ -125,6 +132,14 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]]
             raise
         applied.append(name)
     return applied
+
+
+def pending_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
+    """Names of the migrations a database still lacks (all of them for a new, empty file). Reads only."""
+    names = [name for name, _ in migrations or all_migrations()]
+    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")} if has_table else set()
+    return [name for name in names if name not in done]
 
 
 def _split_sql(script: str) -> list[str]:
