@@ -51,8 +51,9 @@ def pipeline() -> FacePipeline:
     return _cache["pipeline"]  # type: ignore[return-value]
 
 
-def open_engine(store: Path, **kwargs) -> Engine:
-    return Engine(store, settings(), pipeline=pipeline(), **kwargs)
+def open_engine(store: Path, *, mode: str = "write", **kwargs) -> Engine:
+    """Open for writing by default: these tests check what opening for writes does (resume, purge, filter)."""
+    return Engine.open(store, settings(), pipeline=pipeline(), mode=mode, **kwargs)
 
 
 def build_photos(faces_dir: Path, root: Path) -> Path:

@@ -383,7 +383,7 @@ def test_ef_search_setting_applies_to_new_and_loaded_indexes(tmp_path):
     from faceindex.config import Settings
     from faceindex.engine import Engine
 
-    with Engine(tmp_path / "store", Settings(workers=1, index_ef_search=1024)) as engine:
+    with Engine.open(tmp_path / "store", Settings(workers=1, index_ef_search=1024), mode="write") as engine:
         assert engine.store.index().params.ef_search == 1024
         engine.reindex()  # writes the index file with its params
     with Engine(tmp_path / "store", Settings(workers=1, index_ef_search=300)) as engine:
