@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         tls = ssl_certfile is not None
         url = base_url(host, port, tls)
         try:
-            engine = Engine(store, cli.Settings(), actor="service")
+            engine = Engine.open(store, cli.Settings(), actor="service", mode="write")  # serving writes
         except FaceIndexError as exc:
             cli.fail(exc)
         try:

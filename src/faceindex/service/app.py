@@ -177,6 +177,7 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     """Build the service over an existing Engine (the caller keeps ownership and closes it), or over
     Settings / a store path (the app opens the Engine and closes it at shutdown)."""
     engine, owns = _build_engine(engine_or_settings)
+    engine.start_writes()  # the service's start-up: resume erasures, retention purge (idempotent)
     config = config or ServiceConfig()
     jobs = JobManager(engine.settings, records=JobRecords(Catalog(engine.catalog.path)))  # resumes unfinished jobs
     state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs,
