@@ -1,0 +1,105 @@
+"""Id lists of any length (a 40,000-image collection can be deleted) and private file modes of a store."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from store_support import add_images
+
+from faceindex.config import Settings
+from faceindex.engine import Engine
+from faceindex.store.face_store import FaceStore
+
+N_IMAGES = 40_001  # above SQLite's default limit of 32,766 bound variables per statement
+
+
+def test_a_collection_of_40000_images_can_be_removed(tmp_path):
+    with Engine.open(tmp_path / "store", Settings(workers=1), mode="write") as engine:
+        collection = engine.create_collection("big", "consent", "scale test")
+        keep = engine.create_collection("small", "consent", "scale test")
+        add_images(engine.catalog, collection.id, N_IMAGES, seed=1)
+        add_images(engine.catalog, keep.id, 3, seed=2)
+        assert engine.stats()["faces"] == N_IMAGES + 3
+        assert engine.remove_collection("big") == N_IMAGES
+        assert engine.stats()["faces"] == 3
+        assert len(engine.store.index()) == 3
+        assert engine.audit.events(action="collection.delete")[-1].counts["images"] == N_IMAGES
+
+
+def test_a_collection_of_40000_images_can_be_erased(tmp_path):
+    with Engine.open(tmp_path / "store", Settings(workers=1), mode="write") as engine:
+        collection = engine.create_collection("big", "consent", "scale test")
+        add_images(engine.catalog, collection.id, N_IMAGES, seed=3)
+        result = engine.privacy.erase(engine.privacy.plan_erasure(collection="big", case="DPA-1"))
+        assert result.faces == N_IMAGES and result.complete
+        assert engine.pending_erasures() == 0
+        assert engine.stats()["faces"] == 0
+
+
+def test_face_details_and_deletes_take_any_number_of_ids(tmp_path):
+    store = FaceStore(tmp_path / "store")
+    catalog = store.catalog
+    with catalog.transaction():
+        cid = catalog.create_collection("c", "consent", "p").id
+    images = add_images(catalog, cid, N_IMAGES, seed=4)
+    faces = catalog.face_ids_of_images(images)
+    assert len(faces) == N_IMAGES
+    assert len(catalog.face_details(faces)) == N_IMAGES
+    with catalog.transaction():
+        assert catalog.delete_images(images[: N_IMAGES - 1]) == N_IMAGES - 1
+    assert catalog.stats()["faces"] == 1
+    store.close()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_store_directory_is_0700_and_its_files_0600(tmp_path):
+    root = tmp_path / "store"
+    with Engine.open(root, Settings(workers=1, approximate_above=10), mode="write") as engine:
+        collection = engine.create_collection("c", "consent", "p")
+        add_images(engine.catalog, collection.id, 40, seed=5)  # above approximate_above: the .vectors file too
+        engine.reindex()
+        wal = root / "catalog.sqlite-wal"
+        assert wal.exists() and _mode(wal) == 0o600
+    assert _mode(root) == 0o700
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"catalog.sqlite", "index.faiss", "index.faiss.vectors", "write.lock"}
+    assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+def test_an_older_store_readable_by_others_is_made_private_by_the_next_write(tmp_path):
+    root = tmp_path / "store"
+    with Engine.open(root, Settings(workers=1), mode="write") as engine:
+        collection = engine.create_collection("c", "consent", "p")
+        add_images(engine.catalog, collection.id, 5, seed=6)
+        engine.reindex()
+    for path in [root, *root.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # what faceindex made before
+    with Engine.open(root, Settings(workers=1), mode="read") as engine:
+        engine.stats()
+    assert _mode(root / "catalog.sqlite") == 0o644  # a read changes nothing
+    with Engine.open(root, Settings(workers=1), mode="write"):
+        pass
+    assert _mode(root) == 0o700
+    assert _mode(root / "catalog.sqlite") == 0o600 and _mode(root / "index.faiss") == 0o600
+
+
+def test_saved_index_files_are_0600_whatever_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o000)
+    try:
+        store = FaceStore(tmp_path / "store", approximate_above=10)
+        with store.catalog.transaction():
+            cid = store.catalog.create_collection("c", "consent", "p").id
+        add_images(store.catalog, cid, 20, seed=7)
+        store.rebuild_index()
+        store.close()
+    finally:
+        os.umask(old)
+    for name in ("catalog.sqlite", "index.faiss", "index.faiss.vectors"):
+        assert _mode(tmp_path / "store" / name) == 0o600, name
+    assert _mode(tmp_path / "store") == 0o700
