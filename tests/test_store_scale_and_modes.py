@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -12,6 +13,15 @@ from faceindex.engine import Engine
 from faceindex.store.face_store import FaceStore
 
 N_IMAGES = 40_001  # above SQLite's default limit of 32,766 bound variables per statement
+
+
+def test_the_catalog_holds_sqlite_to_its_default_variable_limit(tmp_path):
+    """So the tests below fail on an unchunked id list here too (this build of SQLite allows 250,000)."""
+    catalog = FaceStore(tmp_path / "store").catalog
+    assert catalog.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) < N_IMAGES
+    with catalog.transaction() as writer:
+        assert writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) < N_IMAGES
+    catalog.close()
 
 
 def test_a_collection_of_40000_images_can_be_removed(tmp_path):

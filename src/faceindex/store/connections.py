@@ -20,6 +20,11 @@ BUSY_TIMEOUT_S = 30.0
 
 _PRAGMAS = ("foreign_keys=ON", "secure_delete=ON", "synchronous=NORMAL")
 
+MAX_VARIABLES = 32_766
+"""Bound parameters per statement, held to SQLite's compiled-in default whatever the build (Debian's allows
+250,000): an unchunked id list then fails in tests here, not first on a user's machine (ids go in chunks of
+`catalog.ID_CHUNK`)."""
+
 
 class RoutedConnection:
     """What `Catalog.conn` returns: a stable object that forwards to the calling thread's connection.
@@ -104,6 +109,7 @@ class Connections:
         conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False,
                                uri=uri)
         conn.row_factory = sqlite3.Row
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_VARIABLES)
         for pragma in _PRAGMAS:
             conn.execute(f"PRAGMA {pragma}")
         return conn
