@@ -19,15 +19,15 @@ def synthetic_faces(n: int, seed: int) -> list[Face]:
 
 
 def add_images(catalog: Catalog, collection_id: int, n: int, *, faces_per_image: int = 1, seed: int = 0,
-               prefix: str = "/synthetic") -> list[int]:
+               prefix: str = "/synthetic", model: str = MODEL) -> list[int]:
     """Insert `n` indexed images with synthetic faces through the catalog, in one transaction; their ids."""
     ids = []
     faces = synthetic_faces(n * faces_per_image, seed)
     with catalog.transaction():
-        catalog.bind_model(MODEL)
+        catalog.bind_model(model)
         for i in range(n):
             image_id = catalog.insert_image(collection_id, f"{prefix}/{seed}/{i}.jpg", sha256=f"{seed:04d}{i:060d}",
                                             size_bytes=1, width=80, height=80, n_faces=faces_per_image)
-            catalog.insert_faces(image_id, faces[i * faces_per_image:(i + 1) * faces_per_image], MODEL)
+            catalog.insert_faces(image_id, faces[i * faces_per_image:(i + 1) * faces_per_image], model)
             ids.append(image_id)
     return ids

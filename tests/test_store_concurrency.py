@@ -159,3 +159,42 @@ def test_searches_from_many_threads_while_another_thread_ingests(tmp_path):
     assert min(rounds) >= 5
     assert len(store.index()) == store.catalog.stats()["faces"] == 700
     store.close()
+
+
+def test_engine_searches_from_threads_beside_a_writer_thread(store, root):
+    """What the service does without a global lock: real searches in threads while rows are added."""
+    from privacy_support import open_engine, selfie
+
+    errors: list[BaseException] = []
+    probe = str(selfie(root, "Jack_Dorsey"))
+    with open_engine(store) as engine:
+        engine.search([probe], "warm-up")  # models loaded once, before the threads
+        collection = engine.create_collection("synthetic", "consent", "concurrency")
+        before = engine.stats()["faces"]
+
+        def searcher() -> None:
+            try:
+                for _ in range(3):
+                    found = {Path(c.path).parent.name for r in engine.search([probe], "case 7")
+                             for f in r.faces for c in f.candidates}
+                    assert found == {"Jack_Dorsey"}
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        def writer() -> None:
+            try:
+                for batch in range(5):
+                    add_images(engine.catalog, collection.id, 20, seed=100 + batch, model=engine.pipeline.model_id)
+                    engine.store.index()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=searcher) for _ in range(3)] + [threading.Thread(target=writer)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        assert errors == []
+        assert engine.stats()["faces"] == before + 100 == len(engine.store.index())
+        assert len(engine.audit.events(action="search")) >= 10
+        assert engine.audit.verify() == []
