@@ -159,3 +159,40 @@ def test_a_failing_erasure_replay_blocks_writes_with_a_message_not_reads(store, 
     monkeypatch.undo()
     with open_engine(store) as engine:  # fixed: the next write finishes it
         assert engine.stats()["pending_erasures"] == 0
+
+
+def _make_older(store: Path) -> None:
+    """Turn the store into one written before the last migration (0102_ingest_jobs) existed."""
+    conn = sqlite3.connect(store / "catalog.sqlite", isolation_level=None)
+    conn.execute("DROP TABLE ingest_jobs")
+    conn.execute("DELETE FROM _migrations WHERE name = '0102_ingest_jobs'")
+    conn.close()
+
+
+def test_a_read_of_an_older_writable_store_upgrades_its_schema_only(store):
+    _make_older(store)
+    with open_engine(store, mode="read") as engine:
+        assert engine.stats()["faces"] > 0
+        assert engine.catalog.count("SELECT count(*) FROM ingest_jobs") == 0  # the table is back
+        assert not engine.writes_open  # nothing else of a write start-up ran
+
+
+def test_a_read_only_copy_of_an_older_store_says_how_to_upgrade_it(store):
+    _make_older(store)
+    for path in [*store.rglob("*"), store]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    script = ("import sys\nfrom faceindex.engine import Engine\nfrom faceindex.errors import StoreError\n"
+              "try:\n    Engine.open(sys.argv[1], mode='read').stats()\nexcept StoreError as exc:\n"
+              "    print(exc.message)\n")
+    command = [sys.executable, "-c", script, str(store)]
+    if os.geteuid() == 0:
+        command = ["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
+                   'shift && exec "$@"', "sh", str(store), *command]
+    try:
+        done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        for path in [store, *store.rglob("*")]:
+            path.chmod(0o700)
+    assert done.returncode == 0, done.stderr
+    assert "written by an older faceindex" in done.stdout and "write access" in done.stdout
