@@ -281,9 +281,6 @@ def test_service_ingest_job_killed_then_resumed_loses_and_duplicates_nothing(fac
         assert engine.stats()["faces"] == counts["faces"] >= n_files - 2
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 9: two `add` runs on one new store crash (IntegrityError / "
-                   "'collection already exists' / 'database is locked' / migration race tracebacks), fixed by the "
-                   "core branch")
 def test_concurrent_add_runs_on_one_new_store_wait_or_fail_cleanly(faces_dir, tmp_path):
     """Four `add` runs at once (two on the same folder): a second writer waits, or fails with a clear message
     and a non-zero exit; never a traceback, nothing half-done."""

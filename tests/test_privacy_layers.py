@@ -72,8 +72,9 @@ def _synthetic_collection(engine: Engine, name: str, images: int) -> int:
 
 @pytest.mark.parametrize("how", ["remove", "forget"])
 def test_a_collection_of_40000_images_can_be_deleted(tmp_path, how):
-    with Engine(tmp_path / "store") as engine:
-        engine.catalog.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, USUAL_SQLITE_VARIABLES)
+    with Engine.open(tmp_path / "store", mode="write") as engine:
+        # Every catalog connection holds SQLite to its usual limit (store.connections.MAX_VARIABLES).
+        assert engine.catalog.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) <= USUAL_SQLITE_VARIABLES
         _synthetic_collection(engine, "big", 40_000)
         _synthetic_collection(engine, "kept", 3)
         if how == "remove":

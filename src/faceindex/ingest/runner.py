@@ -107,8 +107,8 @@ class IngestRunner:
             report.unchanged += 1
             return True
         with self.catalog.transaction():
-            if existing is not None:  # the file changed since it was indexed: forget the old version
-                self._drop_image(existing["id"])
+            if not self._make_room(collection, source, report):
+                return True
             if source.error:
                 self.catalog.insert_image(collection.id, source.uri, sha256=None, size_bytes=None,
                                           status="skipped", error=source.error)
@@ -124,6 +124,19 @@ class IngestRunner:
             report.copied += 1
             report.faces += twin["n_faces"]
             report.rejected_faces += copied - twin["n_faces"]
+        return True
+
+    def _make_room(self, collection: Collection, source: SourceFile, report: IngestReport) -> bool:
+        """Inside the write transaction: drop an older version of this file (it changed since it was indexed).
+        False when another writer (a concurrent `add` of the same folder) has just indexed this very content:
+        it counts as unchanged here, instead of a UNIQUE constraint error."""
+        current = self.catalog.find_image(collection.id, source.uri)
+        if current is None:
+            return True
+        if current["sha256"] == source.sha256 and source.sha256 is not None:
+            report.unchanged += 1
+            return False
+        self._drop_image(current["id"])
         return True
 
     def _drop_image(self, image_id: int) -> None:
@@ -145,6 +158,8 @@ class IngestRunner:
                 report: IngestReport) -> None:
         outcome, source = item
         with self.catalog.transaction():
+            if not self._make_room(collection, source, report):
+                return
             if outcome.error is not None or outcome.analysis is None:
                 reason = outcome.error or "no analysis"
                 self.catalog.insert_image(collection.id, source.uri, sha256=source.sha256, size_bytes=source.size,
