@@ -162,7 +162,7 @@ V1_EVENTS = Path(__file__).parent / "data" / "audit_events_v1.jsonl"
 def _load_v1(store: Path) -> list[dict]:
     """A store whose log holds exactly the events the previous code wrote (rows and head as it left them)."""
     events = [json.loads(line) for line in V1_EVENTS.read_text().splitlines()]
-    Engine(store).close()
+    Engine.open(store, mode="write").close()  # creates the store (building an Engine does not)
     conn = sqlite3.connect(store / "catalog.sqlite", isolation_level=None)
     for e in events:
         conn.execute(INSERT, (e["seq"], e["at"], e["actor"], e["action"], e["purpose"],

@@ -106,7 +106,7 @@ def test_deletion_primitive_is_one_transaction_with_its_audit_event(tmp_path):
 
 
 def test_privacy_parts_get_their_siblings_explicitly(tmp_path):
-    with Engine(tmp_path / "store") as engine:
+    with Engine.open(tmp_path / "store", mode="write") as engine:
         ops = engine.privacy
         assert ops.subjects.eraser is ops.eraser and ops.optouts.eraser is ops.eraser
         assert ops.retention.eraser is ops.eraser and ops.planner.subjects is ops.subjects
