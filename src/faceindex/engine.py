@@ -64,7 +64,7 @@ class Engine:
       verify), and only when the store is writable (a read-only store is searched unaudited, with a warning).
     - `Engine.open(store, mode="write")`, or `start_writes()` on an open Engine: creates the store if needed
       (directory 0700, files 0600), applies migrations, repairs an index rewrite a crash interrupted,
-      finishes interrupted erasures, purges what retention says has expired and installs the opt-out filter.
+      finishes interrupted erasures and purges what retention says has expired (`PrivacyOps.on_open`).
       A write method (ingest, create a collection, remove, reindex, any privacy operation) calls it itself on
       first use, so `with Engine(store) as engine: engine.ingest(...)` works as it always did.
 
