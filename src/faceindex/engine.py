@@ -59,9 +59,10 @@ class Engine:
     Building one does no work: no file is read, created or written. Then, either
 
     - `Engine.open(store, mode="read")`: reads only. The store must exist (StoreNotFoundError names the
-      path); nothing is migrated, resumed or purged, the index is caught up in memory only, so a search
-      works on a read-only copy of a store. The one write a read makes is its own audit event (search,
-      verify), and only when the store is writable (a read-only store is searched unaudited, with a warning).
+      path); nothing is resumed or purged, the index is caught up in memory only, so a search works on a
+      read-only copy of a store. A read writes only its own audit event (search, verify) and, on a store
+      written by an older faceindex, the schema upgrade; both only when the store is writable (a read-only
+      store is searched unaudited, with a warning, and an older read-only one is a StoreError saying why).
     - `Engine.open(store, mode="write")`, or `start_writes()` on an open Engine: creates the store if needed
       (directory 0700, files 0600), applies migrations, repairs an index rewrite a crash interrupted,
       finishes interrupted erasures and purges what retention says has expired (`PrivacyOps.on_open`).
