@@ -164,7 +164,8 @@ def test_sniff_format():
     assert sniff_format(b"BM" + b"\0" * 12 + (40).to_bytes(4, "little")) == "BMP"
     assert sniff_format(b"BMW owners club newsletter, issue 3") is None  # "BM" alone is not enough
     assert sniff_format(b"") is None and sniff_format(b"\xff\xd8") is None
-    assert sniff_format(b"<html>") is None and sniff_format(b"\x00\x00\x00\x1cftypheic") is None
+    assert sniff_format(b"<html>") is None and sniff_format(b"\x00\x00\x00\x1cftypavif") is None
+    assert sniff_format(b"\x00\x00\x00\x1cftypheic") == "HEIF"  # iPhone photos, read by pillow-heif
 
 
 # --- EXIF orientation ------------------------------------------------------------------------------------
@@ -317,7 +318,8 @@ def test_corrupt_png_checksum(photo):
     (b"hello, this is a plain text file\nnot a photo\n", "not an image (looks like text)"),
     (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "not an image (looks like HTML)"),
     (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "not an image (looks like a PDF document)"),
-    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "unsupported image format (HEIC/HEIF)"),
+    (b"\x00\x00\x00\x18ftypavif\x00\x00\x00\x00mif1avif", "unsupported image format (AVIF)"),
+    (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1avif", "unsupported image format (AVIF)"),
     (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "unsupported image format (SVG)"),
 ])
 def test_non_images_named_jpg(tmp_path, content, reason):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -86,7 +87,7 @@ def test_rerun_is_incremental_and_changed_files_are_reindexed(faces_dir, tmp_pat
         shutil.copy(faces_dir / "people" / "John_Salley" / sorted(
             p.name for p in (faces_dir / "people" / "John_Salley").glob("*.jpg"))[0], files[0])
         third = engine.ingest([tmp_path / "photos"], "c")
-        assert third.indexed == 1 and third.unchanged == len(files) - 1
+        assert third.indexed == 1 and third.unchanged == len(files) - 1 and third.replaced == 1
         stats = engine.stats()
         assert stats["images"] == len(files)
         assert len(engine.store.index()) == stats["faces"]
@@ -111,8 +112,25 @@ def test_ingest_refuses_a_new_collection_without_basis_and_purpose(tmp_path, fac
         engine.ingest([faces_dir / "nonfaces"], "no-basis")
 
 
+KILL_PEOPLE = ["Angelina_Jolie", "Barack_Obama", "Cai_Xukun", "John_Salley", "John_Savage", "John_Schneider",
+               "John_Simm", "Katy_Perry"]  # ~90 photos: several commit batches (BATCH_FILES) before the end
+
+
+def batch_event_totals(store: Path) -> dict[str, int]:
+    """Sums of the counts of the "ingest.batch" audit events in a store (read without opening an Engine)."""
+    conn = sqlite3.connect(store / "catalog.sqlite")
+    try:
+        totals: dict[str, int] = {}
+        for (counts,) in conn.execute("SELECT counts FROM audit_events WHERE action = 'ingest.batch'"):
+            for key, value in json.loads(counts).items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+    finally:
+        conn.close()
+
+
 def test_kill_9_during_ingest_then_rerun_loses_nothing_and_duplicates_nothing(faces_dir, tmp_path):
-    files = copy_people(faces_dir, tmp_path / "photos")
+    files = copy_people(faces_dir, tmp_path / "photos", KILL_PEOPLE)
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "faceindex", "add", str(tmp_path / "photos"), "--collection", "c",
            "--basis", "consent", "--purpose", "crash test", "--store", str(store), "--workers", "1", "--json"]
@@ -120,7 +138,7 @@ def test_kill_9_during_ingest_then_rerun_loses_nothing_and_duplicates_nothing(fa
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
             if (store / "catalog.sqlite").exists() and catalog_counts(store)[0] >= 3:
                 break
         else:
@@ -128,14 +146,25 @@ def test_kill_9_during_ingest_then_rerun_loses_nothing_and_duplicates_nothing(fa
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    images_at_kill = catalog_counts(store)[0]
+    images_at_kill, faces_at_kill, _ = catalog_counts(store)
     assert 3 <= images_at_kill < len(files), "the kill must land mid-run"
+    # Every committed face is covered by an audit event although the run never reached its final "ingest" event.
+    totals = batch_event_totals(store)
+    assert totals["indexed"] + totals["copied"] + totals["skipped"] == images_at_kill
+    assert totals["faces"] == faces_at_kill > 0
+    with Engine(store) as engine:
+        assert engine.audit.verify() == [] and engine.audit.events(action="ingest") == []
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     images, faces, dupes = catalog_counts(store)
     assert images == len(files) and dupes == 0
+    totals = batch_event_totals(store)
+    assert totals["indexed"] + totals["copied"] + totals["skipped"] == images and totals["faces"] == faces
     index, watermark = VectorIndex.load(store / "index.faiss")
     assert len(index) == faces and watermark["max_face_id"] >= faces
     with Engine(store) as engine:
         assert engine.stats()["faces"] == faces
         rerun = engine.ingest([tmp_path / "photos"], "c")
         assert rerun.unchanged == len(files)
+        assert len(engine.audit.events(action="ingest")) == 2  # the killed run never wrote its final event
+        runs = {e.params["run"] for e in engine.audit.events(action="ingest.batch")}
+        assert len(runs) == 2  # the killed run's batches and the re-run's (the last run had nothing to commit)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,11 +26,14 @@ from faceindex.errors import (
     PolicyError,
     StoreBusyError,
     StoreError,
+    WorkerPoolError,
 )
+from faceindex.ingest.events import IngestBatchCommitted
 from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
 from faceindex.pipeline.face_choice import choose_face
+from faceindex.pipeline.parallel import POOL_FAILED_HINT
 from faceindex.privacy.actions import CollectionCreated, CollectionDeleted, ImageRemoved
 from faceindex.privacy.audit import AuditEvent, AuditLog
 from faceindex.privacy.context import PrivacyContext
@@ -272,20 +277,39 @@ class Engine:
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], collection: str, *, basis: str | None = None,
                purpose: str | None = None, progress: ProgressFn | None = None, **policy) -> IngestReport:
-        """Index every photo under `paths` into `collection` (created if basis and purpose are given)."""
+        """Index every photo under `paths` into `collection` (created if basis and purpose are given).
+
+        Results are committed in batches, each with an "ingest.batch" audit event in its transaction (so a
+        killed run leaves no face without an event; the batches of one call share a run id), and the run
+        ends with an "ingest" event of its totals. Files that could not be analysed for a reason not their
+        own are listed in `report.failed` and left for the next run.
+        """
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # We are a worker process importing the caller's script again (no `__main__` guard): ingesting
+            # here would start a second ingest on the same store from every worker. Stop this process only,
+            # before it opens the store; the parent sees its pool fail and analyses in its own process.
+            raise WorkerPoolError(f"Engine.ingest was called while a worker process was starting. {POOL_FAILED_HINT}")
         self.start_writes()
         target = self.collection(collection, basis, purpose, **policy)
         model_id = self.pipeline.model_id
-        runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
-                              progress=progress)
-        paths = [str(p) for p in paths]
-        report = runner.run(paths, target, model_id)
         # Folder names can be personal data and the audit log can never be erased: keep a digest, not the names.
-        paths_digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()
+        paths = [os.fsencode(p) for p in paths]
+        run = uuid.uuid4().hex[:16]
+
+        def audit_batch(counts: dict[str, int]) -> None:
+            self._record(IngestBatchCommitted(purpose=target.purpose, collection=target.name, run=run, report=counts))
+
+        runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
+                              progress=progress, audit=audit_batch)
+        report = runner.run([os.fsdecode(p) for p in paths], target, model_id)
+        paths_digest = hashlib.sha256(b"\n".join(sorted(paths))).hexdigest()
         self.store.index()  # catch the index up and persist it before reporting success
         self.store.save_index()
-        self._record("ingest", purpose=target.purpose, params={"collection": target.name,
-                     "paths": len(paths), "paths_sha256": paths_digest}, counts=report.counts())
+        # The run's totals keep the keys this event has always had; the counts added since (failed, replaced)
+        # appear when not zero. Each batch's event has them all.
+        counts = {k: v for k, v in report.counts().items() if v or k not in ("failed", "replaced")}
+        self._record("ingest", purpose=target.purpose, params={"collection": target.name, "paths": len(paths),
+                     "paths_sha256": paths_digest}, counts=counts)
         return report
 
     # -- analysis and search ----------------------------------------------------------------

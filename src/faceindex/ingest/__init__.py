@@ -1,1 +1,1 @@
-"""Ingest: find the declared files, analyse them on every core, commit each photo atomically."""
+"""Ingest: find the declared files, analyse them on every core, commit the results in audited batches."""

@@ -1,15 +1,15 @@
-"""Drives an ingest run: scan → skip unchanged → analyse in a process pool → commit per photo."""
+"""Drives an ingest run: scan → skip unchanged → analyse in a process pool → commit in audited batches."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from faceindex.config import Settings
-from faceindex.ingest.scanner import SourceFile, describe, iter_files
+from faceindex.ingest.scanner import SourceFile, describe, scan
 from faceindex.pipeline.analyse import FacePipeline
 from faceindex.pipeline.parallel import AnalysisOutcome, analyse_stream
 from faceindex.store.catalog import Collection
@@ -18,25 +18,46 @@ from faceindex.store.face_store import FaceStore
 SAVE_EVERY_S = 60.0
 """Persist the index at least this often during long runs, so a crash loses little catch-up work."""
 
+BATCH_FILES = 32
+BATCH_SECONDS = 5.0
+"""A batch of results is committed (one transaction, one audit event) once it holds BATCH_FILES files or
+its first result is BATCH_SECONDS old. Smaller batches lose less analysis to a kill -9 (it is redone by
+the next run); larger ones write fewer audit events (~720 an hour of a slow ingest, one per 32 files of a fast one)."""
+
+RETRIED_REASONS = ("worker failed", "out of memory", "unexpected ")
+"""Skip reasons that are not a property of the file (a dead worker process, memory pressure, a bug of ours,
+as older versions recorded them): a file skipped for one of these is analysed again by the next run
+instead of counting as unchanged."""
+
 
 @dataclass
 class IngestReport:
-    """Counts of one run; `skipped` lists (path, reason) of every file that could not be indexed."""
+    """Counts of one run; `skipped` lists (path, reason) of every file recorded as not indexable, `failed`
+    the files that could not be analysed this time for a reason that is not theirs (not recorded: a later
+    run tries them again)."""
 
     files: int = 0
     indexed: int = 0
     unchanged: int = 0
     copied: int = 0
+    replaced: int = 0  # indexed photos whose content changed since: their old version was dropped
     faces: int = 0
     rejected_faces: int = 0
     opted_out_faces: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def counts(self) -> dict[str, int]:
         return {"files": self.files, "indexed": self.indexed, "unchanged": self.unchanged, "copied": self.copied,
-                "faces": self.faces, "rejected_faces": self.rejected_faces,
-                "opted_out_faces": self.opted_out_faces, "skipped": len(self.skipped)}
+                "replaced": self.replaced, "faces": self.faces, "rejected_faces": self.rejected_faces,
+                "opted_out_faces": self.opted_out_faces, "skipped": len(self.skipped), "failed": len(self.failed)}
+
+    def add(self, other: IngestReport) -> None:
+        """Add the counts and lists of `other` (a committed batch) to this report."""
+        for f in fields(self):
+            if f.name not in ("files", "seconds"):
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 ProgressFn = Callable[[str, int, int | None], None]
@@ -45,25 +66,36 @@ ProgressFn = Callable[[str, int, int | None], None]
 FaceFilter = Callable[[np.ndarray], np.ndarray]
 """Given faceprints (n, dim), return a boolean mask of faces to DROP (opt-out)."""
 
+BatchAudit = Callable[[dict[str, int]], None]
+"""Called inside the transaction of each committed batch with its counts: writes the batch's audit event, so
+every face in the catalog is covered by an event even when the run is killed before its end."""
+
+_Op = Callable[[IngestReport], None]
+
 
 class IngestRunner:
-    """Commits each photo in its own transaction: a crash or kill -9 loses at most the photos in flight,
-    and a re-run skips what was committed (same path, same sha256) without duplicating anything."""
+    """Commits results in batches, each in one transaction with its audit event: a crash or kill -9 loses at
+    most the batch in hand (its files are analysed again by the next run, never half-recorded), and a re-run
+    skips what was committed (same path, same sha256) without duplicating anything."""
 
     def __init__(self, store: FaceStore, pipeline: FacePipeline, settings: Settings,
-                 *, face_filter: FaceFilter | None = None, progress: ProgressFn | None = None):
+                 *, face_filter: FaceFilter | None = None, progress: ProgressFn | None = None,
+                 audit: BatchAudit | None = None):
         self.store = store
         self.catalog = store.catalog
         self.pipeline = pipeline
         self.settings = settings
         self.face_filter = face_filter
         self.progress = progress or (lambda event, done, total: None)
+        self.audit = audit
         self._last_save = time.monotonic()
+        self._ops: list[_Op] = []
+        self._batch_started = 0.0
 
     def run(self, paths: Iterable[str], collection: Collection, model_id: str) -> IngestReport:
         start = time.monotonic()
         report = IngestReport()
-        files = list(iter_files(paths))
+        files = list(scan(paths))
         report.files = len(files)
         self.progress("total", 0, len(files))
         with self.catalog.transaction():
@@ -75,8 +107,8 @@ class IngestRunner:
         def needing_analysis() -> Iterator[SourceFile]:
             # Lazy, so hashing, skipping and analysis overlap: a huge folder starts indexing at once and
             # each file is read while it is still in the page cache for its worker.
-            for path in files:
-                source = describe(path)
+            for found in files:
+                source = describe(found)
                 if source.sha256 in queued and self.catalog.find_image(collection.id, source.uri) is None:
                     copies_in_run.append(source)
                 elif self._settle_without_analysis(source, collection, model_id, report):
@@ -85,63 +117,101 @@ class IngestRunner:
                     queued.add(source.sha256)
                     yield source
 
-        for outcome in self._analyse_all(needing_analysis(), len(files)):
-            self._commit(outcome, collection, model_id, report)
-            self._tick()
-        # A copy whose original failed to index has no twin and is analysed on its own (and skipped alike).
-        leftovers = [s for s in copies_in_run if not self._settle_without_analysis(s, collection, model_id, report)]
-        for outcome in self._analyse_all(leftovers, len(leftovers)):
-            self._commit(outcome, collection, model_id, report)
+        try:
+            for outcome in self._analyse_all(needing_analysis(), len(files)):
+                self._stage(self._commit_op(outcome, collection, model_id), report)
+                self._tick()
+            self._flush(report)  # copies below look for their twin among the committed images
+            # A copy whose original failed to index has no twin and is analysed on its own (and skipped alike).
+            leftovers = [s for s in copies_in_run if not self._settle_without_analysis(s, collection, model_id, report)]
+            for outcome in self._analyse_all(leftovers, len(leftovers)):
+                self._stage(self._commit_op(outcome, collection, model_id), report)
+        finally:
+            self._flush(report)  # what was analysed is kept even when the run stops on an error
         self._done += len(copies_in_run)
         self.progress("file", self._done, self._total)
         self.store.save_index()
         report.seconds = time.monotonic() - start
         return report
 
+    # -- batches ------------------------------------------------------------------------------
+    def _stage(self, op: _Op, report: IngestReport) -> None:
+        """Queue a catalog change for the current batch; commit the batch when it is full or old enough."""
+        if not self._ops:
+            self._batch_started = time.monotonic()
+        self._ops.append(op)
+        if len(self._ops) >= BATCH_FILES or time.monotonic() - self._batch_started >= BATCH_SECONDS:
+            self._flush(report)
+
+    def _flush(self, report: IngestReport) -> None:
+        """Commit the queued changes and their audit event in one transaction, then count them in `report`."""
+        if not self._ops:
+            return
+        ops, self._ops = self._ops, []
+        batch = IngestReport()
+        with self.catalog.transaction():
+            for op in ops:
+                op(batch)
+            if self.audit is not None:
+                self.audit({k: v for k, v in batch.counts().items() if k != "files"})
+        report.add(batch)
+        if time.monotonic() - self._last_save > SAVE_EVERY_S:
+            self.store.index()  # catch up in memory, then persist
+            self.store.save_index()
+            self._last_save = time.monotonic()
+
     # -- before analysis ----------------------------------------------------------------------
     def _settle_without_analysis(self, source: SourceFile, collection: Collection, model_id: str,
                                  report: IngestReport) -> bool:
         """Handle unchanged files, unreadable files and exact copies of indexed photos. True = handled."""
         existing = self.catalog.find_image(collection.id, source.uri)
-        if existing is not None and existing["sha256"] == source.sha256 and source.sha256 is not None:
+        if (existing is not None and existing["sha256"] == source.sha256 and source.sha256 is not None
+                and not _to_retry(existing)):
             report.unchanged += 1
             return True
-        with self.catalog.transaction():
-            if not self._make_room(collection, source, report):
-                return True
-            if source.error:
-                self.catalog.insert_image(collection.id, source.uri, sha256=None, size_bytes=None,
-                                          status="skipped", error=source.error)
-                report.skipped.append((source.uri, source.error))
-                return True
-            twin = self.catalog.indexed_twin(source.sha256, model_id) if self.face_filter is None else None
-            if twin is None:
-                return False
+        if source.error:
+            self._stage(lambda batch: self._record_skip(batch, collection, source, source.error), report)
+            return True
+        twin = self.catalog.indexed_twin(source.sha256, model_id) if self.face_filter is None else None
+        if twin is None:
+            return False
+
+        def copy(batch: IngestReport) -> None:
+            if not self._make_room(collection, source, batch):
+                return
             image_id = self.catalog.insert_image(
                 collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=twin["width"],
                 height=twin["height"], fmt=twin["format"], captured_at=twin["captured_at"], n_faces=twin["n_faces"])
             copied = self.catalog.copy_faces(twin["id"], image_id)
-            report.copied += 1
-            report.faces += twin["n_faces"]
-            report.rejected_faces += copied - twin["n_faces"]
+            batch.copied += 1
+            batch.faces += twin["n_faces"]
+            batch.rejected_faces += copied - twin["n_faces"]
+
+        self._stage(copy, report)
         return True
 
-    def _make_room(self, collection: Collection, source: SourceFile, report: IngestReport) -> bool:
-        """Inside the write transaction: drop an older version of this file (it changed since it was indexed).
-        False when another writer (a concurrent `add` of the same folder) has just indexed this very content:
-        it counts as unchanged here, instead of a UNIQUE constraint error."""
+    def _make_room(self, collection: Collection, source: SourceFile, batch: IngestReport) -> bool:
+        """Inside the batch transaction, before a file is recorded: drop the row of an earlier version of it
+        (changed content, or a skip to try again). False when the current row already holds this very content
+        (another writer, a concurrent `add` of the same folder, has just indexed it): it counts as unchanged
+        here, instead of a UNIQUE constraint error."""
         current = self.catalog.find_image(collection.id, source.uri)
         if current is None:
             return True
-        if current["sha256"] == source.sha256 and source.sha256 is not None:
-            report.unchanged += 1
+        if current["sha256"] == source.sha256 and source.sha256 is not None and not _to_retry(current):
+            batch.unchanged += 1
             return False
-        self._drop_image(current["id"])
+        # Deleting bumps the catalog epoch, so the next index access rebuilds without the old faces.
+        self.catalog.delete_images([current["id"]])
+        batch.replaced += current["status"] == "indexed"  # a skip recorded again is not news
         return True
 
-    def _drop_image(self, image_id: int) -> None:
-        # Deleting bumps the catalog epoch, so the next index access rebuilds without the old faces.
-        self.catalog.delete_images([image_id])
+    def _record_skip(self, batch: IngestReport, collection: Collection, source: SourceFile, reason: str) -> None:
+        if not self._make_room(collection, source, batch):
+            return
+        self.catalog.insert_image(collection.id, source.uri, sha256=source.sha256,
+                                  size_bytes=source.size if source.sha256 else None, status="skipped", error=reason)
+        batch.skipped.append((source.uri, reason))
 
     # -- analysis -----------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -154,17 +224,18 @@ class IngestRunner:
         yield from analyse_stream(((str(s.path), s.uri, s) for s in todo), self.pipeline, workers)
 
     # -- commit -------------------------------------------------------------------------------
-    def _commit(self, item: tuple[AnalysisOutcome, SourceFile], collection: Collection, model_id: str,
-                report: IngestReport) -> None:
+    def _commit_op(self, item: tuple[AnalysisOutcome, SourceFile], collection: Collection, model_id: str) -> _Op:
+        """The catalog change that records one analysed file (run inside the batch transaction)."""
         outcome, source = item
-        with self.catalog.transaction():
-            if not self._make_room(collection, source, report):
+
+        def commit(batch: IngestReport) -> None:
+            if outcome.retry:  # not the file's fault: leave it unrecorded so the next run tries it again
+                batch.failed.append((source.uri, outcome.error or "not analysed"))
                 return
             if outcome.error is not None or outcome.analysis is None:
-                reason = outcome.error or "no analysis"
-                self.catalog.insert_image(collection.id, source.uri, sha256=source.sha256, size_bytes=source.size,
-                                          status="skipped", error=reason)
-                report.skipped.append((source.uri, reason))
+                self._record_skip(batch, collection, source, outcome.error or "no analysis")
+                return
+            if not self._make_room(collection, source, batch):
                 return
             analysis = outcome.analysis
             faces = analysis.faces
@@ -173,7 +244,7 @@ class IngestRunner:
             if accepted and self.face_filter is not None:
                 drop = self.face_filter(np.stack([f.embedding for f in accepted]))
                 dropped = {id(f) for f, d in zip(accepted, drop, strict=True) if d}
-                report.opted_out_faces += len(dropped)
+                batch.opted_out_faces += len(dropped)
                 faces = [f for f in faces if id(f) not in dropped]  # opted-out faces are never stored
                 accepted = [f for f in faces if f.ok]
             image_id = self.catalog.insert_image(
@@ -182,10 +253,13 @@ class IngestRunner:
                 captured_at=analysis.captured_at.isoformat() if analysis.captured_at else None,
                 n_faces=len(accepted), faces_withheld=len(dropped))
             self.catalog.insert_faces(image_id, faces, model_id)
-        report.indexed += 1
-        report.faces += len(accepted)
-        report.rejected_faces += len(faces) - len(accepted)
-        if time.monotonic() - self._last_save > SAVE_EVERY_S:
-            self.store.index()  # catch up in memory, then persist
-            self.store.save_index()
-            self._last_save = time.monotonic()
+            batch.indexed += 1
+            batch.faces += len(accepted)
+            batch.rejected_faces += len(faces) - len(accepted)
+
+        return commit
+
+
+def _to_retry(row) -> bool:
+    """Whether a recorded skip was for a reason that is not the file's own (see RETRIED_REASONS)."""
+    return row["status"] == "skipped" and (row["error"] or "").startswith(RETRIED_REASONS)

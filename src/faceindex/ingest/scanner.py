@@ -7,8 +7,17 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from faceindex.errors import InvalidInputError
+
+BYTES_URI_PREFIX = "fsbytes:"
+"""Prefix of the provenance of a file whose name is not valid UTF-8 (a catalog stores text): the absolute
+path's bytes follow, percent-encoded. Ordinary provenance is an absolute path (starts with "/" or a drive),
+so the two never collide, and `uri_to_path` gives back the exact bytes."""
+
+# Printable ASCII kept as is in a bytes uri so it stays readable; everything else (and "%") is escaped.
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
 @dataclass(frozen=True)
@@ -22,24 +31,116 @@ class SourceFile:
     error: str | None = None
 
 
-def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Every regular file under the given files/folders, sorted, hidden names skipped, symbolic links inside
-    folders skipped (a link loop cannot trap the walk). Missing paths raise InvalidInputError."""
-    for raw in paths:
-        root = Path(raw)
+@dataclass(frozen=True)
+class Found:
+    """A file the walk found: to be hashed and analysed, or (error set) recorded as skipped with that reason."""
+
+    path: Path
+    uri: str
+    error: str | None = None
+
+
+def path_to_uri(path: str | os.PathLike) -> str:
+    """The provenance string of a file: its absolute real path, or a lossless `fsbytes:` form when the name
+    holds bytes that are not UTF-8 (Python gives those as lone surrogates, which no catalog text can hold)."""
+    return _uri_of(Path(path).resolve())
+
+
+def _uri_of(absolute: Path) -> str:
+    text = str(absolute)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return BYTES_URI_PREFIX + quote_from_bytes(os.fsencode(absolute), safe=_SAFE)
+    return text
+
+
+def uri_to_path(uri: str) -> Path:
+    """The file a provenance string names (the inverse of `path_to_uri`)."""
+    if uri.startswith(BYTES_URI_PREFIX):
+        return Path(os.fsdecode(unquote_to_bytes(uri[len(BYTES_URI_PREFIX):])))
+    return Path(uri)
+
+
+def scan(paths: Iterable[str | os.PathLike]) -> Iterator[Found]:
+    """Every regular file under the given files/folders, sorted, hidden names skipped; missing paths raise
+    InvalidInputError.
+
+    Symbolic links inside a declared folder are followed when their target lies inside a declared path
+    (a link tree within the archive, loop-safe: each real folder is walked once and each real file taken
+    once). A link leading outside every declared path is not followed but reported as skipped with its
+    reason: the declared paths are the boundary of what is indexed (the service only lets curators declare
+    allowed folders), and the operator can declare the target to include it.
+    """
+    roots = [Path(raw) for raw in paths]
+    for root in roots:
+        if not root.exists():
+            raise InvalidInputError(f"no such file or folder: {os.fsdecode(root)!r}")
+    boundary = [r.resolve() for r in roots]
+    seen_dirs: set[Path] = set()
+    seen_files: set[Path] = set()
+    for root in roots:
         if root.is_file():
-            yield root
+            real = root.resolve()
+            if real not in seen_files:
+                seen_files.add(real)
+                yield Found(root, _uri_of(real))
             continue
-        if not root.is_dir():
-            raise InvalidInputError(f"no such file or folder: {root}")
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                # A link inside a declared folder could pull in a file from outside it: only files that
-                # really live under the folder are taken (an operator can still name a link explicitly).
-                if not name.startswith(".") and not path.is_symlink() and path.is_file():
-                    yield path
+        if not root.is_dir():  # a FIFO, socket or device: never read (it could block or never end)
+            yield Found(root, _uri_of(root.absolute()), "not a regular file")
+            continue
+        yield from _walk(root, boundary, seen_dirs, seen_files)
+
+
+def _walk(folder: Path, boundary: list[Path], seen_dirs: set[Path], seen_files: set[Path]) -> Iterator[Found]:
+    real = folder.resolve()
+    if real in seen_dirs:
+        return
+    seen_dirs.add(real)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: os.fsencode(e.name))
+    except OSError as exc:
+        yield Found(folder, _uri_of(folder.absolute()), f"unreadable folder: {exc.strerror or exc}")
+        return
+    files, dirs = [], []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_link = entry.is_symlink()
+            is_dir = entry.is_dir()  # follows a link
+            is_file = entry.is_file()
+        except OSError:
+            continue
+        here = real / entry.name  # where the entry itself is (a link's own place, not its target's)
+        if is_link:
+            if not path.exists():
+                files.append(Found(path, _uri_of(here), "broken symbolic link"))
+                continue
+            target = path.resolve()
+            if not any(target == b or b in target.parents for b in boundary):
+                what = "folder" if is_dir else "file"
+                files.append(Found(path, _uri_of(here), f"symbolic link to a {what} outside the declared folders: "
+                                   "not followed (declare its target to index it)"))
+                continue
+        if is_dir:
+            dirs.append(path)
+        elif not is_file:  # a FIFO, socket or device: never read (it could block or never end)
+            files.append(Found(path, _uri_of(here), "not a regular file"))
+        else:
+            target = path.resolve() if is_link else here  # no resolve() syscalls for plain files
+            if target not in seen_files:
+                seen_files.add(target)
+                files.append(Found(path, _uri_of(target)))
+    yield from files
+    for sub in dirs:
+        yield from _walk(sub, boundary, seen_dirs, seen_files)
+
+
+def iter_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """The files of `scan` that can be read (skipped links left out). Missing paths raise InvalidInputError."""
+    return (found.path for found in scan(paths) if found.error is None)
 
 
 def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
@@ -53,11 +154,14 @@ def hash_file(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def describe(path: Path) -> SourceFile:
-    """Hash one file; an unreadable file becomes a SourceFile with an error instead of raising."""
-    uri = str(path.resolve())
+def describe(found: Found | Path) -> SourceFile:
+    """Hash one file; an unreadable file (or a skipped link) becomes a SourceFile with an error instead of raising."""
+    if not isinstance(found, Found):
+        found = Found(found, path_to_uri(found))
+    if found.error:
+        return SourceFile(found.path, found.uri, 0, None, found.error)
     try:
-        size, sha = hash_file(path)
+        size, sha = hash_file(found.path)
     except OSError as exc:
-        return SourceFile(path, uri, 0, None, f"unreadable: {exc.strerror or exc}")
-    return SourceFile(path, uri, size, sha)
+        return SourceFile(found.path, found.uri, 0, None, f"unreadable: {exc.strerror or exc}")
+    return SourceFile(found.path, found.uri, size, sha)

@@ -17,7 +17,7 @@ from PIL import BmpImagePlugin, GifImagePlugin, Image, JpegImagePlugin, PngImage
 
 from faceindex.errors import ImageError, ImageTooLargeError, InvalidInputError
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF")
 
 # Header parsers per sniffed format. Calling the plugin directly (rather than Image.open) parses only the
 # header and skips Pillow's global decompression-bomb check, which would raise on a huge header before we
@@ -26,9 +26,17 @@ _PLUGINS: dict[str, Callable[..., Image.Image]] = {
     "JPEG": JpegImagePlugin.jpeg_factory, "PNG": PngImagePlugin.PngImageFile, "GIF": GifImagePlugin.GifImageFile,
     "WEBP": WebPImagePlugin.WebPImageFile, "TIFF": TiffImagePlugin.TiffImageFile, "BMP": BmpImagePlugin.BmpImageFile,
 }
+try:  # iPhone photos (HEIC): pillow-heif is a dependency; without it they are refused with a reason
+    from pillow_heif import register_heif_opener
+    from pillow_heif.as_plugin import HeifImageFile
+
+    register_heif_opener()  # Image.open elsewhere (thumbnails, tools) reads HEIC too
+    _PLUGINS["HEIF"] = HeifImageFile
+except ImportError:  # pragma: no cover - a broken install
+    pass
 # What Pillow's plugins raise on malformed input. Anything else is a bug here and should surface as such.
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
-               ZeroDivisionError)
+               ZeroDivisionError, RuntimeError)  # RuntimeError: libheif (pillow-heif) on a damaged HEIC
 
 _ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
@@ -69,6 +77,7 @@ class DecodedImage:
     # Encoded file kept for the lazy full-resolution decode (None once not needed).
     _source: bytes | None = field(default=None, repr=False)
     _orientation: int = field(default=1, repr=False)
+    _turned_on_decode: bool = field(default=False, repr=False)  # HEIF: libheif applied the photo's rotation
     _full: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -78,7 +87,7 @@ class DecodedImage:
         Such a photo is trusted to be upright. A tag of 1 is not evidence: editors that rotate the
         pixels often write 1, and so do cameras held sideways without an orientation sensor.
         """
-        return self._orientation != 1
+        return self._orientation != 1 or self._turned_on_decode
 
     def full(self) -> np.ndarray:
         """HxWx3 uint8 RGB at full resolution, EXIF-oriented; decoded on the first call, then cached.
@@ -140,7 +149,9 @@ def decode_image(source: str | os.PathLike | bytes, *, max_pixels: int = 80_000_
     downscaled = scale > 1.0
     return DecodedImage(detection=detection, scale=scale, width=width, height=height, format=fmt,
                         captured_at=read_exif_capture_time(im), _source=data if downscaled else None,
-                        _orientation=orientation, _full=None if downscaled else detection)
+                        _orientation=orientation, _full=None if downscaled else detection,
+                        # pillow-heif turns HEIC pixels upright itself and keeps the tag it honoured here
+                        _turned_on_decode=im.info.get("original_orientation") not in (None, 1))
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -159,6 +170,8 @@ def sniff_format(head: bytes) -> str | None:
         return "WEBP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "TIFF"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS and b"avif" not in head[16:32]:  # AVIF: mif1 + avif
+        return "HEIF"
     # "BM" alone is too weak (plain text can start with it): also require a known DIB header size.
     if head[:2] == b"BM" and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in _BMP_DIB_HEADER_SIZES:
         return "BMP"
@@ -229,7 +242,7 @@ def _describe_non_image(head: bytes) -> str:
     """A short human reason for bytes that are not a supported image."""
     if head[4:8] == b"ftyp":  # ISO media: HEIC/AVIF photos or video
         brand = head[8:12]
-        if brand in (b"avif", b"avis"):
+        if brand in (b"avif", b"avis") or b"avif" in head[16:32]:  # major brand, or mif1 + compatible avif
             return "unsupported image format (AVIF)"
         return "unsupported image format (HEIC/HEIF)" if brand in _HEIF_BRANDS else "not an image (looks like video)"
     lower = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
@@ -246,6 +259,8 @@ def _describe_non_image(head: bytes) -> str:
 
 def _open(data: bytes, fmt: str) -> Image.Image:
     """Parse the header of `data` with the plugin for the sniffed `fmt`; no pixels are decoded."""
+    if fmt not in _PLUGINS:
+        raise ImageError(f"unsupported image format ({fmt}): install pillow-heif to read HEIC/HEIF photos")
     if fmt == "WEBP" and not WebPImagePlugin.SUPPORTED:
         raise ImageError("unsupported image format (WEBP): this Pillow was built without WebP")
     with _pil_errors(fmt, data):
@@ -263,7 +278,8 @@ def _pil_errors(fmt: str, data: bytes) -> Iterator[None]:
     except _PIL_ERRORS as e:
         message = str(e)
         # Pillow words running out of data in many ways; a missing end marker settles the rest.
-        if (isinstance(e, EOFError | struct.error) or "truncated" in message.lower()
+        lower = message.lower()
+        if (isinstance(e, EOFError | struct.error) or "truncated" in lower or "end of file" in lower
                 or _lacks_end(data, fmt)):
             raise ImageError(f"truncated {fmt}") from e
         raise ImageError(f"corrupt {fmt} ({message[:100] or type(e).__name__})") from e

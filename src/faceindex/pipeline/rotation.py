@@ -23,8 +23,17 @@ shared/faces the turned true faces scored 1.36-2.24 with dlib HOG and the one fa
 
 
 def rotate(image: np.ndarray, turns: int) -> np.ndarray:
-    """The image turned `turns` quarter turns counter-clockwise, as a C-contiguous array (dlib needs one)."""
-    return np.ascontiguousarray(np.rot90(image, turns))
+    """The image turned `turns` quarter turns counter-clockwise, as a fresh array with plain C strides.
+
+    dlib checks the strides themselves, not numpy's contiguity flag: `np.ascontiguousarray` returns the
+    rotated view unchanged when an axis has length 1 (numpy ignores the stride of such an axis), and a
+    1-pixel-high photo turned then reached dlib with a negative column stride (a RuntimeError). A new array
+    always has the plain strides; the copy costs what ascontiguousarray's copy cost on every other photo.
+    """
+    turned = np.rot90(image, turns)
+    out = np.empty(turned.shape, dtype=image.dtype)
+    out[...] = turned
+    return out
 
 
 def unrotate_point(x: float, y: float, turns: int, width: int, height: int) -> tuple[float, float]:
