@@ -195,7 +195,7 @@ def test_thumbnail_and_crop_are_reencoded_jpegs(svc):
 
 
 def test_a_tampered_catalog_path_never_serves_other_files(svc, tmp_path):
-    """Photos are re-encoded from decoded pixels: a catalog path pointing at a secret file yields an error."""
+    """A catalog path pointing at another file is refused (410: not the catalogued photo), never served."""
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0:top secret\n")
     image_id = svc.client.get("/api/v1/images", headers=svc.auth("admin")).json()["items"][0]["id"]
@@ -204,7 +204,7 @@ def test_a_tampered_catalog_path_never_serves_other_files(svc, tmp_path):
     conn.execute("UPDATE images SET uri = ? WHERE id = ?", (str(secret), image_id))
     try:
         served = svc.client.get(f"/api/v1/images/{image_id}/thumbnail", headers=svc.auth("admin"))
-        assert served.status_code == 422 and served.json()["error"]["code"] == "bad_image"
+        assert served.status_code == 410 and served.json()["error"]["code"] == "photo_changed"
         assert "top secret" not in served.text
         conn.execute("UPDATE images SET uri = ? WHERE id = ?", (str(tmp_path / "gone.jpg"), image_id))
         gone = svc.client.get(f"/api/v1/images/{image_id}/thumbnail", headers=svc.auth("admin"))

@@ -193,12 +193,15 @@ def test_one_time_login_link(tmp_path):
         assert again and again != token
         from fastapi.testclient import TestClient
 
+        with TestClient(service.client.app) as stale:
+            # issue 9 item 15: a newer link ends the older one (it may sit in a scroll-back or a log)
+            assert login(stale, token=token).status_code == 401
         with TestClient(service.client.app) as browser:
-            entered = login(browser, token=token)
+            entered = login(browser, token=again)
             assert entered.status_code == 303 and entered.headers["location"] == "/search"
             assert browser.get("/api/v1/me").json()["role"] == "admin"
         with TestClient(service.client.app) as other:
-            assert login(other, token=token).status_code == 401  # one time only
+            assert login(other, token=again).status_code == 401  # one time only
         assert keys.bootstrap_login() is None  # the admin key has been used: no more links
     finally:
         service.close()

@@ -57,22 +57,23 @@ def test_enrol_consent_and_withdrawal_erases(svc, faces_dir):
     assert enrolled.json()["subject"]["consent"] == "given" and enrolled.json()["linked"] == obama
     listed = client.get("/api/v1/subjects", headers=officer(svc)).json()
     assert [s["name"] for s in listed] == ["B. Obama"] and listed[0]["jurisdictions"] == ["US-IL"]
-    detail = client.get("/api/v1/subjects/B. Obama", headers=officer(svc)).json()
+    subject_id = listed[0]["id"]  # URLs carry the subject's id, never its name (issue 9 item 14)
+    detail = client.get(f"/api/v1/subjects/{subject_id}", headers=officer(svc)).json()
     assert detail["face_ids"] == obama and detail["consents"][0]["evidence"] == "form-7"
-    assert client.get("/api/v1/subjects/nobody", headers=officer(svc)).status_code == 404
+    assert client.get("/api/v1/subjects/99999", headers=officer(svc)).status_code == 404
     assert client.post("/api/v1/subjects", headers=officer(svc),
                        json={"name": "x", "face_ids": [99999]}).status_code == 404
     hit = client.post("/api/v1/search", headers=svc.auth("admin"), data={"purpose": "check"},
                       files={"photo": ("p.jpg", probe(faces_dir, "Barack_Obama").read_bytes())}).json()
     assert hit["faces"][0]["candidates"][0]["subject"] == "B. Obama"
-    withdrawn = client.post("/api/v1/subjects/B. Obama/consent", headers=officer(svc),
+    withdrawn = client.post(f"/api/v1/subjects/{subject_id}/consent", headers=officer(svc),
                             json={"status": "withdrawn", "evidence": "letter-9"})
     assert withdrawn.status_code == 200, withdrawn.text
     body = withdrawn.json()
     assert body["status"] == "withdrawn" and body["erasure"]["faces"] == len(obama) and body["erasure"]["complete"]
     assert body["subject"]["faces"] == 0 and body["subject"]["consent"] == "withdrawn"
     assert not any(n.startswith("Barack_Obama") for n in top_names(svc, probe(faces_dir, "Barack_Obama")))
-    bad = client.post("/api/v1/subjects/B. Obama/consent", headers=officer(svc), json={"status": "maybe"})
+    bad = client.post(f"/api/v1/subjects/{subject_id}/consent", headers=officer(svc), json={"status": "maybe"})
     assert bad.status_code == 422
 
 
@@ -114,6 +115,9 @@ def test_selfie_erasure_is_planned_reviewed_then_executed(svc, faces_dir):
     assert plan["route"] == "selfie" and plan["faces"] >= 1 and plan["matches"]
     assert all(uploaded_as(m["path"]).startswith("Jennifer_Aniston") for m in plan["matches"])
     wider = upload(svc, path, {"case": "ERASE-3", "expand": "true"}, "/api/v1/erasures/plans/selfie").json()
+    # The newest plan request of a key ends its earlier plans (issue 9 item 3): plan again to confirm this one.
+    assert client.post(f"/api/v1/erasures/plans/{plan['plan_id']}", headers=officer(svc)).status_code == 404
+    plan = upload(svc, path, {"case": "ERASE-3"}, "/api/v1/erasures/plans/selfie").json()
     assert {m["face_id"] for m in plan["matches"]} <= {m["face_id"] for m in wider["matches"]}
     assert all(uploaded_as(m["path"]).startswith("Jennifer_Aniston") for m in wider["matches"])
     assert all(m["via"] is None for m in plan["matches"])

@@ -1,4 +1,4 @@
-"""The FastAPI application: REST API under /api/v1, web pages, local API docs, one Engine behind a lock.
+"""The FastAPI application: REST API under /api/v1, web pages, local API docs, one Engine behind a read/write gate.
 
 `create_app(engine_or_settings)` is the one factory: `faceindex serve` and the tests both call it.
 """
@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -32,10 +33,13 @@ from faceindex.service import (
 from faceindex.service.auth import Require
 from faceindex.service.config import ServiceConfig
 from faceindex.service.errors import error_body, install_error_handlers
+from faceindex.service.guard import AuthFirstMiddleware
 from faceindex.service.job_records import JobRecords
 from faceindex.service.jobs import JobManager
 from faceindex.service.logs import AccessLogMiddleware
+from faceindex.service.shared import sweep
 from faceindex.service.state import EngineGate, RateLimiter, SearchGrants, ServiceState
+from faceindex.service.storage import ServiceDB
 from faceindex.store.catalog import Catalog
 
 PACKAGE_DIR = Path(str(resources.files("faceindex.service")))
@@ -180,7 +184,10 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     engine.start_writes()  # the service's start-up: resume erasures, retention purge (idempotent)
     config = config or ServiceConfig()
     jobs = JobManager(engine.settings, records=JobRecords(Catalog(engine.catalog.path)))  # resumes unfinished jobs
-    state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs,
+    state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs, db=ServiceDB(engine.catalog.path),
+                         decodes=threading.BoundedSemaphore(config.max_concurrent_decodes),
+                         anon_limiter=RateLimiter(config.anonymous_per_minute,
+                                                  max(10, int(2 * config.anonymous_per_minute))),
                          limiter=RateLimiter(config.rate_per_minute, config.rate_burst),
                          login_limiter=RateLimiter(config.login_per_minute, max(3, int(config.login_per_minute))),
                          failure_limiter=RateLimiter(config.auth_failures_per_minute,
@@ -191,8 +198,9 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     async def lifespan(app: FastAPI):
         yield
         state.jobs.shutdown()
+        state.db.close()
         if state.owns_engine:
-            with state.gate.use() as held:
+            with state.gate.write() as held:
                 held.close()
 
     app = FastAPI(title="faceindex", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -212,9 +220,11 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     install_error_handlers(app)
     app.openapi = _openapi_with_security(app)
     # Photos the service kept for images erased while it was down (e.g. `faceindex forget`) go now.
-    routes_collections.sweep(state)
-    # Outermost first: the access log sees the final status; limits run before any route touches the body.
+    sweep(state)
+    # Added innermost first: the access log sees the final status; credentials and limits are checked before
+    # any route touches the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
+    app.add_middleware(AuthFirstMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from faceindex.errors import AuthError, ForbiddenError
 from faceindex.service.errors import CsrfError, RateLimitedError
-from faceindex.service.keys import ROLES, ApiKey
+from faceindex.service.keys import ROLES, ApiKey, KeyStore
 from faceindex.service.state import get_state
 
 SESSION_COOKIE = "fi_session"
@@ -73,26 +73,41 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def presents_credentials(request: Request) -> bool:
+    return presented_key(request) is not None or bool(request.cookies.get(SESSION_COOKIE))
+
+
+def client_address(request: Request) -> str:
+    """The peer address that per-address limits count against.
+
+    It is the TCP peer as the ASGI server reports it. `X-Forwarded-For` is honoured only by the server,
+    and only from proxies listed in `trusted_proxies` (see service.server.uvicorn_options): any client can
+    write that header, so trusting it by default would let one address pose as many.
+    """
+    return request.client.host if request.client else "unknown"
+
+
 def _lookup(request: Request) -> Principal | None:
-    """Resolve the request's credentials (blocking: reads the catalog); None when it presents none."""
+    """Resolve the request's credentials (blocking: reads the key tables on this thread's own connection,
+    never waiting for the engine); None when it presents none."""
     state = get_state(request)
     secret = presented_key(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if secret is None and not cookie:
         return None
-    with state.gate.keys() as keys:
-        if secret is not None:
-            key: ApiKey | None = keys.authenticate(secret)
-            if key is None:
-                raise AuthError("invalid or revoked API key")
-            keys.touch(key)
-            return Principal(key.id, key.name, key.role, "key")
-        found = keys.session(cookie)
-        if found is None:
-            raise AuthError("session expired or logged out; log in again")
-        key, csrf = found
+    keys = KeyStore(state.db.catalog())
+    if secret is not None:
+        key: ApiKey | None = keys.authenticate(secret)
+        if key is None:
+            raise AuthError("invalid or revoked API key")
         keys.touch(key)
-        return Principal(key.id, key.name, key.role, "session", csrf)
+        return Principal(key.id, key.name, key.role, "key")
+    found = keys.session(cookie)
+    if found is None:
+        raise AuthError("session expired or logged out; log in again")
+    key, csrf = found
+    keys.touch(key)
+    return Principal(key.id, key.name, key.role, "session", csrf)
 
 
 async def current_principal(request: Request) -> Principal | None:
@@ -105,8 +120,7 @@ async def current_principal(request: Request) -> Principal | None:
         try:
             request.state.principal = await run_in_threadpool(_lookup, request)
         except AuthError:
-            client = request.client.host if request.client else "unknown"
-            wait = get_state(request).failure_limiter.take(f"ip:{client}")
+            wait = get_state(request).failure_limiter.take(f"ip:{client_address(request)}")
             if wait:
                 raise RateLimitedError(f"too many failed authentications; retry in {wait:.0f} s", wait) from None
             raise

@@ -22,13 +22,29 @@ class ServiceConfig(BaseSettings):
     )
     max_upload_bytes: int = Field(20 * 2**20, ge=1024, description="Largest single uploaded photo (bytes).")
     max_upload_pixels: int = Field(
-        50_000_000, ge=1, description="Largest uploaded photo in pixels (width x height read from the header)."
+        25_000_000, ge=1, description="Largest uploaded photo in pixels (width x height read from the header, "
+        "before any pixel is decoded). A PNG cannot be decoded at reduced size, so this bounds the memory one "
+        "upload takes (about 3 bytes a pixel, several copies): 25 MP holds a 24 MP camera photo.",
+    )
+    max_concurrent_decodes: int = Field(
+        2, ge=1, description="Photos decoded at once (searches, verifications, selfies, thumbnails, crops); more "
+        "wait their turn. With max_upload_pixels this bounds the memory decoding can take.",
     )
     max_files_per_upload: int = Field(200, ge=1, description="Most photos in one ingest upload request.")
     rate_per_minute: float = Field(
-        600.0, gt=0, description="Sustained requests per minute allowed per API key (token bucket refill rate)."
+        120.0, gt=0, description="Sustained requests per minute allowed per API key (token bucket refill rate). "
+        "Kept well below what one server answers (about 500 searches a minute measured on a 2-core machine, "
+        "see BENCHMARKS.md) so that one key cannot take the whole server.",
     )
-    rate_burst: int = Field(120, ge=1, description="Requests a key may make at once before the rate applies.")
+    rate_burst: int = Field(30, ge=1, description="Requests a key may make at once before the rate applies.")
+    anonymous_per_minute: float = Field(
+        120.0, gt=0, description="Requests without credentials per minute per client address (login page, "
+        "static pages, refused calls); twice as many may come at once; more get 429.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses of reverse proxies whose X-Forwarded-For header names the "
+        "client. Empty (the default): the header is ignored and the TCP peer is the client.",
+    )
     login_per_minute: float = Field(
         20.0, gt=0, description="Login attempts per minute per client address (guards the login form)."
     )

@@ -46,6 +46,13 @@ class UploadTooLargeError(FaceIndexError):
     http_status = 413
 
 
+class PhotoChangedError(FaceIndexError):
+    """A catalogued photo file that is no longer the one indexed (replaced, or a symlink put in its place)."""
+
+    code = "photo_changed"
+    http_status = 410
+
+
 class CsrfError(ForbiddenError):
     """A state-changing browser request without the session's CSRF token."""
 
@@ -53,7 +60,7 @@ class CsrfError(ForbiddenError):
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "upload_too_large", 415: "unsupported_media_type",
+               405: "method_not_allowed", 410: "gone", 413: "upload_too_large", 415: "unsupported_media_type",
                422: "invalid_input", 429: "rate_limited"}
 
 
@@ -78,6 +85,11 @@ def _respond(request: Request, status: int, code: str, message: str, headers: di
     return templates.TemplateResponse(request, "error.html", {"status": status, "code": code, "message": message,
                                                               "principal": getattr(request.state, "principal", None)},
                                       status_code=status, headers=headers)
+
+
+def error_response(request: Request, exc: FaceIndexError) -> Response:
+    """The response for an error raised outside the routes (e.g. by a middleware), as the handlers give it."""
+    return _respond(request, exc.http_status, exc.code, exc.message, getattr(exc, "headers", None))
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from faceindex.errors import ConflictError, InvalidInputError, NotFoundError
-from faceindex.privacy.audit import AuditEvent
-from faceindex.store.catalog import utcnow
+from faceindex.privacy.audit import AuditEvent, AuditLog
+from faceindex.service import storage
+from faceindex.store.catalog import Catalog, utcnow
 
 if TYPE_CHECKING:
     from faceindex.engine import Engine
@@ -59,11 +60,20 @@ class ApiKey:
 
 
 class KeyStore:
-    """Key, session and login-link records over the engine's catalog (call it with the engine lock held)."""
+    """Key, session and login-link records (SQL in service/storage.py), over an engine or a bare catalog.
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self.conn = engine.catalog.conn
+    Given an Engine, key creation and revocation are audited under the engine's actor in the same
+    transaction. Given a Catalog (a request thread's own connection, see storage.ServiceDB), it serves the
+    hot path (authenticate, sessions, login links) without touching the engine; changes made through it
+    are audited with actor `service` unless one is passed.
+    """
+
+    def __init__(self, owner: Engine | Catalog, actor: str | None = None):
+        if isinstance(owner, Catalog):
+            self.catalog, self.actor = owner, actor or "service"
+        else:
+            self.catalog, self.actor = owner.catalog, actor or owner.actor
+        self.audit = AuditLog(self.catalog)
 
     # -- keys -------------------------------------------------------------------------------
     def create(self, name: str, role: str) -> tuple[ApiKey, str]:
@@ -74,27 +84,24 @@ class KeyStore:
         if role not in ROLES:
             raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        catalog = self.engine.catalog
-        with catalog.transaction():
+        with self.catalog.transaction():
             try:
-                cur = self.conn.execute(
-                    "INSERT INTO api_keys (name, role, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (name, role, hash_secret(secret), secret[:10] + "…", utcnow()))
+                key_id = storage.insert_key(self.catalog, name, role, hash_secret(secret), secret[:10] + "…",
+                                            utcnow())
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(f"a key named {name!r} already exists") from exc
-            self.engine.audit.record(AuditEvent("key.create", actor=self.engine.actor,
-                                                params={"name": name, "role": role}))
-        return self.get(int(cur.lastrowid)), secret
+            self.audit.record(AuditEvent("key.create", actor=self.actor, params={"name": name, "role": role}))
+        return self.get(key_id), secret
 
     def list(self) -> list[ApiKey]:
-        return [ApiKey.from_row(r) for r in self.conn.execute("SELECT * FROM api_keys ORDER BY id")]
+        return [ApiKey.from_row(r) for r in storage.keys(self.catalog)]
 
     def get(self, ref: int | str) -> ApiKey:
         """A key by id or by name."""
         if isinstance(ref, int) or str(ref).isdigit():
-            row = self.conn.execute("SELECT * FROM api_keys WHERE id = ?", (int(ref),)).fetchone()
+            row = storage.key_by_id(self.catalog, int(ref))
         else:
-            row = self.conn.execute("SELECT * FROM api_keys WHERE name = ?", (str(ref),)).fetchone()
+            row = storage.key_by_name(self.catalog, str(ref))
         if row is None:
             raise NotFoundError(f"no API key {ref!r}")
         return ApiKey.from_row(row)
@@ -104,24 +111,21 @@ class KeyStore:
         key = self.get(ref)
         if not key.active:
             return key
-        with self.engine.catalog.transaction():
-            self.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (utcnow(), key.id))
-            self.conn.execute("DELETE FROM web_sessions WHERE key_id = ?", (key.id,))
-            self.conn.execute("DELETE FROM login_tokens WHERE key_id = ?", (key.id,))
-            self.engine.audit.record(AuditEvent("key.revoke", actor=self.engine.actor,
-                                                params={"name": key.name, "role": key.role}))
+        with self.catalog.transaction():
+            storage.revoke_key(self.catalog, key.id, utcnow())
+            self.audit.record(AuditEvent("key.revoke", actor=self.actor, params={"name": key.name, "role": key.role}))
         return self.get(key.id)
 
-    def count_active(self, role: str | None = None) -> int:
-        sql = "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL"
-        return self.engine.catalog.count(sql + (" AND role = ?" if role else ""), (role,) if role else ())
+    def count_active(self, role: str | None = None, *, held_secrets_only: bool = False) -> int:
+        """Active keys (of one role). `held_secrets_only` leaves out the `initial-admin` key made at the first
+        start, whose secret was never shown to anyone: it must not count as an admin able to use the API."""
+        return storage.count_active_keys(self.catalog, role, except_name=BOOTSTRAP_NAME if held_secrets_only else None)
 
     def authenticate(self, secret: str) -> ApiKey | None:
         """The active key with this secret, or None."""
         if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
             return None
-        row = self.conn.execute("SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-                                (hash_secret(secret),)).fetchone()
+        row = storage.active_key_by_hash(self.catalog, hash_secret(secret))
         return ApiKey.from_row(row) if row else None
 
     def touch(self, key: ApiKey) -> None:
@@ -129,59 +133,46 @@ class KeyStore:
         now = datetime.now(UTC)
         if key.last_used_at and datetime.fromisoformat(key.last_used_at) > now - timedelta(minutes=5):
             return
-        self.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?",
-                          (now.isoformat(timespec="seconds"), key.id))
+        storage.touch_key(self.catalog, key.id, now.isoformat(timespec="seconds"))
 
     # -- browser sessions -------------------------------------------------------------------
     def open_session(self, key: ApiKey, hours: float) -> tuple[str, str]:
         """Start a session for a key; returns (cookie token, CSRF token)."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self.engine.catalog.transaction():
-            self.conn.execute("DELETE FROM web_sessions WHERE expires_at < ?", (utcnow(),))
-            self.conn.execute("INSERT INTO web_sessions VALUES (?, ?, ?, ?, ?)",
-                              (hash_secret(token), key.id, csrf, utcnow(), _later(hours)))
+        storage.insert_session(self.catalog, hash_secret(token), key.id, csrf, utcnow(), _later(hours))
         return token, csrf
 
     def session(self, token: str) -> tuple[ApiKey, str] | None:
         """(key, CSRF token) of a live session whose key is not revoked, or None."""
         if not token or len(token) > 200:
             return None
-        row = self.conn.execute(
-            "SELECT k.*, s.csrf_token FROM web_sessions s JOIN api_keys k ON k.id = s.key_id"
-            " WHERE s.token_hash = ? AND s.expires_at > ? AND k.revoked_at IS NULL",
-            (hash_secret(token), utcnow())).fetchone()
+        row = storage.live_session(self.catalog, hash_secret(token), utcnow())
         return (ApiKey.from_row(row), row["csrf_token"]) if row else None
 
     def close_session(self, token: str) -> None:
-        self.conn.execute("DELETE FROM web_sessions WHERE token_hash = ?", (hash_secret(token),))
+        storage.delete_session(self.catalog, hash_secret(token))
 
     # -- one-time login links ---------------------------------------------------------------
     def issue_login_token(self, key: ApiKey, hours: float = 24.0) -> str:
+        """A fresh one-time login link token for a key; every earlier unused link of that key stops working."""
         token = secrets.token_urlsafe(32)
-        self.conn.execute("INSERT INTO login_tokens VALUES (?, ?, ?, ?, NULL)",
-                          (hash_secret(token), key.id, utcnow(), _later(hours)))
+        storage.replace_login_token(self.catalog, hash_secret(token), key.id, utcnow(), _later(hours))
         return token
 
     def redeem_login_token(self, token: str) -> ApiKey | None:
-        """The key a login token stands for, marking the token used; None if unknown, used or expired."""
+        """The key a login token stands for, marking it used (and the key's other links dead); None if unknown,
+        used or expired."""
         if not token or len(token) > 200:
             return None
-        with self.engine.catalog.transaction():
-            row = self.conn.execute(
-                "SELECT k.* FROM login_tokens t JOIN api_keys k ON k.id = t.key_id WHERE t.token_hash = ?"
-                " AND t.used_at IS NULL AND t.expires_at > ? AND k.revoked_at IS NULL",
-                (hash_secret(token), utcnow())).fetchone()
-            if row is None:
-                return None
-            self.conn.execute("UPDATE login_tokens SET used_at = ? WHERE token_hash = ?",
-                              (utcnow(), hash_secret(token)))
-        return ApiKey.from_row(row)
+        row = storage.redeem_login_token(self.catalog, hash_secret(token), utcnow())
+        return ApiKey.from_row(row) if row else None
 
     def bootstrap_login(self) -> str | None:
         """A one-time admin login token to print on the console, or None when keys are already in use.
 
         A store without keys gets an admin key named `initial-admin`. Until that key has been used and
-        while it is the only admin, every start issues a fresh link, so a missed link is not a lock-out.
+        while it is the only admin, every start issues a fresh link (ending the previous one), so a missed
+        link is not a lock-out and an old link found in a scroll-back or log is worthless.
         """
         keys = self.list()
         if not keys:

@@ -1,15 +1,19 @@
 """Thumbnails and face crops, always re-encoded from decoded pixels.
 
-The service never streams a stored file's bytes: it decodes the photo through the same guarded decoder
-as ingest (format sniffed, bomb limit) and encodes fresh JPEG pixels. So a catalog path that now points
-at something else cannot leak that file, and EXIF metadata (GPS position, camera serial) never leaves.
+The service never streams a stored file's bytes: it reads the file only if it is still the catalogued one
+(`catalogued_bytes`), decodes it through the same guarded decoder as ingest (format sniffed, bomb limit)
+and encodes fresh JPEG pixels. So a catalog path that now points at something else cannot leak that file,
+and EXIF metadata (GPS position, camera serial) never leaves.
 Nothing is cached on disk, so erasing an image leaves no thumbnail behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,13 +23,34 @@ from faceindex.config import Settings
 from faceindex.errors import NotFoundError
 from faceindex.pipeline.decode import decode_image
 from faceindex.pipeline.types import Box
+from faceindex.service.errors import PhotoChangedError
 
 
-def photo_path(uri: str) -> Path:
+def catalogued_bytes(uri: str, sha256: str | None, max_bytes: int) -> bytes:
+    """The bytes of a catalogued photo, only if the file is still the one indexed; else 404 or 410.
+
+    A file swapped after ingest (a symlink put in its place, a folder on its path replaced by a link,
+    other content written over it) must not show another photo under this record: the path must resolve
+    to itself (no symlink anywhere on it), the final component is opened without following links, and the
+    bytes read must hash to the sha256 recorded at ingest. Reading once and decoding those same bytes
+    leaves no window between the check and the use.
+    """
     path = Path(uri)
-    if not path.is_file():
-        raise NotFoundError("the photo file is no longer on disk")
-    return path
+    try:
+        if os.path.realpath(path) != str(path):
+            raise PhotoChangedError("the photo's path now leads elsewhere (a symlink); not shown")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError as exc:
+        raise NotFoundError("the photo file is no longer on disk") from exc
+    except OSError as exc:  # ELOOP: the file itself was replaced by a symlink
+        raise PhotoChangedError("the photo file was replaced since it was indexed; not shown") from exc
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise PhotoChangedError("the photo path is no longer a regular file; not shown")
+        data = handle.read(max_bytes + 1)
+    if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
+        raise PhotoChangedError("the photo file changed since it was indexed; not shown (re-ingest it)")
+    return data
 
 
 def _encode(img: Image.Image) -> bytes:
@@ -45,9 +70,9 @@ def _obscure(img: Image.Image, box: tuple[int, int, int, int]) -> None:
     img.paste(region, box)
 
 
-def thumbnail(uri: str, settings: Settings, max_side: int, obscure: Sequence[Box] = ()) -> bytes:
+def thumbnail(data: bytes, settings: Settings, max_side: int, obscure: Sequence[Box] = ()) -> bytes:
     """An upright JPEG of the photo, longest side at most `max_side`; boxes in `obscure` are made unrecognisable."""
-    decoded = decode_image(str(photo_path(uri)), max_pixels=settings.max_pixels, max_bytes=settings.max_bytes,
+    decoded = decode_image(data, max_pixels=settings.max_pixels, max_bytes=settings.max_bytes,
                            detect_max_side=max_side)
     img = Image.fromarray(decoded.detection)
     for box in obscure:
@@ -58,7 +83,7 @@ def thumbnail(uri: str, settings: Settings, max_side: int, obscure: Sequence[Box
     return _encode(img)
 
 
-def face_crop(uri: str, settings: Settings, box: Box, width: int, height: int, out_side: int = 256,
+def face_crop(data: bytes, settings: Settings, box: Box, width: int, height: int, out_side: int = 256,
               margin: float = 0.3) -> bytes:
     """A JPEG of one face with `margin` (fraction of the box) around it, about `out_side` px on its long side.
 
@@ -70,7 +95,7 @@ def face_crop(uri: str, settings: Settings, box: Box, width: int, height: int, o
     region_side = max(region[2] - region[0], region[3] - region[1], 1)
     shrink = max(1.0, region_side / out_side)
     detect_side = max(16, math.ceil(max(width, height) / shrink))
-    decoded = decode_image(str(photo_path(uri)), max_pixels=settings.max_pixels, max_bytes=settings.max_bytes,
+    decoded = decode_image(data, max_pixels=settings.max_pixels, max_bytes=settings.max_bytes,
                            detect_max_side=detect_side)
     img = Image.fromarray(decoded.detection)
     crop = img.crop(tuple(round(v / decoded.scale) for v in region))

@@ -20,13 +20,16 @@ from faceindex.service.schemas import (
     MePublic,
     StatsPublic,
 )
+from faceindex.store import reads
 
 router = APIRouter(prefix="/api/v1")
 
 
 @router.get("/health", response_model=HealthPublic, tags=["meta"])
-def health():
-    """Liveness check; needs no key and tells nothing about the store."""
+async def health():
+    """Liveness check; needs no key and tells nothing about the store.
+
+    `async` on purpose: it answers on the event loop, not in the thread pool that searches may fill."""
     return HealthPublic(status="ok", version=__version__)
 
 
@@ -39,7 +42,7 @@ def me(principal: AnyRole):
 @router.get("/stats", response_model=StatsPublic, tags=["meta"], responses=ERRORS)
 def stats(principal: CanStats, state: StateDep):
     """Counts of collections, images, faces and skipped files; the model and the index type."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         return engine.stats()
 
 
@@ -48,16 +51,16 @@ def audit_events(principal: CanAudit, state: StateDep, action: str | None = None
                  after: Annotated[int, Query(ge=0, description="Only events with a larger sequence number.")] = 0,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 200):
     """Audit events in order. Events record who did what, why and how many, never a photo or faceprint."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         return [e.to_dict() for e in engine.audit.events(action=action, after=after, limit=limit)]
 
 
 @router.get("/audit/verify", response_model=AuditVerifyPublic, tags=["audit"], responses=ERRORS)
 def audit_verify(principal: CanAudit, state: StateDep):
     """Check the hash chain: any edited, deleted, inserted or reordered event is reported."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         problems = engine.audit.verify()
-        events = engine.catalog.count("SELECT count(*) FROM audit_events")
+        events = reads.audit_count(engine.catalog)
         head = engine.catalog.get_meta("audit_head")
     return AuditVerifyPublic(ok=not problems, events=events, head=head, problems=problems)
 
@@ -65,14 +68,14 @@ def audit_verify(principal: CanAudit, state: StateDep):
 @router.get("/keys", response_model=list[KeyPublic], tags=["keys"], responses=ERRORS)
 def list_keys(principal: CanKeys, state: StateDep):
     """Every API key (active and revoked) with its role; never a secret or a hash."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         return [KeyPublic(**k.__dict__, active=k.active) for k in KeyStore(engine).list()]
 
 
 @router.post("/keys", response_model=KeyCreatedPublic, status_code=201, tags=["keys"], responses=ERRORS)
 def create_key(body: KeyCreate, principal: CanKeys, state: StateDep):
     """Create a key. The response holds the secret once; only its hash is stored."""
-    with state.gate.use(principal) as engine:
+    with state.gate.write(principal) as engine:
         key, secret = KeyStore(engine).create(body.name, body.role)
     return KeyCreatedPublic(**key.__dict__, active=key.active, key=secret)
 
@@ -80,7 +83,7 @@ def create_key(body: KeyCreate, principal: CanKeys, state: StateDep):
 @router.delete("/keys/{key_id}", response_model=KeyPublic, tags=["keys"], responses={**ERRORS, **NOT_FOUND})
 def revoke_key(key_id: int, principal: CanKeys, state: StateDep):
     """Revoke a key: its requests and browser sessions stop working at once."""
-    with state.gate.use(principal) as engine:
+    with state.gate.write(principal) as engine:
         keys = KeyStore(engine)
         target = keys.get(key_id)
         if target.id == principal.key_id and target.active and keys.count_active("admin") == 1:

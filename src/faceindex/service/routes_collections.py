@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import pathlib
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Path, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.engine import Engine
 from faceindex.errors import InvalidInputError, NotFoundError, PolicyError
 from faceindex.service.deps import (
     ERRORS,
@@ -20,58 +19,53 @@ from faceindex.service.deps import (
     StateDep,
 )
 from faceindex.service.schemas import CollectionCreate, CollectionPublic, DeletedPublic, FolderCreate, JobPublic
+from faceindex.service.shared import collection_public, find_collection, sweep
 from faceindex.service.state import ServiceState
-from faceindex.service.uploads import read_upload, save_uploads, sweep_uploads
-from faceindex.store.catalog import Collection
+from faceindex.service.uploads import read_upload, save_uploads
+from faceindex.store import reads
 
 router = APIRouter(prefix="/api/v1", tags=["collections"], responses=ERRORS)
-
-
-def collection_public(engine: Engine, collection: Collection) -> CollectionPublic:
-    images, faces = engine.catalog.conn.execute(
-        "SELECT count(*), coalesce(sum(n_faces), 0) FROM images WHERE collection_id = ? AND status = 'indexed'",
-        (collection.id,)).fetchone()
-    return CollectionPublic(name=collection.name, basis=collection.legal_basis, purpose=collection.purpose,
-                            jurisdictions=list(collection.jurisdictions), retention_days=collection.retention_days,
-                            owner=collection.owner, created_at=collection.created_at, images=images, faces=faces)
 
 
 @router.get("/collections", response_model=list[CollectionPublic])
 def list_collections(principal: CanReadCollections, state: StateDep):
     """Every collection with its legal basis, purpose, retention and counts."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         return [collection_public(engine, c) for c in engine.catalog.list_collections()]
 
 
 @router.post("/collections", response_model=CollectionPublic, status_code=201, responses={409: ERRORS[422]})
 def create_collection(body: CollectionCreate, principal: CanWriteCollections, state: StateDep):
     """Create a collection; its legal basis and purpose are recorded in the audit log."""
-    with state.gate.use(principal) as engine:
+    with state.gate.write(principal) as engine:
         collection = engine.create_collection(body.name, body.basis, body.purpose, jurisdictions=body.jurisdictions,
                                               retention_days=body.retention_days, owner=body.owner or principal.name)
         return collection_public(engine, collection)
 
 
-@router.get("/collections/{name}", response_model=CollectionPublic, responses=NOT_FOUND)
-def get_collection(name: str, principal: CanReadCollections, state: StateDep):
-    with state.gate.use(principal) as engine:
-        return collection_public(engine, engine.catalog.get_collection(name))
+REF = "Collection id (digits), or its name."
 
 
-@router.delete("/collections/{name}", response_model=DeletedPublic, responses=NOT_FOUND)
-def delete_collection(name: str, principal: CanWriteCollections, state: StateDep):
+@router.get("/collections/{ref}", response_model=CollectionPublic, responses=NOT_FOUND)
+def get_collection(ref: Annotated[str, Path(description=REF)], principal: CanReadCollections, state: StateDep):
+    with state.gate.read(principal) as engine:
+        return collection_public(engine, find_collection(engine, ref))
+
+
+@router.delete("/collections/{ref}", response_model=DeletedPublic, responses=NOT_FOUND)
+def delete_collection(ref: Annotated[str, Path(description=REF)], principal: CanWriteCollections, state: StateDep):
     """Delete a collection with every image and face in it (faceprints leave the index file too)."""
-    with state.gate.use(principal) as engine:
-        collection = engine.catalog.get_collection(name)
-        images = engine.catalog.count("SELECT count(*) FROM images WHERE collection_id = ?", (collection.id,))
-        faces = engine.remove_collection(name)
+    with state.gate.write(principal) as engine:
+        collection = find_collection(engine, ref)
+        images = reads.collection_image_count(engine.catalog, collection.id)
+        faces = engine.remove_collection(collection.name)
     sweep(state)
     return DeletedPublic(images_removed=images, faces_removed=faces)
 
 
-@router.post("/collections/{name}/uploads", response_model=JobPublic, status_code=202,
+@router.post("/collections/{ref}/uploads", response_model=JobPublic, status_code=202,
              responses={**NOT_FOUND, **UPLOAD_ERRORS})
-async def upload_photos(name: str, principal: CanIngest, state: StateDep,
+async def upload_photos(ref: Annotated[str, Path(description=REF)], principal: CanIngest, state: StateDep,
                         files: Annotated[list[UploadFile], File(description="Photos to index.")]):
     """Upload photos into a collection; they are indexed by a background job whose progress you poll.
 
@@ -86,15 +80,15 @@ async def upload_photos(name: str, principal: CanIngest, state: StateDep,
     uploads = [await read_upload(f, config) for f in files]
 
     def store_and_queue():
-        with state.gate.use(principal) as engine:
-            collection = engine.catalog.get_collection(name)
+        with state.gate.write(principal) as engine:
+            collection = find_collection(engine, ref)
             paths = save_uploads(engine.settings.store, collection.id, uploads)
             return state.jobs.submit("upload", collection.name, paths, principal.actor)
 
     return (await run_in_threadpool(store_and_queue)).to_dict()
 
 
-def allowed_folder(state: ServiceState, raw: str) -> Path:
+def allowed_folder(state: ServiceState, raw: str) -> pathlib.Path:
     """The resolved path if it lies inside a configured allowed folder; refuses anything else.
 
     Resolving first (symlinks, `..`) and then checking containment is what stops path traversal.
@@ -104,25 +98,26 @@ def allowed_folder(state: ServiceState, raw: str) -> Path:
     if "\x00" in raw:
         raise InvalidInputError("invalid path")
     try:
-        path = Path(raw).expanduser().resolve(strict=True)
+        path = pathlib.Path(raw).expanduser().resolve(strict=True)
     except (OSError, RuntimeError) as exc:
         raise NotFoundError(f"no such folder or file on the server: {raw}") from exc
     for root in state.config.allowed_folders:
-        if path.is_relative_to(Path(root).expanduser().resolve()):
+        if path.is_relative_to(pathlib.Path(root).expanduser().resolve()):
             return path
     raise PolicyError(f"{raw} is outside the folders this server allows for ingest")
 
 
-@router.post("/collections/{name}/folders", response_model=JobPublic, status_code=202, responses=NOT_FOUND)
-def register_folder(name: str, body: FolderCreate, principal: CanIngest, state: StateDep):
+@router.post("/collections/{ref}/folders", response_model=JobPublic, status_code=202, responses=NOT_FOUND)
+def register_folder(ref: Annotated[str, Path(description=REF)], body: FolderCreate, principal: CanIngest,
+                    state: StateDep):
     """Index a folder on the server (recursively) into a collection, as a background job.
 
     The folder must lie inside one of the service's allowed folders (`--allow-folder`); photos stay where
     they are and the catalog records their paths as provenance.
     """
     path = allowed_folder(state, body.path)
-    with state.gate.use(principal) as engine:
-        collection = engine.catalog.get_collection(name)
+    with state.gate.read(principal) as engine:
+        collection = find_collection(engine, ref)
     return state.jobs.submit("folder", collection.name, [path], principal.actor).to_dict()
 
 
@@ -139,10 +134,3 @@ def get_job(job_id: str, principal: CanIngest, state: StateDep):
     if job is None:
         raise NotFoundError(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
     return job.to_dict()
-
-
-def sweep(state: ServiceState) -> int:
-    """Delete uploaded photo files that no image record refers to any more (after deletions and erasure)."""
-    with state.gate.use() as engine:
-        referenced = {r[0] for r in engine.catalog.conn.execute("SELECT uri FROM images")}
-        return sweep_uploads(engine.settings.store, referenced, state.jobs.pending_paths())

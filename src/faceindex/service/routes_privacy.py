@@ -19,11 +19,11 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.errors import NotFoundError
+from faceindex.errors import InvalidInputError, NotFoundError
+from faceindex.privacy.audit import AuditEvent
 from faceindex.privacy.erasure import ErasurePlan, ErasureResult
 from faceindex.service.auth import Principal
 from faceindex.service.deps import ERRORS, NOT_FOUND, UPLOAD_ERRORS, CanAudit, CanPrivacy, StateDep
-from faceindex.service.routes_collections import sweep
 from faceindex.service.schemas import (
     ConsentCreate,
     ConsentResultPublic,
@@ -38,6 +38,7 @@ from faceindex.service.schemas import (
     SubjectDetailPublic,
     SubjectPublic,
 )
+from faceindex.service.shared import sweep
 from faceindex.service.state import ServiceState
 from faceindex.service.uploads import read_upload
 
@@ -51,7 +52,8 @@ class PendingPlans:
     """Erasure plans awaiting confirmation, by unguessable id, for PLAN_MINUTES, bound to the key that made them.
 
     Confirming runs exactly the ids that were shown, so a face indexed between review and confirmation is
-    not erased unseen, and a selfie need not be sent twice.
+    not erased unseen, and a selfie need not be sent twice. A plan is single use, and a key has at most one
+    pending plan: the newest request (even one that failed) ends the earlier ones.
     """
 
     def __init__(self):
@@ -66,6 +68,18 @@ class PendingPlans:
             self._plans[plan_id] = (plan, key_id, now + PLAN_MINUTES * 60)
         expires = datetime.now(UTC) + timedelta(minutes=PLAN_MINUTES)
         return plan_id, expires.isoformat(timespec="seconds")
+
+    def discard(self, key_id: int) -> int:
+        """Drop every plan a key still has pending; returns how many.
+
+        Called at the start of each new plan request, before it can fail: a second try (another selfie,
+        one with no face) must never leave the first person's plan confirmable, whatever a page still shows.
+        """
+        with self._lock:
+            gone = [k for k, v in self._plans.items() if v[1] == key_id]
+            for plan_id in gone:
+                del self._plans[plan_id]
+        return len(gone)
 
     def take(self, plan_id: str, key_id: int) -> ErasurePlan:
         with self._lock:
@@ -91,25 +105,34 @@ def erasure_public(result: ErasureResult, uploads_deleted: int = 0) -> ErasureRe
 
 
 def _privacy_call(state: ServiceState, principal: Principal, fn):
-    """Run fn(engine) under the engine lock (blocking), then delete uploaded photos no record refers to."""
-    with state.gate.use(principal) as engine:
+    """Run fn(engine) under the write gate (blocking), then delete uploaded photos no record refers to."""
+    with state.gate.write(principal) as engine:
         result = fn(engine)
     return result, sweep(state)
+
+
+def _subject_name(engine, subject_id: int) -> str:
+    """The name of the subject with this id. URLs carry ids, never names: a name like `../subjects/Victim`
+    in a URL would be normalised by the browser into a request about someone else."""
+    for subject in engine.privacy.subjects.list():
+        if subject.id == subject_id:
+            return subject.name
+    raise NotFoundError(f"no subject with id {subject_id}")
 
 
 # -- subjects and consent ---------------------------------------------------------------------------
 @router.get("/subjects", response_model=list[SubjectPublic])
 def list_subjects(principal: CanPrivacy, state: StateDep):
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         return [s.to_dict() for s in engine.privacy.subjects.list()]
 
 
-@router.get("/subjects/{name}", response_model=SubjectDetailPublic)
-def get_subject(name: str, principal: CanPrivacy, state: StateDep):
+@router.get("/subjects/{subject_id}", response_model=SubjectDetailPublic)
+def get_subject(subject_id: int, principal: CanPrivacy, state: StateDep):
     """A subject with its consent history and enrolled face ids."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         subjects = engine.privacy.subjects
-        subject = subjects.get(name)
+        subject = subjects.get(_subject_name(engine, subject_id))
         return {**subject.to_dict(), "consents": subjects.consents(subject.id),
                 "face_ids": subjects.face_ids(subject.id)}
 
@@ -117,7 +140,7 @@ def get_subject(name: str, principal: CanPrivacy, state: StateDep):
 @router.post("/subjects", response_model=EnrolPublic, status_code=201)
 def enrol_subject(body: EnrolCreate, principal: CanPrivacy, state: StateDep):
     """Enrol a named subject (or add faces to one) from indexed face ids, e.g. picked on an image page."""
-    with state.gate.use(principal) as engine:
+    with state.gate.write(principal) as engine:
         result = engine.privacy.subjects.enrol(body.name, face_ids=body.face_ids, jurisdictions=body.jurisdictions,
                                                consent_evidence=body.consent_evidence,
                                                consent_scope=body.consent_scope, case=body.case)
@@ -125,11 +148,11 @@ def enrol_subject(body: EnrolCreate, principal: CanPrivacy, state: StateDep):
                        skipped=[{"path": p, "reason": r} for p, r in result.skipped])
 
 
-@router.post("/subjects/{name}/consent", response_model=ConsentResultPublic)
-def record_consent(name: str, body: ConsentCreate, principal: CanPrivacy, state: StateDep):
+@router.post("/subjects/{subject_id}/consent", response_model=ConsentResultPublic)
+def record_consent(subject_id: int, body: ConsentCreate, principal: CanPrivacy, state: StateDep):
     """Record consent given or withdrawn; a withdrawal erases the subject's faceprints at once."""
     result, swept = _privacy_call(state, principal, lambda engine: engine.privacy.subjects.consent(
-        name, body.status, evidence=body.evidence, scope=body.scope, case=body.case))
+        _subject_name(engine, subject_id), body.status, evidence=body.evidence, scope=body.scope, case=body.case))
     return ConsentResultPublic(subject=result.subject.to_dict(), status=result.status,
                                erasure=erasure_public(result.erasure, swept) if result.erasure else None)
 
@@ -144,9 +167,18 @@ def _plan_public(state: ServiceState, principal: Principal, plan: ErasurePlan, s
 
 @router.post("/erasures/plans", response_model=ErasurePlanPublic, status_code=201)
 def plan_erasure(body: ErasurePlanCreate, principal: CanPrivacy, state: StateDep):
-    """Prepare an erasure by subject, collection, jurisdiction or image id; nothing is deleted yet."""
-    with state.gate.use(principal) as engine:
-        plan = engine.privacy.plan_erasure(**{body.route: body.value}, case=body.case)
+    """Prepare an erasure by subject, collection, jurisdiction or image id; nothing is deleted yet.
+
+    Any plan this key still had pending ends now, whether or not this one succeeds."""
+    plans(state).discard(principal.key_id)
+    value: str | int = body.value
+    if body.route == "image":
+        # An id only: a path would make the server read and hash a file of the client's choosing.
+        if not body.value.strip().isdigit():
+            raise InvalidInputError("an erasure by image takes the image id (digits), not a path")
+        value = int(body.value.strip())
+    with state.gate.write(principal) as engine:
+        plan = engine.privacy.plan_erasure(**{body.route: value}, case=body.case)
         summary = engine.privacy.eraser.summary(plan)
     return _plan_public(state, principal, plan, summary)
 
@@ -158,13 +190,20 @@ async def plan_selfie_erasure(principal: CanPrivacy, state: StateDep,
                               expand: Annotated[bool, Form(description="Also the faces the matches find (one hop, "
                                                                        "stricter threshold).")] = False):
     """Prepare an erasure of every face matching a selfie above the strict threshold (with `expand`, also the
-    faces those matches find); the matches are listed for review before anything is deleted."""
+    faces those matches find); the matches are listed for review before anything is deleted. The preview is
+    audited like a search (it shows crops of whom the selfie matches). Any plan this key still had pending ends
+    now, whether or not this one succeeds."""
+    plans(state).discard(principal.key_id)
     upload = await read_upload(photo, state.config)
 
     def run():
-        with state.gate.use(principal) as engine:
+        with state.decodes, state.gate.write(principal) as engine:
             plan = engine.privacy.plan_erasure(selfie=upload.data, case=case, expand=expand)
-            return plan, engine.privacy.eraser.summary(plan)
+            summary = engine.privacy.eraser.summary(plan)
+            engine.audit.record(AuditEvent("erasure.preview", actor=principal.actor, purpose=case,
+                                           params={"route": "selfie", "expand": expand},
+                                           counts={"faces": summary["faces"], "images": summary["images"]}))
+            return plan, summary
 
     plan, summary = await run_in_threadpool(run)
     return _plan_public(state, principal, plan, summary)
@@ -186,8 +225,11 @@ async def opt_out(principal: CanPrivacy, state: StateDep,
     """Do not index this person: keep a protected template (never the photo), erase matching faces already held,
     and drop matching faces at every later ingest."""
     upload = await read_upload(photo, state.config)
-    result, swept = await run_in_threadpool(
-        _privacy_call, state, principal, lambda engine: engine.privacy.opt_out(upload.data, reference))
+    def run():
+        with state.decodes:
+            return _privacy_call(state, principal, lambda engine: engine.privacy.opt_out(upload.data, reference))
+
+    result, swept = await run_in_threadpool(run)
     return OptOutPublic(optout_id=result.optout_id, threshold=round(result.threshold, 4),
                         erasure=erasure_public(result.erasure, swept))
 
@@ -195,7 +237,7 @@ async def opt_out(principal: CanPrivacy, state: StateDep,
 @router.get("/opt-outs", response_model=list[OptOutRecordPublic])
 def list_opt_outs(principal: CanPrivacy, state: StateDep):
     """The opt-outs held: id, request reference, date (never a template: it stays inside the store)."""
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         return [r.to_dict() for r in engine.privacy.opt_outs()]
 
 
@@ -204,7 +246,7 @@ def withdraw_opt_out(optout_id: int, principal: CanPrivacy, state: StateDep,
                      reason: Annotated[str | None, Query(max_length=500, description="Request reference.")] = None):
     """The person withdraws their opt-out: its template is deleted and later ingests index them again.
     Faces erased when they opted out stay erased."""
-    with state.gate.use(principal) as engine:
+    with state.gate.write(principal) as engine:
         engine.privacy.withdraw_opt_out(optout_id, reason)
     return Response(status_code=204)
 
@@ -220,7 +262,8 @@ async def access_report(principal: CanPrivacy, state: StateDep,
     upload = await read_upload(photo, state.config)
 
     def run():
-        with tempfile.TemporaryDirectory(prefix="faceindex-report-") as tmp, state.gate.use(principal) as engine:
+        with (tempfile.TemporaryDirectory(prefix="faceindex-report-") as tmp, state.decodes,
+              state.gate.write(principal) as engine):
             report = engine.privacy.access_report(upload.data, tmp, subject=subject, case=case)
             return report.data, Path(report.html_path).read_text(encoding="utf-8")
 
@@ -238,7 +281,8 @@ async def redact(principal: CanPrivacy, state: StateDep, photo: Annotated[Upload
     upload = await read_upload(photo, state.config)
 
     def run() -> bytes:
-        with tempfile.TemporaryDirectory(prefix="faceindex-redact-") as tmp, state.gate.use(principal) as engine:
+        with (tempfile.TemporaryDirectory(prefix="faceindex-redact-") as tmp, state.decodes,
+              state.gate.write(principal) as engine):
             source = Path(tmp) / "photo"
             source.write_bytes(upload.data)
             result = engine.privacy.redact(source, subject, Path(tmp) / "redacted.jpg", case=case)
@@ -258,7 +302,7 @@ def purge(body: PurgeCreate, principal: CanPrivacy, state: StateDep):
             responses={200: {"content": {"application/x-ndjson": {}}}})
 def export_audit(principal: CanAudit, state: StateDep, case: str | None = None):
     """The whole audit log as JSON lines; the export itself is recorded as the last event."""
-    with tempfile.TemporaryDirectory(prefix="faceindex-audit-") as tmp, state.gate.use(principal) as engine:
+    with tempfile.TemporaryDirectory(prefix="faceindex-audit-") as tmp, state.gate.write(principal) as engine:
         out = Path(tmp) / "audit.jsonl"
         engine.privacy.export_audit(out, case=case)
         data = out.read_bytes()

@@ -7,30 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.errors import ForbiddenError, ImageError
-from faceindex.matching import ProbeResult
-from faceindex.service.auth import Principal
 from faceindex.service.deps import ERRORS, UPLOAD_ERRORS, CanSearch, StateDep
 from faceindex.service.schemas import SearchPublic, VerifyPublic
-from faceindex.service.state import ServiceState
-from faceindex.service.uploads import Upload, read_upload
+from faceindex.service.shared import run_search
+from faceindex.service.uploads import read_upload
 
 router = APIRouter(prefix="/api/v1", tags=["search"], responses={**ERRORS, **UPLOAD_ERRORS})
-
-
-def run_search(state: ServiceState, principal: Principal, upload: Upload, purpose: str, *, top_k: int | None = None,
-               face: int | None = None, threshold: float | None = None) -> ProbeResult:
-    """Search with the engine (blocking) and let a searcher view the photos of the candidates it got."""
-    if threshold is not None and principal.role != "admin":
-        # A lower threshold means more false candidates: only an admin may move it from the calibrated value.
-        raise ForbiddenError("only an admin may override the match threshold")
-    with state.gate.use(principal) as engine:
-        result = engine.search([upload.data], purpose, top_k=top_k, threshold=threshold, face=face,
-                               probe_names=[f"upload:{upload.name}"])[0]
-    if result.error is not None:
-        raise ImageError(f"{upload.name}: {result.error}")
-    state.grants.grant(principal.key_id, [c.image_id for f in result.faces or [] for c in f.candidates])
-    return result
 
 
 @router.post("/search", response_model=SearchPublic)
@@ -60,7 +42,7 @@ async def verify(principal: CanSearch, state: StateDep,
     second = await read_upload(photo_b, state.config)
 
     def run():
-        with state.gate.use(principal) as engine:
+        with state.decodes, state.gate.read(principal) as engine:
             return engine.verify(first.data, second.data)
 
     result = await run_in_threadpool(run)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import importlib.util
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -18,33 +17,21 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.service.auth import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, Require, current_principal
+from faceindex.privacy.audit import AuditEvent
+from faceindex.service.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Principal,
+    Require,
+    client_address,
+    current_principal,
+)
 from faceindex.service.errors import RateLimitedError
+from faceindex.service.keys import KeyStore
+from faceindex.service.shared import HOME, render
 from faceindex.service.state import get_state
 
 router = APIRouter(include_in_schema=False)
-
-
-@dataclass(frozen=True)
-class NavItem:
-    href: str
-    label: str
-    permission: str
-
-
-NAV = (NavItem("/search", "Search", "search"), NavItem("/collections", "Collections", "collections:read"),
-       NavItem("/privacy", "Privacy", "privacy"), NavItem("/audit", "Audit", "audit:read"),
-       NavItem("/keys", "Keys", "keys"))
-HOME = {"searcher": "/search", "curator": "/collections", "auditor": "/audit", "privacy-officer": "/privacy",
-        "admin": "/search"}
-
-
-def render(request: Request, template: str, principal: Principal | None, status_code: int = 200,
-           **context) -> HTMLResponse:
-    nav = [item for item in NAV if principal is not None and principal.can(item.permission)]
-    return request.app.state.templates.TemplateResponse(
-        request, template, {"principal": principal, "nav": nav, "path": request.url.path, **context},
-        status_code=status_code)
 
 
 def swagger_assets() -> Path | None:
@@ -80,20 +67,22 @@ def login_form(request: Request, next: str | None = None, token: str | None = No
 def login(request: Request, csrf_token: Annotated[str, Form()] = "", key: Annotated[str, Form()] = "",
           token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/"):
     state = get_state(request)
-    client = request.client.host if request.client else "unknown"
-    wait = state.login_limiter.take(f"ip:{client}")
+    wait = state.login_limiter.take(f"ip:{client_address(request)}")
     if wait:
         raise RateLimitedError(f"too many login attempts; retry in {wait:.0f} s", wait)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
         return _login_error(request, next, token, "The login form expired. Please try again.", 403)
-    with state.gate.keys() as keys:
-        found = keys.redeem_login_token(token.strip()) if token.strip() else keys.authenticate(key.strip())
-        if found is None:
-            message = "This login link was already used or has expired." if token.strip() else "Unknown or revoked key."
-            return _login_error(request, next, token, message, 401)
-        keys.touch(found)
-        session, _csrf = keys.open_session(found, state.config.session_hours)
+    keys = KeyStore(state.db.catalog())
+    via = "link" if token.strip() else "key"
+    found = keys.redeem_login_token(token.strip()) if token.strip() else keys.authenticate(key.strip())
+    if found is None:
+        message = "This login link was already used or has expired." if token.strip() else "Unknown or revoked key."
+        return _login_error(request, next, token, message, 401)
+    keys.touch(found)
+    session, _csrf = keys.open_session(found, state.config.session_hours)
+    with state.gate.write() as engine:  # who opened a session on a face search tool, and how, is audited
+        engine.audit.record(AuditEvent("login", actor=f"key:{found.name}", params={"via": via, "role": found.role}))
     response = RedirectResponse(safe_next(next) if next != "/" else HOME[found.role], status_code=303)
     response.set_cookie(SESSION_COOKIE, session, max_age=int(state.config.session_hours * 3600), path="/",
                         httponly=True, samesite="strict", secure=_secure(request))
@@ -114,8 +103,7 @@ async def logout(request: Request, principal: Annotated[Principal, Depends(Requi
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         def close():
-            with get_state(request).gate.keys() as keys:
-                keys.close_session(cookie)
+            KeyStore(get_state(request).db.catalog()).close_session(cookie)
 
         await run_in_threadpool(close)
     response = RedirectResponse("/login", status_code=303)

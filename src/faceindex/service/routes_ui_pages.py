@@ -1,51 +1,71 @@
-"""Web pages: search, collections with ingest progress, images with their faces, audit viewer, keys.
+"""Web pages: search, collections with ingest progress, images with their faces, audit viewer, keys, privacy.
 
 Pages read through the engine like the API does; actions (create, upload, delete, revoke) are sent by
 static/app.js to the JSON API with the session's CSRF token, so each action has one implementation.
-The search page posts a plain form instead, so it also works without JavaScript.
+The search page posts a plain form instead, so it also works without JavaScript. Links carry ids, never names.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from faceindex.errors import FaceIndexError
+from faceindex.matching import ProbeResult
 from faceindex.service.auth import Principal, Require
 from faceindex.service.deps import StateDep
 from faceindex.service.keys import ROLES, KeyStore
-from faceindex.service.routes_collections import collection_public
-from faceindex.service.routes_images import check_view, image_detail
-from faceindex.service.routes_search import run_search
-from faceindex.service.routes_ui import render
-from faceindex.service.uploads import display_name, read_upload
+from faceindex.service.media import thumbnail
+from faceindex.service.shared import (
+    audit_view,
+    check_view,
+    collection_public,
+    find_collection,
+    image_detail,
+    render,
+    run_search,
+)
+from faceindex.service.state import ServiceState
+from faceindex.service.uploads import Upload, display_name, read_upload
+from faceindex.store import reads
 from faceindex.store.migrations import LEGAL_BASES
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 48
+PROBE_SIDE = 720
+"""Longest side (px) of the probe shown back on the results page with its numbered face boxes."""
 
 
 def page(permission: str):
     return Annotated[Principal, Depends(Require(permission))]
 
 
-def _candidate_view(engine, result) -> list[dict]:
+def _candidate_view(engine, result: ProbeResult) -> list[dict]:
     """Faces of a search result with, per candidate, the photo's size (to draw its box) and file name."""
-    faces = []
-    ids = [c.image_id for f in result.faces or [] for c in f.candidates]
-    sizes = {}
-    if ids:
-        marks = ",".join("?" * len(ids))
-        sizes = {r[0]: (r[1], r[2]) for r in engine.catalog.conn.execute(
-            f"SELECT id, width, height FROM images WHERE id IN ({marks})", ids)}
-    for face in result.faces or []:
-        cands = [{**c.__dict__, "name": display_name(c.path), "size": sizes.get(c.image_id, (1, 1))}
-                 for c in face.candidates]
-        faces.append({"face": face, "candidates": cands})
-    return faces
+    sizes = reads.image_sizes(engine.catalog, [c.image_id for f in result.faces or [] for c in f.candidates])
+    return [{"face": face, "candidates": [{**c.__dict__, "name": display_name(c.path),
+                                           "size": sizes.get(c.image_id, (1, 1))} for c in face.candidates]}
+            for face in result.faces or []]
+
+
+def _probe_view(state: ServiceState, upload: Upload, settings) -> dict:
+    """The probe as a small inline JPEG with the size of the upright photo, so the page can draw each face's
+    box with its number (1, 2, …: the numbers the results and the CLI use). Nothing is stored."""
+    with state.decodes:
+        data = thumbnail(upload.data, settings, PROBE_SIDE)
+    with Image.open(io.BytesIO(data)) as small:
+        tw, th = small.size
+    width, height = upload.width, upload.height
+    if (tw > th) != (width > height) and tw != th:  # EXIF rotation: boxes are in upright coordinates
+        width, height = height, width
+    return {"src": "data:image/jpeg;base64," + base64.b64encode(data).decode(), "width": width, "height": height,
+            "label": max(14, max(width, height) // 28)}
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -65,34 +85,34 @@ async def search_submit(request: Request, principal: page("search"), state: Stat
                       error=exc.message)
 
     def view():
-        with state.gate.use(principal) as engine:
-            return _candidate_view(engine, result)
+        with state.gate.read(principal) as engine:
+            faces, settings = _candidate_view(engine, result), engine.settings
+        return faces, _probe_view(state, upload, settings)
 
-    faces = await run_in_threadpool(view)
-    return render(request, "search.html", principal, result=result, faces=faces, purpose=purpose, error=None)
+    faces, probe = await run_in_threadpool(view)
+    return render(request, "search.html", principal, result=result, faces=faces, probe=probe, purpose=purpose,
+                  error=None)
 
 
 @router.get("/collections", response_class=HTMLResponse)
-def collections_page(request: Request, principal: page("collections:read"), state: StateDep):
-    with state.gate.use(principal) as engine:
+def collections_page(request: Request, principal: page("collections:read"), state: StateDep,
+                     selected: Annotated[int | None, Query(ge=1)] = None):
+    """`selected`: the collection the ingest forms start on (the one just created or uploaded to)."""
+    with state.gate.read(principal) as engine:
         collections = [collection_public(engine, c) for c in engine.catalog.list_collections()]
     jobs = [j.to_dict() for j in state.jobs.list()[:20]] if principal.can("ingest") else []
     return render(request, "collections.html", principal, collections=collections, jobs=jobs, bases=LEGAL_BASES,
-                  folders=[str(p) for p in state.config.allowed_folders])
+                  folders=[str(p) for p in state.config.allowed_folders], selected=selected)
 
 
-@router.get("/collections/{name}", response_class=HTMLResponse)
-def collection_page(request: Request, name: str, principal: page("collections:read"), state: StateDep,
+@router.get("/collections/{collection_id}", response_class=HTMLResponse)
+def collection_page(request: Request, collection_id: int, principal: page("collections:read"), state: StateDep,
                     offset: Annotated[int, Query(ge=0)] = 0):
-    with state.gate.use(principal) as engine:
-        collection = collection_public(engine, engine.catalog.get_collection(name))
-        cid = engine.catalog.get_collection(name).id
-        total = engine.catalog.count("SELECT count(*) FROM images WHERE collection_id = ?", (cid,))
-        images = [dict(r) for r in engine.catalog.conn.execute(
-            "SELECT id, uri, status, error, n_faces FROM images WHERE collection_id = ? ORDER BY id LIMIT ? OFFSET ?",
-            (cid, PAGE_SIZE, offset))]
-    for image in images:
-        image["name"] = display_name(image["uri"])
+    with state.gate.read(principal) as engine:
+        collection = collection_public(engine, find_collection(engine, collection_id))
+        total, rows = reads.images_page(engine.catalog, collection_id, PAGE_SIZE, offset)
+    images = [{"id": r["id"], "status": r["status"], "error": r["error"], "n_faces": r["n_faces"],
+               "name": display_name(r["uri"])} for r in rows]
     return render(request, "collection.html", principal, collection=collection, images=images, total=total,
                   offset=offset, page_size=PAGE_SIZE, show_images=principal.can("images:list"))
 
@@ -101,17 +121,18 @@ def collection_page(request: Request, name: str, principal: page("collections:re
 def image_page(request: Request, image_id: int, principal: page("images:view"), state: StateDep,
                focus: int | None = None):
     check_view(state, principal, image_id)
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         image = image_detail(engine, image_id)
+    audit_view(state, principal, image_id, "page")
     return render(request, "image.html", principal, image=image, name=display_name(image.path), focus=focus)
 
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, principal: page("audit:read"), state: StateDep,
                after: Annotated[int | None, Query(ge=0)] = None, action: str | None = None):
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         problems = engine.audit.verify()
-        total = engine.catalog.count("SELECT coalesce(max(seq), 0) FROM audit_events")
+        total = reads.audit_last_seq(engine.catalog)
         start = max(0, total - 100) if after is None else after
         events = [e.to_dict() for e in engine.audit.events(action=action or None, after=start, limit=100)]
     return render(request, "audit.html", principal, events=list(reversed(events)), problems=problems, total=total,
@@ -120,14 +141,14 @@ def audit_page(request: Request, principal: page("audit:read"), state: StateDep,
 
 @router.get("/keys", response_class=HTMLResponse)
 def keys_page(request: Request, principal: page("keys"), state: StateDep):
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         keys = KeyStore(engine).list()
     return render(request, "keys.html", principal, keys=keys, roles=ROLES)
 
 
 @router.get("/privacy", response_class=HTMLResponse)
 def privacy_page(request: Request, principal: page("privacy"), state: StateDep):
-    with state.gate.use(principal) as engine:
+    with state.gate.read(principal) as engine:
         privacy = engine.privacy
         subjects = [s.to_dict() for s in privacy.subjects.list()]
         optouts, bipa = [o.to_dict() for o in privacy.opt_outs()], privacy.retention.bipa_mode

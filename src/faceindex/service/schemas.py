@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from faceindex.service.keys import ROLES
 from faceindex.store.migrations import LEGAL_BASES
@@ -36,15 +36,24 @@ class Message(BaseModel):
 # -- collections and ingest ----------------------------------------------------------------
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=COLLECTION_NAME, description="Letters, digits, space, dot, dash, underscore.")
+    name: str = Field(pattern=COLLECTION_NAME,
+                      description="Letters, digits, space, dot, dash, underscore; not only digits.")
     basis: LegalBasis = Field(description="Legal basis for processing these photos.")
     purpose: str = Field(min_length=1, max_length=1000, description="Why this collection is processed.")
     jurisdictions: list[str] = Field(default_factory=list, max_length=20, description="ISO 3166 codes, e.g. DE, US-IL.")
     retention_days: int | None = Field(None, gt=0, description="Faces are purged this many days after ingest.")
     owner: str | None = Field(None, max_length=200)
 
+    @field_validator("name")
+    @classmethod
+    def not_only_digits(cls, name: str) -> str:
+        if name.isdigit():  # `/collections/{ref}` reads digits as an id
+            raise ValueError("a collection name cannot be only digits (those address a collection by id)")
+        return name
+
 
 class CollectionPublic(BaseModel):
+    id: int = Field(description="Use this in URLs (/collections/{id}), never the name.")
     name: str
     basis: str
     purpose: str
@@ -147,6 +156,7 @@ class FacePublic(BaseModel):
 class ImagePublic(BaseModel):
     id: int
     collection: str
+    collection_id: int
     path: str
     sha256: str | None
     size_bytes: int | None

@@ -13,7 +13,7 @@ from fastapi import Request
 
 from faceindex.engine import Engine
 from faceindex.service.config import ServiceConfig
-from faceindex.service.keys import KeyStore
+from faceindex.service.storage import ServiceDB
 
 if TYPE_CHECKING:
     from faceindex.service.auth import Principal
@@ -21,32 +21,50 @@ if TYPE_CHECKING:
 
 
 class EngineGate:
-    """Serialises every use of the shared Engine.
+    """How request threads use the one shared Engine: `read()` for queries, `write()` for changes.
 
-    The engine's SQLite connection, its in-memory index and its actor attribute belong to one thread at a
-    time, so request handlers (run in a thread pool) take this lock for each engine call. The actor is set
-    to the calling key for the duration, so the audit log names who did what.
+    Writes are serialised (one writer, as SQLite allows). Reads take no lock of ours once the store says
+    it is safe for concurrent reader threads (`engine.store.concurrent_reads`, set by the store when each
+    thread reads on its own connection and the index may be searched from many threads) and the Engine
+    offers `acting_as(actor)` (a view with its own actor, sharing everything else); until both hold, a
+    read is serialised with everything else, as the single shared connection needs.
+
+    The actor is never swapped on the shared object when `acting_as` exists: the view carries the caller,
+    so the audit log names who did what even with reads running side by side.
     """
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self._lock = threading.RLock()
 
+    @property
+    def concurrent_reads(self) -> bool:
+        return bool(getattr(self.engine.store, "concurrent_reads", False)) and hasattr(self.engine, "acting_as")
+
     @contextmanager
-    def use(self, principal: Principal | None = None) -> Iterator[Engine]:
+    def read(self, principal: Principal | None = None) -> Iterator[Engine]:
+        if self.concurrent_reads:
+            yield self._view(principal)
+            return
+        with self.write(principal) as engine:
+            yield engine
+
+    @contextmanager
+    def write(self, principal: Principal | None = None) -> Iterator[Engine]:
         with self._lock:
+            if principal is None or hasattr(self.engine, "acting_as"):
+                yield self._view(principal)
+                return
+            # Engines without acting_as: the actor is swapped for the duration, under the lock.
             previous = self.engine.actor
-            if principal is not None:
-                self.engine.actor = principal.actor
+            self.engine.actor = principal.actor
             try:
                 yield self.engine
             finally:
                 self.engine.actor = previous
 
-    @contextmanager
-    def keys(self) -> Iterator[KeyStore]:
-        with self.use() as engine:
-            yield KeyStore(engine)
+    def _view(self, principal: Principal | None) -> Engine:
+        return self.engine if principal is None else self.engine.acting_as(principal.actor)
 
 
 class RateLimiter:
@@ -106,6 +124,10 @@ class ServiceState:
     login_limiter: RateLimiter
     failure_limiter: RateLimiter
     grants: SearchGrants
+    db: ServiceDB
+    anon_limiter: RateLimiter
+    decodes: threading.BoundedSemaphore
+    """Photos decoded at once (uploads checked, thumbnails and crops made): bounds the memory they take."""
     owns_engine: bool = False
     extra: dict = field(default_factory=dict)
 

@@ -53,6 +53,7 @@ document.addEventListener("submit", async (event) => {
   if (!form.dataset || !form.dataset.api) return;
   event.preventDefault();
   if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+  if (form.dataset.then === "plan") clearPlan(form);  // a new request ends the old plan, even if this one fails
   const error = form.querySelector("[data-error]");
   if (error) error.textContent = "";
   const buttons = form.querySelectorAll("button");
@@ -62,6 +63,10 @@ document.addEventListener("submit", async (event) => {
     const result = await api(form.dataset.method || "POST", url, body);
     const then = form.dataset.then || "reload";
     if (then.startsWith("redirect:")) window.location.assign(then.slice(9));
+    else if (then === "select-created") window.location.assign(window.location.pathname + "?selected=" + encodeURIComponent(result.id));
+    else if (then.startsWith("select:")) {  // stay on the collection just used, so the next upload goes there too
+      window.location.assign(window.location.pathname + "?selected=" + encodeURIComponent(form.elements[then.slice(7)].value));
+    }
     else if (then === "show-key") showKey(result);
     else if (then === "report") showReport(form, result);
     else if (then === "plan") showPlan(form, result);
@@ -85,6 +90,19 @@ function showReport(form, result) {
   if (!target) return;
   target.hidden = false;
   target.querySelector("pre").textContent = JSON.stringify(result, null, 2);
+}
+
+/** Hide a shown erasure plan and its confirm button (the server has dropped it too: see PendingPlans). */
+function clearPlan(form) {
+  const box = document.getElementById(form.dataset.report);
+  if (!box) return;
+  box.hidden = true;
+  box.querySelector("pre").textContent = "";
+  box.querySelector("[data-matches]").replaceChildren();
+  const button = box.querySelector("[data-confirm-plan]");
+  button.hidden = true;
+  button.onclick = null;
+  box.querySelector("[data-error]").textContent = "";
 }
 
 /** Show an erasure plan (counts and, for a selfie, each matching face) and a button that confirms it. */
