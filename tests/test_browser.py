@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_service_support import REPO_ROOT_ARTIFACTS, upload_name
+from test_service_support import NONFACE, REPO_ROOT_ARTIFACTS, upload_name
 
 from faceindex.config import Settings
 from faceindex.engine import Engine
@@ -163,6 +163,16 @@ def test_privacy_officer_erases_by_selfie_and_opens_an_access_report(server, bro
     for folder in artifacts(tmp_path):
         report.screenshot(path=str(folder / "access-report.png"), full_page=True)
     report.close()
+
+    # Issue 9 item 3: a plan on screen, then a second try whose photo has no face: the first plan and its
+    # "Erase these now" button must be gone, not left live beside the error.
+    page.set_input_files("#erase-selfie-form input[name=photo]", str(selfie))
+    page.click("#erase-selfie-form button[type=submit]")
+    page.wait_for_selector("#plan-box [data-confirm-plan]", state="visible")
+    page.set_input_files("#erase-selfie-form input[name=photo]", str(faces_dir / NONFACE))
+    page.click("#erase-selfie-form button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#erase-selfie-form [data-error]').textContent.length > 0")
+    assert page.locator("#plan-box").is_hidden() and page.locator("#plan-box [data-confirm-plan]").is_hidden()
 
     page.set_input_files("#erase-selfie-form input[name=photo]", str(selfie))
     page.check("#erase-selfie-form input[name=expand]")  # one hop: still only her faces here

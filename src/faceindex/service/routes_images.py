@@ -62,8 +62,8 @@ def image_thumbnail(image_id: int, principal: CanViewImages, state: StateDep,
     with state.gate.read(principal) as engine:
         row = image_row(engine, image_id)
         settings = engine.settings
-        others = [(f["box_left"], f["box_top"], f["box_right"], f["box_bottom"])
-                  for f in reads.faces_of_image(engine.catalog, image_id) if f["id"] != focus] if focus is not None else []
+        faces = reads.faces_of_image(engine.catalog, image_id) if focus is not None else []
+        others = [(f["box_left"], f["box_top"], f["box_right"], f["box_bottom"]) for f in faces if f["id"] != focus]
     with state.decodes:
         data = thumbnail(catalogued_bytes(row["uri"], row["sha256"], settings.max_bytes), settings,
                          min(size, state.config.thumbnail_max_px), others)
