@@ -33,8 +33,8 @@ class ServiceConfig(BaseSettings):
     max_files_per_upload: int = Field(200, ge=1, description="Most photos in one ingest upload request.")
     rate_per_minute: float = Field(
         120.0, gt=0, description="Sustained requests per minute allowed per API key (token bucket refill rate). "
-        "Kept well below what one server answers (about 500 searches a minute measured on a 2-core machine, "
-        "see BENCHMARKS.md) so that one key cannot take the whole server.",
+        "Kept well below what one server answers (about 510 searches a minute in the issue 9 campaign; 160-240 "
+        "a minute measured on a busy 2-core machine) so that one key cannot take the whole server.",
     )
     rate_burst: int = Field(30, ge=1, description="Requests a key may make at once before the rate applies.")
     anonymous_per_minute: float = Field(
