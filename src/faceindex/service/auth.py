@@ -9,7 +9,6 @@ CSRF token (header `X-CSRF-Token` or form field `csrf_token`); a key in a header
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -17,54 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from faceindex.errors import AuthError, ForbiddenError
 from faceindex.service.errors import CsrfError, RateLimitedError
 from faceindex.service.keys import ROLES, ApiKey, KeyStore
+from faceindex.service.principal import PERMISSIONS, Principal
 from faceindex.service.state import get_state
+
+__all__ = ["PERMISSIONS", "Principal", "Require", "current_principal", "client_address", "presents_credentials"]
 
 SESSION_COOKIE = "fi_session"
 LOGIN_CSRF_COOKIE = "fi_login_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "collections:read": frozenset({"admin", "curator", "auditor", "privacy-officer"}),
-    "collections:write": frozenset({"admin", "curator"}),
-    "ingest": frozenset({"admin", "curator"}),
-    "search": frozenset({"admin", "searcher"}),
-    "images:list": frozenset({"admin", "curator", "privacy-officer"}),
-    "images:view": frozenset({"admin", "curator", "searcher", "privacy-officer"}),
-    "images:delete": frozenset({"admin", "curator", "privacy-officer"}),
-    "stats": frozenset({"admin", "curator", "auditor", "privacy-officer"}),
-    "audit:read": frozenset({"admin", "auditor"}),
-    "privacy": frozenset({"admin", "privacy-officer"}),
-    "keys": frozenset({"admin"}),
-}
-"""Permission → roles holding it. `admin` holds every permission; a searcher may view only the photos
-its own searches returned (see SearchGrants)."""
-
-assert all("admin" in roles and roles <= set(ROLES) for roles in PERMISSIONS.values())
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller."""
-
-    key_id: int
-    name: str
-    role: str
-    via: str
-    """'key' (header) or 'session' (browser cookie)."""
-    csrf: str | None = None
-
-    @property
-    def actor(self) -> str:
-        """How the audit log names this caller."""
-        return f"key:{self.name}"
-
-    def can(self, permission: str) -> bool:
-        return self.role in PERMISSIONS[permission]
-
-    @property
-    def permissions(self) -> list[str]:
-        return sorted(p for p in PERMISSIONS if self.can(p))
-
 
 def presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")

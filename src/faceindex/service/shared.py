@@ -15,7 +15,7 @@ from faceindex.errors import ForbiddenError, ImageError, NotFoundError
 from faceindex.matching import ProbeResult
 from faceindex.privacy.audit import AuditEvent
 from faceindex.privacy.erasure import ErasurePlan
-from faceindex.service.auth import Principal
+from faceindex.service.principal import Principal
 from faceindex.service.schemas import CollectionPublic, FacePublic, ImageDetailPublic, ImagePublic
 from faceindex.service.state import ServiceState
 from faceindex.service.uploads import Upload, sweep_uploads

@@ -13,10 +13,10 @@ from fastapi import Request
 
 from faceindex.engine import Engine
 from faceindex.service.config import ServiceConfig
+from faceindex.service.principal import Principal
 from faceindex.service.storage import ServiceDB
 
 if TYPE_CHECKING:
-    from faceindex.service.auth import Principal
     from faceindex.service.jobs import JobManager
 
 
