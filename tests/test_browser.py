@@ -132,6 +132,18 @@ def test_login_ingest_and_search_in_chromium(server, browser, faces_dir, tmp_pat
     page.wait_for_selector(".faces li")
     assert page.locator(".frame.big svg rect").count() == 1
 
+    # A group probe comes back with its faces boxed and numbered 1, 2, … as the results and the CLI number them.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{url}/search")
+    page.set_input_files("#photo", str(faces_dir / "groups" / "deepface__couple.jpg"))
+    page.fill("input[name=purpose]", "browser group case")
+    page.click(".search-form button[type=submit]")
+    page.wait_for_selector("#probe text.face-number")
+    labels = page.locator("#probe text.face-number").all_text_contents()
+    assert len(labels) >= 2 and labels == [str(n) for n in range(1, len(labels) + 1)]
+    assert page.locator("#probe svg rect").count() == len(labels) == page.locator(".probe-face").count()
+    shoot(page, "search-group.png", tmp_path)
+
     page.goto(f"{url}/audit")
     assert "Chain verified" in page.inner_text("#verify") and "browser case 1" in page.content()
     page.goto(f"{url}/docs")
