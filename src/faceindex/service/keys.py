@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from faceindex.errors import ConflictError, InvalidInputError, NotFoundError
+from faceindex.errors import InvalidInputError, NotFoundError
 from faceindex.privacy.audit import AuditEvent, AuditLog
 from faceindex.service import storage
 from faceindex.store.catalog import Catalog, utcnow
@@ -54,7 +53,7 @@ class ApiKey:
         return self.revoked_at is None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ApiKey:
+    def from_row(cls, row: storage.Row) -> ApiKey:
         return cls(row["id"], row["name"], row["role"], row["hint"], row["created_at"], row["revoked_at"],
                    row["last_used_at"])
 
@@ -85,11 +84,7 @@ class KeyStore:
             raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.catalog.transaction():
-            try:
-                key_id = storage.insert_key(self.catalog, name, role, hash_secret(secret), secret[:10] + "…",
-                                            utcnow())
-            except sqlite3.IntegrityError as exc:
-                raise ConflictError(f"a key named {name!r} already exists") from exc
+            key_id = storage.insert_key(self.catalog, name, role, hash_secret(secret), secret[:10] + "…", utcnow())
             self.audit.record(AuditEvent("key.create", actor=self.actor, params={"name": name, "role": role}))
         return self.get(key_id), secret
 

@@ -4,7 +4,6 @@ clean-up of uploads, page rendering and the audit of views and logins."""
 from __future__ import annotations
 
 import inspect
-import sqlite3
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -43,14 +42,14 @@ def find_collection(engine: Engine, ref: str | int) -> Collection:
     return engine.catalog.get_collection(str(ref))
 
 
-def image_public(row: sqlite3.Row) -> ImagePublic:
+def image_public(row: reads.Row) -> ImagePublic:
     return ImagePublic(id=row["id"], collection=row["collection"], path=row["uri"], sha256=row["sha256"],
                        size_bytes=row["size_bytes"], width=row["width"], height=row["height"], format=row["format"],
                        captured_at=row["captured_at"], ingested_at=row["ingested_at"], status=row["status"],
                        error=row["error"], n_faces=row["n_faces"], collection_id=row["collection_id"])
 
 
-def faces_public(engine: Engine, rows: list[sqlite3.Row]) -> list[FacePublic]:
+def faces_public(engine: Engine, rows: list[reads.Row]) -> list[FacePublic]:
     subjects = engine.privacy.subject_names([r["id"] for r in rows])
     return [FacePublic(id=r["id"], image_id=r["image_id"],
                        box=[r["box_left"], r["box_top"], r["box_right"], r["box_bottom"]], detector=r["detector"],
@@ -59,14 +58,14 @@ def faces_public(engine: Engine, rows: list[sqlite3.Row]) -> list[FacePublic]:
             for r in rows]
 
 
-def image_row(engine: Engine, image_id: int) -> sqlite3.Row:
+def image_row(engine: Engine, image_id: int) -> reads.Row:
     row = reads.image(engine.catalog, image_id)
     if row is None:
         raise NotFoundError(f"no image with id {image_id}")
     return row
 
 
-def face_row(engine: Engine, face_id: int) -> sqlite3.Row:
+def face_row(engine: Engine, face_id: int) -> reads.Row:
     row = reads.face(engine.catalog, face_id)
     if row is None:
         raise NotFoundError(f"no face with id {face_id}")

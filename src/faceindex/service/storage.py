@@ -13,14 +13,21 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from faceindex.errors import ConflictError
 from faceindex.store.catalog import Catalog
 
-
 # -- API keys -----------------------------------------------------------------------------------------
+Row = sqlite3.Row
+
+
 def insert_key(catalog: Catalog, name: str, role: str, key_hash: str, hint: str, created_at: str) -> int:
-    """Insert a key; raises sqlite3.IntegrityError when the name is taken. Returns its id."""
-    cur = catalog.conn.execute("INSERT INTO api_keys (name, role, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
-                               (name, role, key_hash, hint, created_at))
+    """Insert a key; returns its id. ConflictError when the name is taken."""
+    try:
+        cur = catalog.conn.execute(
+            "INSERT INTO api_keys (name, role, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
+            (name, role, key_hash, hint, created_at))
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"a key named {name!r} already exists") from exc
     return int(cur.lastrowid)
 
 

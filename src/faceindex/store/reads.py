@@ -12,6 +12,8 @@ import sqlite3
 from faceindex.store.catalog import Catalog, Collection, id_chunks, marks
 
 IMAGE_SQL = "SELECT i.*, c.name AS collection FROM images i JOIN collections c ON c.id = i.collection_id"
+Row = sqlite3.Row
+"""A catalog row: read columns by name (`row["uri"]`)."""
 FACE_SQL = ("SELECT f.id, f.image_id, f.box_left, f.box_top, f.box_right, f.box_bottom, f.detector, f.det_score,"
             " f.size_px, f.blur, f.rejected, f.model_id, f.created_at FROM faces f")
 """Face columns an adapter may show: never `embedding` (a faceprint) or landmarks."""
@@ -86,6 +88,12 @@ def collection_image_count(catalog: Catalog, collection_id: int) -> int:
 def image_uris(catalog: Catalog) -> set[str]:
     """The file path of every image record (to tell which stored files are still referenced)."""
     return {r[0] for r in catalog.conn.execute("SELECT uri FROM images")}
+
+
+def skipped_files(catalog: Catalog, limit: int = 1000) -> list[tuple[str, str | None]]:
+    """(path, reason) of image records that were skipped at ingest, in id order, at most `limit`."""
+    return [(r[0], r[1]) for r in catalog.conn.execute(
+        "SELECT uri, error FROM images WHERE status = 'skipped' ORDER BY id LIMIT ?", (limit,))]
 
 
 def audit_count(catalog: Catalog) -> int:
