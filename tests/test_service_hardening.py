@@ -261,7 +261,7 @@ def test_a_highly_compressible_huge_png_is_refused_before_decoding(svc):
 
 # -- item 19: logins, photo views and erasure previews are audited -----------------------------------------
 def test_logins_photo_views_and_erasure_previews_are_audited(svc, faces_dir):
-    before = {a: len(audit_actions(svc, a)) for a in ("login", "image.view", "erasure.preview")}
+    before = {a: len(audit_actions(svc, a)) for a in ("login", "image.view", "erasure.plan")}
     with TestClient(svc.client.app) as browser:
         assert login(browser, key=svc.keys["curator"]).status_code == 303
     image = images_of(svc, "Barack_Obama")[0]
@@ -269,11 +269,11 @@ def test_logins_photo_views_and_erasure_previews_are_audited(svc, faces_dir):
     planned = svc.client.post("/api/v1/erasures/plans/selfie", headers=officer(svc), data={"case": "AUD-1"},
                               files={"photo": ("s.jpg", probe(faces_dir, "Barack_Obama").read_bytes())})
     assert planned.status_code == 201
-    logins, views, previews = (audit_actions(svc, a) for a in ("login", "image.view", "erasure.preview"))
+    logins, views, previews = (audit_actions(svc, a) for a in ("login", "image.view", "erasure.plan"))
     assert len(logins) == before["login"] + 1 and logins[-1]["actor"] == "key:curator-1"
     assert len(views) == before["image.view"] + 1 and views[-1]["params"] == {"image_id": image["id"],
                                                                              "view": "thumbnail"}
-    assert len(previews) == before["erasure.preview"] + 1 and previews[-1]["purpose"] == "AUD-1"
+    assert len(previews) == before["erasure.plan"] + 1 and previews[-1]["purpose"] == "AUD-1"
     assert svc.client.get("/api/v1/audit/verify", headers=svc.auth("auditor")).json()["ok"]
 
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from faceindex.errors import InvalidInputError, NotFoundError
-from faceindex.privacy.audit import AuditEvent, AuditLog
+from faceindex.privacy.actions import KeyCreated, KeyRevoked
+from faceindex.privacy.audit import AuditLog
 from faceindex.service import storage
 from faceindex.store.catalog import Catalog, utcnow
 
@@ -85,7 +86,7 @@ class KeyStore:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.catalog.transaction():
             key_id = storage.insert_key(self.catalog, name, role, hash_secret(secret), secret[:10] + "…", utcnow())
-            self.audit.record(AuditEvent("key.create", actor=self.actor, params={"name": name, "role": role}))
+            self.audit.record(KeyCreated(name=name, role=role), actor=self.actor)
         return self.get(key_id), secret
 
     def list(self) -> list[ApiKey]:
@@ -108,7 +109,7 @@ class KeyStore:
             return key
         with self.catalog.transaction():
             storage.revoke_key(self.catalog, key.id, utcnow())
-            self.audit.record(AuditEvent("key.revoke", actor=self.actor, params={"name": key.name, "role": key.role}))
+            self.audit.record(KeyRevoked(name=key.name, role=key.role), actor=self.actor)
         return self.get(key.id)
 
     def count_active(self, role: str | None = None, *, held_secrets_only: bool = False) -> int:

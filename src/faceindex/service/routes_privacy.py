@@ -20,7 +20,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from faceindex.errors import InvalidInputError, NotFoundError
-from faceindex.privacy.audit import AuditEvent
 from faceindex.privacy.erasure import ErasurePlan, ErasureResult
 from faceindex.service.auth import Principal
 from faceindex.service.deps import ERRORS, NOT_FOUND, UPLOAD_ERRORS, CanAudit, CanPrivacy, StateDep
@@ -191,19 +190,15 @@ async def plan_selfie_erasure(principal: CanPrivacy, state: StateDep,
                                                                        "stricter threshold).")] = False):
     """Prepare an erasure of every face matching a selfie above the strict threshold (with `expand`, also the
     faces those matches find); the matches are listed for review before anything is deleted. The preview is
-    audited like a search (it shows crops of whom the selfie matches). Any plan this key still had pending ends
-    now, whether or not this one succeeds."""
+    audited like a search by the privacy layer ("erasure.plan"). Any plan this key still had pending ends now,
+    whether or not this one succeeds."""
     plans(state).discard(principal.key_id)
     upload = await read_upload(photo, state.config)
 
     def run():
         with state.decodes, state.gate.write(principal) as engine:
             plan = engine.privacy.plan_erasure(selfie=upload.data, case=case, expand=expand)
-            summary = engine.privacy.eraser.summary(plan)
-            engine.audit.record(AuditEvent("erasure.preview", actor=principal.actor, purpose=case,
-                                           params={"route": "selfie", "expand": expand},
-                                           counts={"faces": summary["faces"], "images": summary["images"]}))
-            return plan, summary
+            return plan, engine.privacy.eraser.summary(plan)
 
     plan, summary = await run_in_threadpool(run)
     return _plan_public(state, principal, plan, summary)

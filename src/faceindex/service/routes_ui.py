@@ -17,7 +17,6 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.privacy.audit import AuditEvent
 from faceindex.service.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -27,6 +26,7 @@ from faceindex.service.auth import (
     current_principal,
 )
 from faceindex.service.errors import RateLimitedError
+from faceindex.service.events import LoggedIn
 from faceindex.service.keys import KeyStore
 from faceindex.service.shared import HOME, render
 from faceindex.service.state import get_state
@@ -82,7 +82,7 @@ def login(request: Request, csrf_token: Annotated[str, Form()] = "", key: Annota
     keys.touch(found)
     session, _csrf = keys.open_session(found, state.config.session_hours)
     with state.gate.write() as engine:  # who opened a session on a face search tool, and how, is audited
-        engine.audit.record(AuditEvent("login", actor=f"key:{found.name}", params={"via": via, "role": found.role}))
+        engine.audit.record(LoggedIn(via=via, role=found.role), actor=f"key:{found.name}")
     response = RedirectResponse(safe_next(next) if next != "/" else HOME[found.role], status_code=303)
     response.set_cookie(SESSION_COOKIE, session, max_age=int(state.config.session_hours * 3600), path="/",
                         httponly=True, samesite="strict", secure=_secure(request))

@@ -3,7 +3,6 @@ clean-up of uploads, page rendering and the audit of views and logins."""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -12,8 +11,7 @@ from fastapi.responses import HTMLResponse
 from faceindex.engine import Engine
 from faceindex.errors import ForbiddenError, ImageError, NotFoundError
 from faceindex.matching import ProbeResult
-from faceindex.privacy.audit import AuditEvent
-from faceindex.privacy.erasure import ErasurePlan
+from faceindex.service.events import PhotoViewed
 from faceindex.service.principal import Principal
 from faceindex.service.schemas import CollectionPublic, FacePublic, ImageDetailPublic, ImagePublic
 from faceindex.service.state import ServiceState
@@ -88,8 +86,7 @@ def audit_view(state: ServiceState, principal: Principal, image_id: int, what: s
     """Record that a caller looked at a photo (`what`: page, thumbnail, crop): who saw whose picture is
     exactly what an audit of a face search tool must answer."""
     with state.gate.write(principal) as engine:
-        engine.audit.record(AuditEvent("image.view", actor=principal.actor, params={"image_id": image_id,
-                                                                                      "view": what}))
+        engine.audit.record(PhotoViewed(image_id=image_id, view=what), actor=principal.actor)
 
 
 # -- search ---------------------------------------------------------------------------------------------
@@ -148,12 +145,5 @@ def erase_face(engine: Engine, face_id: int) -> int:
     """Erase one face through the privacy layer: journaled, byte-identical copies included, index rewritten
     and the SQLite files scrubbed of its faceprint; audited as an erasure by id, never by name.
 
-    Uses `PrivacyOps.plan_erasure(face_ids=...)` where the privacy layer offers it; until then the plan is
-    assembled here from the eraser's own parts (the one place in the service that does).
     """
-    privacy = engine.privacy
-    if "face_ids" in inspect.signature(privacy.plan_erasure).parameters:
-        plan = privacy.plan_erasure(face_ids=[face_id])
-    else:  # privacy layer without the face route yet
-        plan = ErasurePlan("face", face_ids=privacy.eraser.with_copies([face_id]), params={"face_id": face_id})
-    return privacy.erase(plan).faces
+    return engine.privacy.erase_faces([face_id]).faces
