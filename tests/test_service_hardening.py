@@ -320,3 +320,25 @@ def test_route_modules_hold_no_sql_and_import_no_other_route_module():
         if name.startswith("routes_"):
             assert not re.search(r"from faceindex\.service\.routes_|import routes_", source), name
     assert "ErasurePlan(" not in (SERVICE_DIR / "routes_images.py").read_text()
+
+
+# -- item 5 (service side): the plan shows what search finds beyond it, and takes faces to add --------------
+def test_a_selfie_plan_lists_what_search_finds_beyond_it_and_takes_faces_to_add(svc, faces_dir):
+    selfie = ("s.jpg", probe(faces_dir, "Angelina_Jolie").read_bytes())
+    plain = svc.client.post("/api/v1/erasures/plans/selfie", headers=officer(svc), data={"case": "INC-1"},
+                            files={"photo": selfie})
+    assert plain.status_code == 201, plain.text
+    body = plain.json()
+    assert "also_found_by_search" in body and body["search_threshold"] is not None and body["included_faces"] == []
+    extra = images_of(svc, "Barack_Obama")[0]
+    extra_face = svc.client.get(f"/api/v1/images/{extra['id']}", headers=svc.auth("admin")).json()["faces"][0]["id"]
+    wider = svc.client.post("/api/v1/erasures/plans/selfie", headers=officer(svc),
+                            data={"case": "INC-1", "include_faces": f"{extra_face}"}, files={"photo": selfie})
+    assert wider.status_code == 201, wider.text
+    assert wider.json()["included_faces"] == [extra_face] and wider.json()["faces"] == body["faces"] + 1
+    bad = svc.client.post("/api/v1/erasures/plans/selfie", headers=officer(svc),
+                          data={"include_faces": "12; DROP"}, files={"photo": selfie})
+    assert bad.status_code == 400 and "include_faces" in bad.json()["error"]["message"]
+    by_json = svc.client.post("/api/v1/erasures/plans", headers=officer(svc),
+                              json={"route": "image", "value": str(extra["id"]), "include_faces": [extra_face]})
+    assert by_json.status_code == 201 and by_json.json()["included_faces"] == [extra_face]

@@ -161,7 +161,19 @@ def _plan_public(state: ServiceState, principal: Principal, plan: ErasurePlan, s
     plan_id, expires = plans(state).add(plan, principal.key_id)
     return ErasurePlanPublic(plan_id=plan_id, expires_at=expires, route=summary["route"], faces=summary["faces"],
                              images=summary["images"], collections=summary["collections"],
-                             subjects=summary["subjects"], matches=summary["matches"])
+                             subjects=summary["subjects"], matches=summary["matches"],
+                             also_found_by_search=summary.get("also_found_by_search", []),
+                             search_threshold=summary.get("search_threshold"),
+                             search_threshold_fmr=summary.get("search_threshold_fmr"),
+                             included_faces=summary.get("included_faces", []))
+
+
+def _face_ids(raw: str | None) -> list[int]:
+    """Face ids typed in a form field ("12, 40 41"); a clear error for anything else."""
+    parts = [p for p in (raw or "").replace(",", " ").split() if p]
+    if not all(p.isdigit() for p in parts):
+        raise InvalidInputError("include_faces: face ids are numbers separated by commas or spaces")
+    return [int(p) for p in parts]
 
 
 @router.post("/erasures/plans", response_model=ErasurePlanPublic, status_code=201)
@@ -177,7 +189,7 @@ def plan_erasure(body: ErasurePlanCreate, principal: CanPrivacy, state: StateDep
             raise InvalidInputError("an erasure by image takes the image id (digits), not a path")
         value = int(body.value.strip())
     with state.gate.write(principal) as engine:
-        plan = engine.privacy.plan_erasure(**{body.route: value}, case=body.case)
+        plan = engine.privacy.plan_erasure(**{body.route: value}, case=body.case, include_faces=body.include_faces)
         summary = engine.privacy.eraser.summary(plan)
     return _plan_public(state, principal, plan, summary)
 
@@ -187,17 +199,21 @@ async def plan_selfie_erasure(principal: CanPrivacy, state: StateDep,
                               photo: Annotated[UploadFile, File(description="Selfie of the person to erase.")],
                               case: Annotated[str | None, Form(max_length=500)] = None,
                               expand: Annotated[bool, Form(description="Also the faces the matches find (one hop, "
-                                                                       "stricter threshold).")] = False):
+                                                                       "stricter threshold).")] = False,
+                              include_faces: Annotated[str | None, Form(
+                                  max_length=20_000, description="Face ids to erase as well, e.g. from a first "
+                                  "plan's also_found_by_search (\"12, 40\").")] = None):
     """Prepare an erasure of every face matching a selfie above the strict threshold (with `expand`, also the
     faces those matches find); the matches are listed for review before anything is deleted. The preview is
     audited like a search by the privacy layer ("erasure.plan"). Any plan this key still had pending ends now,
     whether or not this one succeeds."""
     plans(state).discard(principal.key_id)
     upload = await read_upload(photo, state.config)
+    extra = _face_ids(include_faces)
 
     def run():
         with state.decodes, state.gate.write(principal) as engine:
-            plan = engine.privacy.plan_erasure(selfie=upload.data, case=case, expand=expand)
+            plan = engine.privacy.plan_erasure(selfie=upload.data, case=case, expand=expand, include_faces=extra)
             return plan, engine.privacy.eraser.summary(plan)
 
     plan, summary = await run_in_threadpool(run)

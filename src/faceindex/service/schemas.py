@@ -327,8 +327,10 @@ class ErasurePlanCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     route: Literal["subject", "collection", "jurisdiction", "image"]
     value: str = Field(min_length=1, max_length=1000,
-                       description="Subject name, collection name, ISO code or image id.")
+                       description="Subject name, collection name, ISO code or image id (an id, never a path).")
     case: str | None = Field(None, max_length=500)
+    include_faces: list[int] = Field(default_factory=list, max_length=10_000,
+                                     description="Face ids to erase as well (e.g. from a plan's also_found_by_search).")
 
 
 class ErasureMatch(BaseModel):
@@ -339,6 +341,7 @@ class ErasureMatch(BaseModel):
     score: float
     same_photo_as: list[int]
     via: int | None = Field(None, description="With expand: the matched face whose faceprint found this one.")
+    fmr: float | None = Field(None, description="False-match rate of the score (None: model not calibrated).")
 
 
 class ErasurePlanPublic(BaseModel):
@@ -352,6 +355,12 @@ class ErasurePlanPublic(BaseModel):
     collections: int
     subjects: int
     matches: list[ErasureMatch] = Field(description="For a selfie: every face it would delete, best match first.")
+    also_found_by_search: list[ErasureMatch] = Field(
+        default_factory=list, description="For a selfie: faces an ordinary search with it returns that this plan "
+        "will NOT erase (erasure uses a stricter threshold). Review them; plan again with `include_faces` to add them.")
+    search_threshold: float | None = Field(None, description="The ordinary search threshold for this gallery.")
+    search_threshold_fmr: float | None = None
+    included_faces: list[int] = Field(default_factory=list, description="Face ids added by hand (include_faces).")
 
 
 class OptOutPublic(BaseModel):

@@ -92,6 +92,21 @@ function showReport(form, result) {
   target.querySelector("pre").textContent = JSON.stringify(result, null, 2);
 }
 
+/** One face of an erasure plan: its crop, id, score (with FMR when calibrated), collection and file name. */
+function matchItem(m) {
+  const item = document.createElement("li");
+  const img = document.createElement("img");
+  img.src = "/api/v1/faces/" + m.face_id + "/crop?size=160";
+  img.alt = "face " + m.face_id;
+  const text = document.createElement("div");
+  const name = m.path.split("/").pop().replace(/^[0-9a-f]{16}-/, "");  // uploads carry a content-hash prefix
+  text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) +
+    (m.fmr !== null && m.fmr !== undefined ? " (FMR " + m.fmr.toExponential(1) + ")" : "") + " · " + m.collection +
+    " · " + name + (m.via ? " · found via face #" + m.via : "");
+  item.append(img, text);
+  return item;
+}
+
 /** Hide a shown erasure plan and its confirm button (the server has dropped it too: see PendingPlans). */
 function clearPlan(form) {
   const box = document.getElementById(form.dataset.report);
@@ -99,6 +114,8 @@ function clearPlan(form) {
   box.hidden = true;
   box.querySelector("pre").textContent = "";
   box.querySelector("[data-matches]").replaceChildren();
+  box.querySelector("[data-also-list]").replaceChildren();
+  box.querySelector("[data-also]").hidden = true;
   const button = box.querySelector("[data-confirm-plan]");
   button.hidden = true;
   button.onclick = null;
@@ -112,19 +129,10 @@ function showPlan(form, plan) {
   box.querySelector("pre").textContent = "Would erase " + plan.faces + " face(s), " + plan.images + " image(s), " +
     plan.collections + " collection(s), " + plan.subjects + " subject(s). Nothing is deleted until you confirm.";
   const list = box.querySelector("[data-matches]");
-  list.replaceChildren();
-  for (const m of plan.matches) {
-    const item = document.createElement("li");
-    const img = document.createElement("img");
-    img.src = "/api/v1/faces/" + m.face_id + "/crop?size=160";
-    img.alt = "face " + m.face_id;
-    const text = document.createElement("div");
-    const name = m.path.split("/").pop().replace(/^[0-9a-f]{16}-/, "");  // uploads carry a content-hash prefix
-    text.textContent = "face #" + m.face_id + " · score " + m.score.toFixed(3) + " · " + m.collection + " · " + name +
-      (m.via ? " · found via face #" + m.via : "");
-    item.append(img, text);
-    list.append(item);
-  }
+  list.replaceChildren(...plan.matches.map(matchItem));
+  const also = plan.also_found_by_search || [];
+  box.querySelector("[data-also-list]").replaceChildren(...also.map(matchItem));
+  box.querySelector("[data-also]").hidden = also.length === 0;
   const button = box.querySelector("[data-confirm-plan]");
   const error = box.querySelector("[data-error]");
   button.hidden = plan.faces + plan.images + plan.collections + plan.subjects === 0;
@@ -135,6 +143,7 @@ function showPlan(form, plan) {
       const result = await api("POST", "/api/v1/erasures/plans/" + encodeURIComponent(plan.plan_id));
       box.querySelector("pre").textContent = "Erased: " + JSON.stringify(result, null, 2);
       list.replaceChildren();
+      box.querySelector("[data-also]").hidden = true;
       button.hidden = true;
     } catch (e) { error.textContent = e.message; } finally { button.disabled = false; }
   };
