@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Path, Query
 
 from faceindex.service.auth import Principal, Require
 from faceindex.service.schemas import ErrorResponse
 from faceindex.service.state import ServiceState, get_state
+
+MAX_INT = 2**63 - 1
+"""SQLite's largest INTEGER: a bigger number reaching sqlite3 is an OverflowError (a 500), so ids, offsets and
+sequence numbers are validated against it (a 422 naming the field)."""
+IdPath = Annotated[int, Path(ge=0, le=MAX_INT, description="Record id.")]
+OptionalId = Annotated[int | None, Query(ge=0, le=MAX_INT)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT)]
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 AnyRole = Annotated[Principal, Depends(Require())]

@@ -1,10 +1,12 @@
 """The front door: credentials are checked before a request body is read, and callers without credentials
 are rate-limited per client address.
 
-FastAPI parses a form body before it resolves a route's dependencies, so a `Require` dependency alone would
-let anyone make the server receive (and spool to disk) a 90 MiB upload before answering 401. This
-middleware runs first: a request that may carry a body (every method but GET, HEAD, OPTIONS) must present
-valid credentials, or get 401 without a byte of its body read. `/login` is the one public form.
+FastAPI parses a form body and validates parameters before it resolves a route's dependencies, so a
+`Require` dependency alone would let anyone make the server receive (and spool to disk) a 90 MiB upload,
+or learn which parameters a route takes, before answering 401. This middleware runs first: every API
+request (but /api/v1/health) and every page request that may carry a body (every method but GET, HEAD,
+OPTIONS) must present valid credentials, or get 401 without a byte of its body read. `/login` is the one
+public form; pages a browser GETs keep redirecting to it (their own dependency does that).
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ class AuthFirstMiddleware:
 
     async def _check(self, request: Request) -> None:
         state = get_state(request)
+        api = request.url.path.startswith("/api/")  # /openapi.json and /docs stay public
         if not presents_credentials(request):
             wait = state.anon_limiter.take(f"ip:{client_address(request)}")
             if wait:
                 raise RateLimitedError(f"too many requests without credentials; retry in {wait:.0f} s", wait)
-            if request.method not in SAFE_METHODS and request.url.path not in PUBLIC_FORMS:
+            if api or (request.method not in SAFE_METHODS and request.url.path not in PUBLIC_FORMS):
                 raise AuthError("authentication required: send an API key (Authorization: Bearer …) or log in")
-        elif request.method not in SAFE_METHODS:
+        elif api or request.method not in SAFE_METHODS:
             await current_principal(request)  # raises AuthError (401) or RateLimitedError for bad credentials

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from faceindex import __version__
 from faceindex.errors import ConflictError
-from faceindex.service.deps import ERRORS, NOT_FOUND, AnyRole, CanAudit, CanKeys, CanStats, StateDep
+from faceindex.service.deps import ERRORS, MAX_INT, NOT_FOUND, AnyRole, CanAudit, CanKeys, CanStats, IdPath, StateDep
 from faceindex.service.keys import KeyStore
 from faceindex.service.schemas import (
     AuditEventPublic,
@@ -48,7 +48,8 @@ def stats(principal: CanStats, state: StateDep):
 
 @router.get("/audit", response_model=list[AuditEventPublic], tags=["audit"], responses=ERRORS)
 def audit_events(principal: CanAudit, state: StateDep, action: str | None = None,
-                 after: Annotated[int, Query(ge=0, description="Only events with a larger sequence number.")] = 0,
+                 after: Annotated[int, Query(ge=0, le=MAX_INT,
+                                             description="Only events with a larger sequence number.")] = 0,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 200):
     """Audit events in order. Events record who did what, why and how many, never a photo or faceprint."""
     with state.gate.read(principal) as engine:
@@ -81,7 +82,7 @@ def create_key(body: KeyCreate, principal: CanKeys, state: StateDep):
 
 
 @router.delete("/keys/{key_id}", response_model=KeyPublic, tags=["keys"], responses={**ERRORS, **NOT_FOUND})
-def revoke_key(key_id: int, principal: CanKeys, state: StateDep):
+def revoke_key(key_id: IdPath, principal: CanKeys, state: StateDep):
     """Revoke a key: its requests and browser sessions stop working at once."""
     with state.gate.write(principal) as engine:
         keys = KeyStore(engine)

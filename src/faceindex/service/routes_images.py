@@ -11,7 +11,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.service.deps import ERRORS, NOT_FOUND, CanDeleteImages, CanListImages, CanViewImages, StateDep
+from faceindex.service.deps import (
+    ERRORS,
+    NOT_FOUND,
+    CanDeleteImages,
+    CanListImages,
+    CanViewImages,
+    IdPath,
+    Offset,
+    OptionalId,
+    StateDep,
+)
 from faceindex.service.media import catalogued_bytes, face_crop, thumbnail
 from faceindex.service.schemas import DeletedPublic, FacePage, FacePublic, ImageDetailPublic, ImagePage
 from faceindex.service.shared import (
@@ -37,7 +47,7 @@ COLLECTION = Query(description="Collection id (digits) or name.")
 
 @router.get("/images", response_model=ImagePage)
 def list_images(principal: CanListImages, state: StateDep, collection: Annotated[str | None, COLLECTION] = None,
-                limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0):
+                limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0):
     """Images, optionally of one collection, in id order."""
     with state.gate.read(principal) as engine:
         collection_id = None if collection is None else find_collection(engine, collection).id
@@ -46,7 +56,7 @@ def list_images(principal: CanListImages, state: StateDep, collection: Annotated
 
 
 @router.get("/images/{image_id}", response_model=ImageDetailPublic)
-def get_image(image_id: int, principal: CanViewImages, state: StateDep):
+def get_image(image_id: IdPath, principal: CanViewImages, state: StateDep):
     """One image with all its faces (boxes, quality verdicts, enrolled subject names; never faceprints)."""
     check_view(state, principal, image_id)
     with state.gate.read(principal) as engine:
@@ -54,8 +64,8 @@ def get_image(image_id: int, principal: CanViewImages, state: StateDep):
 
 
 @router.get("/images/{image_id}/thumbnail", response_class=Response, responses=JPEG)
-def image_thumbnail(image_id: int, principal: CanViewImages, state: StateDep,
-                    size: Annotated[int, Query(ge=32, le=4096)] = 512, focus: int | None = None):
+def image_thumbnail(image_id: IdPath, principal: CanViewImages, state: StateDep,
+                    size: Annotated[int, Query(ge=32, le=4096)] = 512, focus: OptionalId = None):
     """The photo as a JPEG, longest side `size` px. With `focus=<face id>` every other face is obscured
     (as shown in a subject access report). Each view is recorded in the audit log."""
     check_view(state, principal, image_id)
@@ -72,7 +82,7 @@ def image_thumbnail(image_id: int, principal: CanViewImages, state: StateDep,
 
 
 @router.delete("/images/{image_id}", response_model=DeletedPublic)
-def delete_image(image_id: int, principal: CanDeleteImages, state: StateDep):
+def delete_image(image_id: IdPath, principal: CanDeleteImages, state: StateDep):
     """Remove an image and its faces from the catalog and the index (a file the service stored goes too)."""
     with state.gate.write(principal) as engine:
         image_row(engine, image_id)
@@ -83,8 +93,8 @@ def delete_image(image_id: int, principal: CanDeleteImages, state: StateDep):
 
 @router.get("/faces", response_model=FacePage)
 def list_faces(principal: CanListImages, state: StateDep, collection: Annotated[str | None, COLLECTION] = None,
-               image_id: int | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-               offset: Annotated[int, Query(ge=0)] = 0):
+               image_id: OptionalId = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+               offset: Offset = 0):
     """Faces (boxes and quality, never faceprints), optionally of one collection or image."""
     with state.gate.read(principal) as engine:
         collection_id = None if collection is None else find_collection(engine, collection).id
@@ -95,7 +105,7 @@ def list_faces(principal: CanListImages, state: StateDep, collection: Annotated[
 
 
 @router.get("/faces/{face_id}", response_model=FacePublic)
-def get_face(face_id: int, principal: CanViewImages, state: StateDep):
+def get_face(face_id: IdPath, principal: CanViewImages, state: StateDep):
     with state.gate.read(principal) as engine:
         row = face_row(engine, face_id)
         check_view(state, principal, row["image_id"])
@@ -103,7 +113,7 @@ def get_face(face_id: int, principal: CanViewImages, state: StateDep):
 
 
 @router.get("/faces/{face_id}/crop", response_class=Response, responses=JPEG)
-def face_crop_route(face_id: int, principal: CanViewImages, state: StateDep,
+def face_crop_route(face_id: IdPath, principal: CanViewImages, state: StateDep,
                     size: Annotated[int, Query(ge=32, le=1024)] = 256):
     """The face with a margin around it, as a JPEG about `size` px on its long side (each view audited)."""
     with state.gate.read(principal) as engine:
@@ -120,7 +130,7 @@ def face_crop_route(face_id: int, principal: CanViewImages, state: StateDep,
 
 
 @router.delete("/faces/{face_id}", response_model=DeletedPublic)
-async def delete_face(face_id: int, principal: CanDeleteImages, state: StateDep):
+async def delete_face(face_id: IdPath, principal: CanDeleteImages, state: StateDep):
     """Remove one face (e.g. a bystander) while keeping the rest of its photo."""
 
     def run():

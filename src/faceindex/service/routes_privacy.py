@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from faceindex.errors import InvalidInputError, NotFoundError
 from faceindex.privacy.erasure import ErasurePlan, ErasureResult
 from faceindex.service.auth import Principal
-from faceindex.service.deps import ERRORS, NOT_FOUND, UPLOAD_ERRORS, CanAudit, CanPrivacy, StateDep
+from faceindex.service.deps import ERRORS, NOT_FOUND, UPLOAD_ERRORS, CanAudit, CanPrivacy, IdPath, StateDep
 from faceindex.service.schemas import (
     ConsentCreate,
     ConsentResultPublic,
@@ -127,7 +127,7 @@ def list_subjects(principal: CanPrivacy, state: StateDep):
 
 
 @router.get("/subjects/{subject_id}", response_model=SubjectDetailPublic)
-def get_subject(subject_id: int, principal: CanPrivacy, state: StateDep):
+def get_subject(subject_id: IdPath, principal: CanPrivacy, state: StateDep):
     """A subject with its consent history and enrolled face ids."""
     with state.gate.read(principal) as engine:
         subjects = engine.privacy.subjects
@@ -148,7 +148,7 @@ def enrol_subject(body: EnrolCreate, principal: CanPrivacy, state: StateDep):
 
 
 @router.post("/subjects/{subject_id}/consent", response_model=ConsentResultPublic)
-def record_consent(subject_id: int, body: ConsentCreate, principal: CanPrivacy, state: StateDep):
+def record_consent(subject_id: IdPath, body: ConsentCreate, principal: CanPrivacy, state: StateDep):
     """Record consent given or withdrawn; a withdrawal erases the subject's faceprints at once."""
     result, swept = _privacy_call(state, principal, lambda engine: engine.privacy.subjects.consent(
         _subject_name(engine, subject_id), body.status, evidence=body.evidence, scope=body.scope, case=body.case))
@@ -253,7 +253,7 @@ def list_opt_outs(principal: CanPrivacy, state: StateDep):
 
 
 @router.delete("/opt-outs/{optout_id}", status_code=204)
-def withdraw_opt_out(optout_id: int, principal: CanPrivacy, state: StateDep,
+def withdraw_opt_out(optout_id: IdPath, principal: CanPrivacy, state: StateDep,
                      reason: Annotated[str | None, Query(max_length=500, description="Request reference.")] = None):
     """The person withdraws their opt-out: its template is deleted and later ingests index them again.
     Faces erased when they opted out stay erased."""

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from faceindex.errors import FaceIndexError
 from faceindex.matching import ProbeResult
 from faceindex.service.auth import Principal, Require
-from faceindex.service.deps import StateDep
+from faceindex.service.deps import MAX_INT, IdPath, Offset, OptionalId, StateDep
 from faceindex.service.keys import ROLES, KeyStore
 from faceindex.service.media import thumbnail
 from faceindex.service.shared import (
@@ -106,8 +106,8 @@ def collections_page(request: Request, principal: page("collections:read"), stat
 
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
-def collection_page(request: Request, collection_id: int, principal: page("collections:read"), state: StateDep,
-                    offset: Annotated[int, Query(ge=0)] = 0):
+def collection_page(request: Request, collection_id: IdPath, principal: page("collections:read"), state: StateDep,
+                    offset: Offset = 0):
     with state.gate.read(principal) as engine:
         collection = collection_public(engine, find_collection(engine, collection_id))
         total, rows = reads.images_page(engine.catalog, collection_id, PAGE_SIZE, offset)
@@ -118,8 +118,8 @@ def collection_page(request: Request, collection_id: int, principal: page("colle
 
 
 @router.get("/images/{image_id}", response_class=HTMLResponse)
-def image_page(request: Request, image_id: int, principal: page("images:view"), state: StateDep,
-               focus: int | None = None):
+def image_page(request: Request, image_id: IdPath, principal: page("images:view"), state: StateDep,
+               focus: OptionalId = None):
     check_view(state, principal, image_id)
     with state.gate.read(principal) as engine:
         image = image_detail(engine, image_id)
@@ -129,7 +129,7 @@ def image_page(request: Request, image_id: int, principal: page("images:view"), 
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(request: Request, principal: page("audit:read"), state: StateDep,
-               after: Annotated[int | None, Query(ge=0)] = None, action: str | None = None):
+               after: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None, action: str | None = None):
     with state.gate.read(principal) as engine:
         problems = engine.audit.verify()
         total = reads.audit_last_seq(engine.catalog)

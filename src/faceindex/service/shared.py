@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from faceindex.engine import Engine
 from faceindex.errors import ForbiddenError, ImageError, NotFoundError
 from faceindex.matching import ProbeResult
+from faceindex.service.deps import MAX_INT
 from faceindex.service.events import PhotoViewed
 from faceindex.service.principal import Principal
 from faceindex.service.schemas import CollectionPublic, FacePublic, ImageDetailPublic, ImagePublic
@@ -33,7 +34,7 @@ def find_collection(engine: Engine, ref: str | int) -> Collection:
     """A collection by id (digits) or by name. Web pages and their forms always use the id: a URL built
     from a name (`../x`) could be normalised into another route by the browser."""
     if isinstance(ref, int) or str(ref).isdigit():
-        found = reads.collection(engine.catalog, int(ref))
+        found = reads.collection(engine.catalog, int(ref)) if int(ref) <= MAX_INT else None
         if found is None:
             raise NotFoundError(f"no collection with id {ref}")
         return found
