@@ -96,16 +96,25 @@ def test_login_ingest_and_search_in_chromium(server, browser, faces_dir, tmp_pat
     page.click("button[type=submit]")
     page.wait_for_url(f"{url}/collections")
 
+    page.fill("#create-collection input[name=name]", "archive")  # a first collection: the form must not fall back to it
+    page.select_option("#create-collection select[name=basis]", "consent")
+    page.fill("#create-collection input[name=purpose]", "browser test")
+    page.click("#create-collection button[type=submit]")
+    page.wait_for_selector("#collections a:text('archive')")
+
     page.fill("#create-collection input[name=name]", "people")
     page.select_option("#create-collection select[name=basis]", "consent")
     page.fill("#create-collection input[name=purpose]", "browser test")
     page.fill("#create-collection input[name=jurisdictions]", "DE, FR")
     page.click("#create-collection button[type=submit]")
     page.wait_for_selector("#collections a:text('people')")
+    people_id = page.get_attribute("#collections a:text('people')", "href").rsplit("/", 1)[1]
+    assert page.input_value("#upload-form select[name=collection]") == people_id  # the one just created
 
     page.set_input_files("#upload-form input[name=files]", sorted(str(p) for p in uploads.iterdir()))
     page.click("#upload-form button[type=submit]")
     page.wait_for_selector("[data-job][data-status='done']", timeout=120_000)
+    assert page.input_value("#upload-form select[name=collection]") == people_id  # still where we uploaded
     assert "5 indexed, 5 faces" in page.inner_text("#jobs")
     shoot(page, "collections.png", tmp_path)
 
