@@ -126,9 +126,19 @@ def _while_engine_busy(svc: Service, requests) -> tuple[list, bool]:
     return answers, still_held
 
 
-def test_key_checks_do_not_wait_for_the_engine(svc):
-    answers, still_held = _while_engine_busy(svc, lambda: [svc.client.get("/api/v1/me", headers=svc.auth("curator"))])
-    assert answers[0].status_code == 200 and answers[0].json()["role"] == "curator" and still_held
+def test_key_checks_do_not_wait_for_the_engine_nor_for_a_full_thread_pool(svc):
+    def requests():
+        blocked = [threading.Thread(target=svc.client.get, args=("/api/v1/stats",),
+                                    kwargs={"headers": svc.auth("admin")}) for _ in range(60)]
+        for thread in blocked:  # more than the thread pool's 40 workers, all waiting on the engine
+            thread.start()
+        return [svc.client.get("/api/v1/me", headers=svc.auth("curator")),
+                svc.client.get("/api/v1/me", headers={"Authorization": "Bearer fik_wrong"}), blocked]
+
+    (me, wrong, blocked), still_held = _while_engine_busy(svc, requests)
+    for thread in blocked:
+        thread.join()
+    assert me.status_code == 200 and me.json()["role"] == "curator" and wrong.status_code == 401 and still_held
 
 
 def test_health_answers_while_every_worker_thread_waits_for_the_engine(svc):

@@ -8,10 +8,11 @@ CSRF token (header `X-CSRF-Token` or form field `csrf_token`); a key in a header
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from faceindex.errors import AuthError, ForbiddenError
 from faceindex.service.errors import CsrfError, RateLimitedError
@@ -24,6 +25,9 @@ __all__ = ["PERMISSIONS", "Principal", "Require", "current_principal", "client_a
 SESSION_COOKIE = "fi_session"
 LOGIN_CSRF_COOKIE = "fi_login_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+KEY_CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="faceindex-keys")
+"""Threads that check credentials, apart from the request thread pool: when searches fill that pool (and
+wait for the engine), a caller is still told at once whether its key is valid, and a page still redirects."""
 
 def presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
@@ -77,7 +81,7 @@ async def current_principal(request: Request) -> Principal | None:
     """
     if not hasattr(request.state, "principal"):
         try:
-            request.state.principal = await run_in_threadpool(_lookup, request)
+            request.state.principal = await asyncio.get_running_loop().run_in_executor(KEY_CHECKS, _lookup, request)
         except AuthError:
             wait = get_state(request).failure_limiter.take(f"ip:{client_address(request)}")
             if wait:

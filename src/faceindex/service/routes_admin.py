@@ -34,8 +34,8 @@ async def health():
 
 
 @router.get("/me", response_model=MePublic, tags=["meta"], responses=ERRORS)
-def me(principal: AnyRole):
-    """Who the caller is and what its role may do."""
+async def me(principal: AnyRole):
+    """Who the caller is and what its role may do (answered on the event loop: no store access)."""
     return MePublic(name=principal.name, role=principal.role, via=principal.via, permissions=principal.permissions)
 
 
