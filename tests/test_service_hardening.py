@@ -126,10 +126,27 @@ def _while_engine_busy(svc: Service, requests) -> tuple[list, bool]:
     return answers, still_held
 
 
+def _writers_waiting(svc: Service, n: int) -> list[threading.Thread]:
+    """Threads whose requests need the engine's write gate (deleting an image that does not exist: a 404 once
+    they get it, no side effect): while the gate is held, each one holds a worker of the thread pool."""
+    return [threading.Thread(target=svc.client.delete, args=("/api/v1/images/999999999",),
+                             kwargs={"headers": svc.auth("admin")}) for _ in range(n)]
+
+
+def test_searches_run_while_a_writer_holds_the_engine(svc, faces_dir):
+    photo = ("p.jpg", probe(faces_dir, "Barack_Obama").read_bytes())
+    answers, still_held = _while_engine_busy(svc, lambda: [
+        svc.client.post("/api/v1/search", headers=svc.auth("searcher"), data={"purpose": "during a write"},
+                        files={"photo": photo}),
+        svc.client.get("/api/v1/stats", headers=svc.auth("admin"))])
+    search, stats = answers
+    assert search.status_code == 200 and search.json()["faces"][0]["candidates"], search.text
+    assert stats.status_code == 200 and still_held
+
+
 def test_key_checks_do_not_wait_for_the_engine_nor_for_a_full_thread_pool(svc):
     def requests():
-        blocked = [threading.Thread(target=svc.client.get, args=("/api/v1/stats",),
-                                    kwargs={"headers": svc.auth("admin")}) for _ in range(60)]
+        blocked = _writers_waiting(svc, 60)
         for thread in blocked:  # more than the thread pool's 40 workers, all waiting on the engine
             thread.start()
         return [svc.client.get("/api/v1/me", headers=svc.auth("curator")),
@@ -143,8 +160,7 @@ def test_key_checks_do_not_wait_for_the_engine_nor_for_a_full_thread_pool(svc):
 
 def test_health_answers_while_every_worker_thread_waits_for_the_engine(svc):
     def requests():
-        blocked = [threading.Thread(target=svc.client.get, args=("/api/v1/stats",),
-                                    kwargs={"headers": svc.auth("admin")}) for _ in range(60)]
+        blocked = _writers_waiting(svc, 60)
         for thread in blocked:  # more than the thread pool's 40 workers, all waiting on the engine
             thread.start()
         health = svc.client.get("/api/v1/health")

@@ -147,33 +147,28 @@ def delete_jobs(catalog: Catalog, job_ids: Iterable[str]) -> None:
 
 
 class ServiceDB:
-    """A catalog connection per thread for the service's own tables (key checks, sessions, login links).
+    """The catalog the service's own tables are read and written through (key checks, sessions, login links).
 
-    Request threads each get their own SQLite connection, so checking a key never waits for a search or an
-    ingest holding the engine (WAL: readers do not block the writer or each other; the few writes here,
-    such as marking a key used, wait on SQLite's busy timeout, not on a lock of ours).
+    Its own Catalog, not the engine's: the catalog gives each thread its own reader connection (WAL: readers
+    never wait for the writer nor for each other), so checking a key never waits for a search or an ingest.
+    The few writes here are single statements (marking a key used, ending a session: autocommit, serialised
+    by SQLite's busy timeout) or short transactions under the store's write lock (sessions, login links).
+    Opened on first use; `close()` at shutdown (a later use opens it again).
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._local = threading.local()
-        self._all: list[Catalog] = []
-        self._generation = 0
-        """Bumped by close(): a thread's connection from before is not reused (the app may start again)."""
+        self._catalog: Catalog | None = None
         self._lock = threading.Lock()
 
     def catalog(self) -> Catalog:
-        generation, found = getattr(self._local, "held", (-1, None))
-        if found is None or generation != self._generation:
-            found = Catalog(self.path)
-            with self._lock:
-                self._all.append(found)
-                self._local.held = (self._generation, found)
-        return found
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = Catalog(self.path)
+            return self._catalog
 
     def close(self) -> None:
         with self._lock:
-            for catalog in self._all:
-                catalog.close()
-            self._all.clear()
-            self._generation += 1
+            if self._catalog is not None:
+                self._catalog.close()
+                self._catalog = None

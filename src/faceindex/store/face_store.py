@@ -43,6 +43,10 @@ class FaceStore:
     index being mutated. The index file itself is written under the store's write lock.
     """
 
+    concurrent_reads = True
+    """The guarantee above, as a flag callers can check: reads (catalog and index) from many threads need no
+    lock of the caller's. The REST service's EngineGate then reads without its own lock."""
+
     def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE,
                  params: IndexParams | None = None, ef_search: int | None = None, lazy: bool = False):
         self.root = Path(root)
