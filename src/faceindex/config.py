@@ -29,6 +29,26 @@ class Settings(BaseSettings):
         "in 25 of 3 443 photos and the CNN fallback (bounded by fallback_max_side / fallback_gate) finds all 25, "
         "+0.6 % pair accuracy; photos with faces cost nothing more.",
     )
+    detail: Literal["fast", "thorough"] = Field(
+        "fast",
+        description="How hard to look for faces. 'fast': `detector` as set (HOG finds faces down to ~40-80 px "
+        "in the detection image). 'thorough': dlib's CNN (MMOD) on onnxruntime over an image enlarged so faces "
+        "of `thorough_min_face` px are found, plus HOG: on the crowd photos of shared/faces/groups it finds "
+        "most of the faces a modern detector finds (see BENCHMARKS.md, bench_crowd) but costs seconds per "
+        "photo (up to ~10-20 s for a crowd photo on one core) instead of ~0.1-1 s. Faces narrower than "
+        "min_face_px are counted and redacted but refused for search.",
+    )
+    thorough_min_face: int = Field(
+        12, ge=4, le=80,
+        description="With detail='thorough': the smallest face (px, in the detection image) to look for. "
+        "The CNN's window is 80 px, so the image is enlarged 80/thorough_min_face times (cost ~ the square).",
+    )
+    thorough_max_megapixels: float = Field(
+        40.0, gt=0.0,
+        description="With detail='thorough': cap on the enlarged image's size (megapixels), which bounds the "
+        "cost per photo (~0.06 s per megapixel of the pyramid on one core, ~2.3x this): large photos are "
+        "enlarged less, so their smallest faces may be missed.",
+    )
     upsample: int = Field(
         1, ge=0, le=3, description="HOG/CNN upsampling passes; higher numbers find smaller faces, each costs ~4x."
     )

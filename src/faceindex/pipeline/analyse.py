@@ -47,6 +47,11 @@ class FacePipeline:
                  embedder: DlibEmbedder | None = None):
         self.settings = settings or Settings()
         s = self.settings
+        if detector is None and s.detail == "thorough":
+            from faceindex.pipeline.crowd_detect import ThoroughDetector
+
+            detector = ThoroughDetector(HogDetector(s.upsample), min_face=s.thorough_min_face,
+                                        max_megapixels=s.thorough_max_megapixels)
         self.detector = detector or build_detector(
             s.detector, upsample=s.upsample, yunet_model=s.yunet_model, yunet_sha256=s.yunet_sha256,
             yunet_score=s.yunet_score, fallback_max_side=s.fallback_max_side, fallback_gate=s.fallback_gate,
@@ -83,6 +88,7 @@ class FacePipeline:
     @functools.cached_property
     def _turned_detector(self) -> FaceDetector:
         primary = self.detector.primary if isinstance(self.detector, FallbackDetector) else self.detector
+        primary = getattr(primary, "hog", primary)  # the thorough detector turns only its HOG part
         return HogDetector(rotation.TURNED_HOG_UPSAMPLE) if isinstance(primary, HogDetector) else primary
 
     def _turned_look(self, result: AnalysedImage, decoded: DecodedImage) -> None:

@@ -159,10 +159,10 @@ class MmodDetector:
     `threads` caps onnxruntime's intra-op threads (1: one core, as each ingest worker uses one).
     """
 
-    name = "dlib-cnn"
+    name = "dlib-mmod"
 
     def __init__(self, *, upscale: float = 1.0, threshold: float = 0.0, threads: int | None = 1,
-                 dat_path: str | Path | None = None, min_side: int | None = None):
+                 dat_path: str | Path | None = None, min_side: int | None = None, step: float = PYRAMID_STEP):
         import onnxruntime as ort
 
         if dat_path is None:
@@ -176,6 +176,7 @@ class MmodDetector:
         self.net = parse_mmod_net(data)
         self.upscale = upscale
         self.threshold = threshold
+        self.step = step
         self.min_side = min_side or max(self.net.window)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -193,7 +194,7 @@ class MmodDetector:
         out, scale = [], self.upscale
         while min(width, height) * scale >= self.min_side:
             out.append(scale)
-            scale *= PYRAMID_STEP
+            scale *= self.step
         return out
 
     def windows(self, rgb: np.ndarray) -> list[Window]:
