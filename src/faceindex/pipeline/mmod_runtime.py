@@ -142,6 +142,17 @@ def _to_input(v: int, net: MmodNet) -> int:
     return v
 
 
+def _local_maxima(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Cells above `threshold` that no 8-neighbour beats. A neighbour's window (8 px away, 80 px wide)
+    overlaps with IoU ~0.8, so suppression would drop it anyway; filtering first keeps the number of
+    windows, and the quadratic suppression, small when the threshold is low."""
+    padded = np.pad(scores, 1, constant_values=-np.inf)
+    h, w = scores.shape
+    best = np.max([padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx], axis=0)
+    return (scores > threshold) & (scores >= best)
+
+
 @dataclass(frozen=True)
 class Window:
     """One scored detector window in the photo's pixels."""
@@ -211,7 +222,7 @@ class MmodDetector:
             level = np.pad(level, ((OUTER_PAD, OUTER_PAD), (OUTER_PAD, OUTER_PAD), (0, 0)))
             scores = self._session.run(["scores"], {"image": level[None]})[0][0, 0]
             sx, sy = width / size[0], height / size[1]
-            for row, col in zip(*np.nonzero(scores > self.threshold), strict=True):
+            for row, col in zip(*np.nonzero(_local_maxima(scores, self.threshold)), strict=True):
                 cx = self._offset + self._stride * int(col) - OUTER_PAD
                 cy = self._offset + self._stride * int(row) - OUTER_PAD
                 left, top = cx - win_w // 2, cy - win_h // 2

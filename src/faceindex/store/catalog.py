@@ -371,4 +371,6 @@ class Catalog:
             "skipped": self.count("SELECT count(*) FROM images WHERE status = 'skipped'"),
             "faces": self.count("SELECT count(*) FROM faces WHERE embedding IS NOT NULL"),
             "rejected_faces": self.count("SELECT count(*) FROM faces WHERE embedding IS NULL"),
+            # Of the rejected: faces detected (and redacted) but too small to identify (FacePipeline's reason).
+            "small_faces": self.count("SELECT count(*) FROM faces WHERE rejected LIKE 'too small%'"),
         }
