@@ -51,7 +51,7 @@ class FacePipeline:
             from faceindex.pipeline.crowd_detect import ThoroughDetector
 
             detector = ThoroughDetector(HogDetector(s.upsample), min_face=s.thorough_min_face,
-                                        max_megapixels=s.thorough_max_megapixels)
+                                        max_megapixels=s.thorough_max_megapixels, threshold=s.thorough_threshold)
         self.detector = detector or build_detector(
             s.detector, upsample=s.upsample, yunet_model=s.yunet_model, yunet_sha256=s.yunet_sha256,
             yunet_score=s.yunet_score, fallback_max_side=s.fallback_max_side, fallback_gate=s.fallback_gate,
