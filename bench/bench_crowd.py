@@ -4,7 +4,9 @@ Reference: YuNet 2023mar (../shared/models/yunet, MIT; through opencv) at score 
 at full resolution. Recall = share of YuNet's boxes that a faceindex face (accepted or refused)
 overlaps with IoU >= 0.4. Faces no reference box overlaps are listed (photo, box, detector, score)
 for a look by eye. Also: faces on nonfaces/ (should be 0), faces on the annotated PASCAL photos
-(groups/dlib__20*.jpg, expected counts in MANIFEST.tsv) and the seconds per photo of each detail.
+(groups/dlib__20*.jpg, expected counts in MANIFEST.tsv) and the seconds per photo of each detail, wall
+clock and CPU (the process's; every model runs on one thread, so on a busy machine CPU seconds are
+the steadier figure).
 
     python bench/bench_crowd.py [--detail fast thorough] [--photos NAME ...] [--json out.json]
 
@@ -76,15 +78,15 @@ def main() -> None:
         row = {"photo": path.name, "size": f"{decoded.width}x{decoded.height}", "yunet": len(reference),
                "expected": expected.get(f"groups/{path.name}")}
         for detail, pipeline in pipelines.items():
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             analysis = pipeline.analyse(decoded)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             faces = analysis.faces
             hit = sum(any(iou(r, f.box) >= MATCH_IOU for f in faces) for r in reference)
             row[detail] = {"faces": len(faces), "accepted": len(analysis.accepted),
                            "too_small": sum(1 for f in faces if (f.rejected or "").startswith("too small")),
                            "recall": hit / len(reference) if reference else None, "hit": hit,
-                           "seconds": round(seconds, 2)}
+                           "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2)}
             unmatched += [(detail, path.name, f.box, f.detector, round(f.score, 2)) for f in faces
                           if all(iou(r, f.box) < MATCH_IOU for r in reference)]
         rows.append(row)

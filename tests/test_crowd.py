@@ -133,12 +133,34 @@ def test_a_face_only_the_thorough_path_finds_is_searchable_and_finds_its_other_p
         assert max(iou(c.box, face.box) for c in hit) > 0.9  # the very face only the CNN found
 
 
-def test_stats_count_the_faces_too_small_to_identify(faces_dir, tmp_path):
+def test_add_detail_thorough_counts_the_faces_too_small_to_identify_in_stats(faces_dir, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceindex.cli import app
+
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(faces_dir / "groups" / "ultralight__8.jpg", folder / "crowd.jpg")
-    with Engine(tmp_path / "store", Settings(detail="thorough", workers=1)) as engine:
-        report = engine.ingest([folder], "press", basis="legitimate-interests", purpose="test: crowds")
-        stats = engine.stats()
-    assert report.counts()["faces"] == 0 and stats["faces"] == 0
+    store = str(tmp_path / "store")
+    runner = CliRunner()
+    added = runner.invoke(app, ["add", str(folder), "-c", "press", "--basis", "legitimate-interests", "--purpose",
+                                "test: crowds", "--detail", "thorough", "--workers", "1", "--store", store, "--json"])
+    assert added.exit_code == 0, added.output
+    report = json.loads(added.stdout.strip().splitlines()[-1])
+    assert report["faces"] == 0 and report["rejected_faces"] >= 60
+    stats = json.loads(runner.invoke(app, ["stats", "--store", store, "--json"]).stdout)
+    assert stats["faces"] == 0
     assert stats["small_faces"] == stats["rejected_faces"] >= 60  # detected, counted, refused for search
+
+
+def test_add_refuses_an_unknown_detail(tmp_path, faces_dir):
+    from typer.testing import CliRunner
+
+    from faceindex.cli import app
+
+    result = CliRunner().invoke(app, ["add", str(faces_dir / "nonfaces"), "-c", "x", "--detail", "slow",
+                                      "--store", str(tmp_path / "store")])
+    assert result.exit_code == 2 and "fast or thorough" in result.output
+    assert not (tmp_path / "store").exists()  # nothing was created
