@@ -116,8 +116,9 @@ def report(rows: list[dict], unmatched: list, nonfaces: dict, details: list[str]
         hits = sum(r[d]["hit"] for r in crowd)
         total = sum(r["yunet"] for r in crowd)
         secs = [r[d]["seconds"] for r in crowd]
+        cpu = [r[d].get("cpu_seconds", np.nan) for r in crowd]
         print(f"{d}: crowd recall {hits}/{total} = {hits / max(1, total):.3f}; seconds per crowd photo "
-              f"mean {np.mean(secs):.1f}, max {max(secs):.1f}; all groups/ recall "
+              f"mean {np.mean(secs):.1f}, max {max(secs):.1f} (CPU mean {np.mean(cpu):.1f}); all groups/ recall "
               f"{sum(r[d]['hit'] for r in rows)}/{sum(r['yunet'] for r in rows)}; seconds for all "
               f"{len(rows)} groups/ photos {sum(r[d]['seconds'] for r in rows):.1f}")
         print(f"{d}: PASCAL annotated faces: found {sum(min(r[d]['faces'], r['expected']) for r in pascal)} "
