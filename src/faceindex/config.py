@@ -50,11 +50,12 @@ class Settings(BaseSettings):
         "enlarged less, so their smallest faces may be missed.",
     )
     thorough_threshold: float = Field(
-        -0.4, ge=-2.0, le=2.0,
+        -0.2, ge=-2.0, le=2.0,
         description="With detail='thorough': the CNN score a window needs (dlib's own default is 0). Measured "
-        "with bench_crowd: -0.6 instead of 0 finds 0.66 instead of 0.57 of YuNet's faces on ultralight__25 and "
-        "0.83 instead of 0.73 on retinaface__img3; the best window on any photo of shared/faces/nonfaces scores "
-        "-0.55 (a car), so -0.4 keeps a margin. Lower finds more small faces and more false ones.",
+        "with bench_crowd on the crowd photos of shared/faces/groups: 0 finds 0.73 of YuNet's faces, -0.4 finds "
+        "0.77 but adds 2 faces to the annotated PASCAL photos (a printed face, a dark blob, scores -0.24 and "
+        "-0.28); the best window on any photo of shared/faces/nonfaces scores -0.55. Lower finds more small "
+        "faces and more false ones.",
     )
     upsample: int = Field(
         1, ge=0, le=3, description="HOG/CNN upsampling passes; higher numbers find smaller faces, each costs ~4x."
