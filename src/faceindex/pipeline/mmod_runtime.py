@@ -11,7 +11,7 @@ through the level's scale, and overlapping windows are suppressed as dlib's `los
 The network (dlib's examples/dnn_mmod_face_detection_ex.cpp), from the input up: three 5x5
 stride-2 convs (16, 32, 32 filters) each with batch norm and relu, three 5x5 convs of 45 filters
 with batch norm and relu, and one 9x9 conv to one score map at 1/8 of the input's size.
-Results agree with dlib's `cnn_face_detection_model_v1` (tests/test_crowd_detector.py compares them).
+Results agree with dlib's `cnn_face_detection_model_v1` (tests/test_crowd.py compares them).
 """
 
 from __future__ import annotations
