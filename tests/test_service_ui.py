@@ -106,3 +106,20 @@ def test_static_assets_and_login_page_are_public(svc):
             assert client.get(path).status_code == 200, path
         for asset in ("/static/app.css", "/static/app.js"):  # nothing loaded from elsewhere
             assert "http://" not in client.get(asset).text and "https://" not in client.get(asset).text
+
+
+def test_image_page_says_how_many_faces_were_too_small_to_identify(svc, browser):
+    from faceindex.pipeline.types import Face
+
+    detail = browser.get("/collections/people")
+    image_id = int(re.search(r'href="/images/(\d+)"', detail.text).group(1))
+    before = browser.get(f"/images/{image_id}").text
+    assert "too small to identify" not in before
+    # Two faces as detail=thorough records crowd faces: detected, kept without a faceprint, with the reason.
+    small = [Face(box=(x, 5, x + 14, 19), score=0.5, detector="dlib-mmod", landmarks=[(x + 7.0, 12.0)] * 5,
+                  size_px=14, blur=20.0, rejected="too small (14 px < 32 px)") for x in (5, 25)]
+    with svc.engine.catalog.transaction():
+        svc.engine.catalog.insert_faces(image_id, small, svc.engine.pipeline.model_id)
+    page = browser.get(f"/images/{image_id}").text
+    shown = int(re.search(r"<h2>Faces \((\d+)", before).group(1))
+    assert f"<h2>Faces ({shown + 2}, 2 too small to identify)</h2>" in page
