@@ -47,7 +47,8 @@ class Settings(BaseSettings):
         40.0, gt=0.0,
         description="With detail='thorough': cap on the enlarged image's size (megapixels), which bounds the "
         "cost per photo (~0.06 s per megapixel of the pyramid on one core, ~2.3x this): large photos are "
-        "enlarged less, so their smallest faces may be missed.",
+        "enlarged less, so their smallest faces may be missed. Memory follows it too: ~1.2 GB peak per ingest "
+        "worker at 40 (measured RSS).",
     )
     thorough_threshold: float = Field(
         -0.2, ge=-2.0, le=2.0,
