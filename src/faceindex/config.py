@@ -32,11 +32,12 @@ class Settings(BaseSettings):
     detail: Literal["fast", "thorough"] = Field(
         "fast",
         description="How hard to look for faces. 'fast': `detector` as set (HOG finds faces down to ~40-80 px "
-        "in the detection image). 'thorough': dlib's CNN (MMOD) on onnxruntime over an image enlarged so faces "
-        "of `thorough_min_face` px are found, plus HOG: on the crowd photos of shared/faces/groups it finds "
-        "most of the faces a modern detector finds (see BENCHMARKS.md, bench_crowd) but costs seconds per "
-        "photo (up to ~10-20 s for a crowd photo on one core) instead of ~0.1-1 s. Faces narrower than "
-        "min_face_px are counted and redacted but refused for search.",
+        "in the detection image). 'thorough' (replaces `detector`): HOG plus dlib's CNN (MMOD) on onnxruntime "
+        "over the image enlarged so faces of `thorough_min_face` px are found. On the crowd photos of "
+        "shared/faces/groups it finds 0.75 of the faces YuNet finds (fast: 0.09) for ~8 CPU-s per 1-MP photo "
+        "(fast: ~0.5 s), whatever the photo shows (BENCHMARKS.md, bench_crowd); hence fast by default, "
+        "thorough per ingest for crowds. Faces narrower than min_face_px are counted and redacted but refused "
+        "for search.",
     )
     thorough_min_face: int = Field(
         12, ge=4, le=80,
