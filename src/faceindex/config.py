@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         "in the detection image). 'thorough' (replaces `detector`): HOG plus dlib's CNN (MMOD) on onnxruntime "
         "over the image enlarged so faces of `thorough_min_face` px are found. On the crowd photos of "
         "shared/faces/groups it finds 0.75 of the faces YuNet finds (fast: 0.09) for ~8 CPU-s per 1-MP photo "
-        "(fast: ~0.5 s), whatever the photo shows (BENCHMARKS.md, bench_crowd); hence fast by default, "
+        "(fast: 0.2-1.7 s), whatever the photo shows (BENCHMARKS.md, bench_crowd); hence fast by default, "
         "thorough per ingest for crowds. Faces narrower than min_face_px are counted and redacted but refused "
         "for search.",
     )
