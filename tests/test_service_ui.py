@@ -111,7 +111,8 @@ def test_static_assets_and_login_page_are_public(svc):
 def test_image_page_says_how_many_faces_were_too_small_to_identify(svc, browser):
     from faceindex.pipeline.types import Face
 
-    detail = browser.get("/collections/people")
+    people = re.search(r'href="/collections/(\d+)">people</a>', browser.get("/collections").text)
+    detail = browser.get(f"/collections/{people.group(1)}")
     image_id = int(re.search(r'href="/images/(\d+)"', detail.text).group(1))
     before = browser.get(f"/images/{image_id}").text
     assert "too small to identify" not in before
