@@ -51,11 +51,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class ComparedFace:
+    """The face of one photo that `verify` compared."""
+
+    number: int
+    """0-based position among the photo's faces, largest first (the order `search` lists them in)."""
+    box: tuple[int, int, int, int]
+    faces: int
+    """How many faces the photo has (usable or not)."""
+
+
+@dataclass
 class VerifyResult:
     same_person: bool
     score: float
     threshold: float
     fmr: float | None
+    compared: tuple[ComparedFace, ...] = ()
+    """For each photo, the face compared: a group photo must say which of its faces was meant."""
 
 
 class Engine:
@@ -402,17 +415,21 @@ class Engine:
         eval` measures on labelled folders. A read of the store (for its audit log): it must exist.
         """
         self.check_store()
-        vectors = []
+        vectors, compared = [], []
         for source in (a, b):
             analysed = self.pipeline.analyse(source)
             face = choose_face(analysed.accepted, analysed.width, analysed.height)
             if face is None:
                 raise NoFaceError(f"no usable face in {source if not isinstance(source, bytes) else 'upload'}")
             vectors.append(face.embedding)
+            by_size = sorted(analysed.faces, key=lambda f: -f.size_px)  # search's order
+            compared.append(ComparedFace(next(n for n, f in enumerate(by_size) if f is face), tuple(face.box),
+                                         len(by_size)))
         score = float(np.dot(vectors[0], vectors[1]))
         limit = self.policy.threshold(1, threshold)
         self._record_read("verify", purpose=None, params={"threshold": round(limit, 4)}, counts={"pairs": 1})
-        return VerifyResult(score >= limit, round(score, 4), round(limit, 4), self.policy.fmr(score))
+        return VerifyResult(score >= limit, round(score, 4), round(limit, 4), self.policy.fmr(score),
+                            tuple(compared))
 
     # -- maintenance ------------------------------------------------------------------------
     def stats(self) -> dict:

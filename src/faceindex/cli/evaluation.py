@@ -1,4 +1,4 @@
-"""CLI commands for accuracy: `eval` and `calibrate` (registered on the main app).
+"""Accuracy commands: `eval` and `calibrate`.
 
 Both embed a labelled folder (`DIR/<identity>/<photo>`, or LFW's `images/` layout with its pairs
 file) through the same FacePipeline that ingest and search use, built from Settings (so
@@ -8,12 +8,14 @@ FACEINDEX_DETECTOR, FACEINDEX_FLIP_AUGMENT, ... apply), and measure that pipelin
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from faceindex.cli.common import add_commands, add_row, console, emit_json, out, say, table
 from faceindex.errors import FaceIndexError
 
 PairsOpt = Annotated[Path | None, typer.Option(
@@ -51,8 +53,6 @@ def _progress(enabled: bool, label: str):
     """A rich progress bar on stderr (hidden with --json) and the callback the runner calls."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from faceindex.cli import console
-
     bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=console, disable=not enabled)
     task = bar.add_task(label, total=None)
@@ -65,6 +65,14 @@ def _write_atomic(target: Path, text: str) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
+
+
+def _need_matplotlib() -> None:
+    """`eval` draws its plots with matplotlib: say so before the embedding, not after it."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise FaceIndexError("`faceindex eval` draws its report's plots with matplotlib, which is not installed "
+                             "here: pip install matplotlib (a plain `pip install faceindex` brings it)",
+                             code="missing_dependency")
 
 
 def _pct(x) -> str:
@@ -92,30 +100,24 @@ def eval_command(
     Takes ~0.1 s per LFW image and ~0.3 s per multi-megapixel photo on one core; uses every core
     (FACEINDEX_WORKERS sets how many processes).
     """
-    from faceindex.cli import console, emit_json, fail, out
     from faceindex.evaluation import load_group_csv, write_report
     from faceindex.evaluation.dataset import load_dataset
     from faceindex.evaluation.runner import evaluate
     from faceindex.matching import load_calibration
 
-    try:
-        dataset = load_dataset(folder, pairs)
-        group_map = load_group_csv(groups) if groups is not None else None
-        settings, pipeline = _pipeline(detector, flip, yunet_model)
-        reference = load_calibration(pipeline.model_id, settings.calibration)
-        bar, progress = _progress(not as_json, "embedding")
-        with bar:
-            embedder = _embedder(dataset, settings, pipeline, face_choice)
-            run = evaluate(dataset, embedder, groups=group_map, max_impostors=max_impostors,
-                           max_expected_false=settings.max_expected_false, reference=reference, progress=progress)
-        if write_calibration is not None:
-            _write_atomic(write_calibration, run.result.calibration.to_json() + "\n")
-        try:
-            files = write_report(run.result, out_dir)
-        except ImportError as exc:  # matplotlib is an optional extra
-            raise FaceIndexError(f"writing plots needs matplotlib: pip install 'faceindex[eval]' ({exc})") from exc
-    except FaceIndexError as exc:
-        fail(exc)
+    _need_matplotlib()  # before minutes of embedding, not after
+    dataset = load_dataset(folder, pairs)
+    group_map = load_group_csv(groups) if groups is not None else None
+    settings, pipeline = _pipeline(detector, flip, yunet_model)
+    reference = load_calibration(pipeline.model_id, settings.calibration)
+    bar, progress = _progress(not as_json, "embedding")
+    with bar:
+        embedder = _embedder(dataset, settings, pipeline, face_choice)
+        run = evaluate(dataset, embedder, groups=group_map, max_impostors=max_impostors,
+                       max_expected_false=settings.max_expected_false, reference=reference, progress=progress)
+    if write_calibration is not None:
+        _write_atomic(write_calibration, run.result.calibration.to_json() + "\n")
+    files = write_report(run.result, out_dir)
     head = run.headline()
     head["report_dir"] = str(out_dir)
     head["files"] = sorted(str(p) for p in files.values())
@@ -123,9 +125,7 @@ def eval_command(
     if as_json:
         emit_json(head)
         return
-    from rich.table import Table
-
-    table = Table("figure", "value", title=f"{head['model_id']} on {head['dataset']}")
+    tbl = table("figure", "value", title=f"{head['model_id']} on {head['dataset']}")
     rows = [("images / identities", f"{head['images']} / {head['identities']}"),
             ("accuracy", f"{_pct(head['accuracy'])} +/- {_pct(head['accuracy_std'])}"),
             ("  protocol", head["accuracy_protocol"]),
@@ -135,11 +135,11 @@ def eval_command(
     rows += [(f"FNIR @ FPIR {k}", _pct(v)) for k, v in head["fnir_at_fpir"].items()]
     rows += [("detection failures", str(head["detect_failures"]))]
     for name, value in rows:
-        table.add_row(name, value)
-    out.print(table)
+        add_row(tbl, name, value)
+    out.print(tbl)
     for item in head["detect_failed"][:20]:
-        console.print(f"  no usable face: {item['path']}: {item['reason']}")
-    console.print(f"report: {files['report.html']} (and report.md, results.json, *.png in {out_dir})")
+        say(f"  no usable face: {item['path']}: {item['reason']}", err=True)
+    say(f"report: {files['report.html']} (and report.md, results.json, *.png in {out_dir})", err=True)
 
 
 def calibrate_command(
@@ -161,41 +161,33 @@ def calibrate_command(
     picks thresholds from your data instead of the shipped LFW measurement. Needs photos of many
     different people: N images give ~N^2/2 impostor pairs, and FMR is measured only down to 1 / that.
     """
-    from faceindex.cli import console, emit_json, fail, out
     from faceindex.evaluation.dataset import load_dataset
     from faceindex.evaluation.runner import calibrate
 
-    try:
-        dataset = load_dataset(folder, pairs)
-        settings, pipeline = _pipeline(detector, flip, yunet_model)
-        label = source or f"{dataset.name} (all-vs-all), measured {datetime.date.today().isoformat()}"
-        bar, progress = _progress(not as_json, "embedding")
-        with bar:
-            embedder = _embedder(dataset, settings, pipeline, face_choice)
-            calibration, failed = calibrate(dataset, embedder, source=label,
-                                            max_impostors=max_impostors, progress=progress)
-        target = out_file or Path(f"calibration-{pipeline.model_id.replace('+', '-')}.json")
-        _write_atomic(target, calibration.to_json() + "\n")
-    except FaceIndexError as exc:
-        fail(exc)
+    dataset = load_dataset(folder, pairs)
+    settings, pipeline = _pipeline(detector, flip, yunet_model)
+    label = source or f"{dataset.name} (all-vs-all), measured {datetime.date.today().isoformat()}"
+    bar, progress = _progress(not as_json, "embedding")
+    with bar:
+        embedder = _embedder(dataset, settings, pipeline, face_choice)
+        calibration, failed = calibrate(dataset, embedder, source=label,
+                                        max_impostors=max_impostors, progress=progress)
+    target = out_file or Path(f"calibration-{pipeline.model_id.replace('+', '-')}.json")
+    _write_atomic(target, calibration.to_json() + "\n")
     if as_json:
         emit_json({"path": str(target), "failed_images": [{"path": str(e.image.path), "reason": e.reason}
                                                           for e in failed],
                    "calibration": json.loads(calibration.to_json())})
         return
-    from rich.table import Table
-
-    table = Table("FMR", "threshold", "source", title=f"{calibration.model_id}: {calibration.n_impostor} impostor "
-                  f"and {calibration.n_genuine} genuine scores")
+    tbl = table("FMR", "threshold", "source", title=f"{calibration.model_id}: {calibration.n_impostor} impostor "
+                f"and {calibration.n_genuine} genuine scores")
     for row in calibration.table():
-        table.add_row(f"{row['fmr']:g}", f"{row['threshold']:.4f}", "measured" if row["measured"] else "extrapolated")
-    out.print(table)
+        add_row(tbl, f"{row['fmr']:g}", f"{row['threshold']:.4f}", "measured" if row["measured"] else "extrapolated")
+    out.print(tbl)
     if failed:
-        console.print(f"{len(failed)} image(s) had no usable face and were left out")
-    console.print(f"wrote {target}; use it with FACEINDEX_CALIBRATION={target.resolve()}")
+        say(f"{len(failed)} image(s) had no usable face and were left out", err=True)
+    say(f"wrote {target}; use it with FACEINDEX_CALIBRATION={target.resolve()}", err=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the evaluation commands to the main `faceindex` app."""
-    app.command("eval")(eval_command)
-    app.command("calibrate")(calibrate_command)
+    add_commands(app, [("eval", eval_command), ("calibrate", calibrate_command)])

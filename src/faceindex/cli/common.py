@@ -1,0 +1,131 @@
+"""What every `faceindex` command shares: options, output, opening the Engine, and the one error boundary."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from faceindex.config import Settings
+from faceindex.engine import Engine
+from faceindex.errors import FaceIndexError
+
+# Exit statuses, the same for every command (also shown by `faceindex --help`).
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+"""The command ran, but some of its input could not be used (a probe missing, unreadable or without a
+face; files skipped by `add`) or a check found problems (`audit verify`): the output says which."""
+EXIT_ERROR = 2
+"""Nothing was done: bad usage, or an error (no such store, a refused operation, ...) with its message."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT, as shells report it). Work already committed is kept."""
+
+EXIT_CODES_HELP = (
+    "Exit status: 0 done; 1 done in part: some input could not be used (a probe missing, unreadable or "
+    "without a face, files skipped by add) or audit verify found problems, and the output says which; "
+    "2 nothing done: usage error or an error message (e.g. no store at --store); 130 interrupted (Ctrl-C): "
+    "work already committed is kept."
+)
+
+INTERRUPTED = "interrupted; committed work is kept, and the same command run again carries on from there"
+
+console = Console(stderr=True)
+"""Messages, progress and errors: stderr, so stdout holds only results (and only JSON with --json)."""
+out = Console()
+"""Results: stdout."""
+
+StoreOpt = Annotated[Path | None, typer.Option("--store", envvar="FACEINDEX_STORE",
+                                               help="Store directory (default ./faceindex-data).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CaseOpt = Annotated[str | None, typer.Option("--case", help="Purpose or case reference (recorded in the audit log).")]
+
+
+def open_engine(store: Path | None, *, write: bool = False, actor: str = "cli", **overrides: Any) -> Engine:
+    """The Engine for one command, the one place commands open a store.
+
+    `write=True` for commands that change what the store holds: only those may create a store, and opening
+    for writing runs what a writer must (resumed erasures, retention). Reads never create a store: a missing
+    one is a StoreNotFoundError, never an empty answer. `overrides` are Settings fields (None = keep).
+    """
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    # ADAPT when the core branch (read/write Engine opening, issue 9 item 2) is merged: open for reading or
+    # writing as its API says, e.g. Engine.open(store, settings, mode="write" if write else "read", actor=actor).
+    return Engine(store, settings, actor=actor)
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON object on one line of stdout (JSON Lines when a command emits several)."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def say(*parts: str | tuple[str, str], err: bool = False) -> None:
+    """Print a line literally: str parts are plain text, (text, style) parts styled; nothing is parsed as rich
+    markup, so `pip install 'faceindex[eval]'` or a path like `2019 [scan]/a.jpg` prints as it is."""
+    (console if err else out).print(Text.assemble(*parts))
+
+
+def table(*headers: str, title: str | None = None) -> Table:
+    """A rich table; fill it with `add_row` so that cells print literally."""
+    return Table(*headers, title=None if title is None else Text(title))
+
+
+def add_row(tbl: Table, *cells: object) -> None:
+    """Add a row whose cells are plain text (never rich markup: names and paths may hold brackets)."""
+    tbl.add_row(*(Text(str(c)) for c in cells))
+
+
+def report_error(exc: FaceIndexError) -> None:
+    """The one way an error is shown: `error (code): message` on stderr, the message verbatim and unwrapped."""
+    console.print(Text.assemble(("error", "red"), f" ({exc.code}): {exc.message}"), soft_wrap=True)
+
+
+def fail(exc: FaceIndexError) -> None:
+    """Report an error found before any work was done, and end with EXIT_ERROR."""
+    report_error(exc)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def usage_error(message: str) -> None:
+    """A bad combination of options typer cannot check: the message, then EXIT_ERROR."""
+    console.print(Text(message), soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def partial_failure(message: str) -> None:
+    """The command did what it could and printed it; `message` says what failed. Ends with EXIT_PARTIAL."""
+    console.print(Text.assemble(("error", "red"), f": {message}"), soft_wrap=True)
+    raise typer.Exit(EXIT_PARTIAL)
+
+
+def guarded(command: Callable[..., None]) -> Callable[..., None]:
+    """The error boundary every command runs inside: a FaceIndexError becomes its message and EXIT_ERROR,
+    Ctrl-C a one-line message and EXIT_INTERRUPTED (no traceback in either case)."""
+
+    @functools.wraps(command)  # typer reads the signature and annotations through __wrapped__
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except FaceIndexError as exc:
+            report_error(exc)
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            console.print(Text(INTERRUPTED), soft_wrap=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return run
+
+
+def add_commands(app: typer.Typer, commands: Iterable[Callable[..., None] | tuple[str, Callable[..., None]]]) -> None:
+    """Register module-level command functions on `app`, each inside the error boundary. An item is a function
+    (command named after it, `_` as `-`) or a (name, function) pair."""
+    for item in commands:
+        name, command = item if isinstance(item, tuple) else (None, item)
+        app.command(name)(guarded(command))

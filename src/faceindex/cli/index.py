@@ -1,0 +1,141 @@
+"""Commands that fill and maintain the index: `add`, `embed`, `stats`, `remove`, `reindex`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from faceindex.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    add_commands,
+    console,
+    emit_json,
+    open_engine,
+    partial_failure,
+    say,
+    usage_error,
+)
+from faceindex.store.migrations import LEGAL_BASES
+
+SKIPPED_SHOWN = 50  # skipped files listed in text mode; --json and `stats --json` list them all
+
+
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (walked recursively).")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection to add to.")],
+    basis: Annotated[str | None, typer.Option(help=f"Legal basis: {', '.join(LEGAL_BASES)}.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Why this collection is processed.")] = None,
+    jurisdiction: Annotated[list[str] | None, typer.Option(help="ISO 3166 code(s), e.g. DE, US-IL.")] = None,
+    retention_days: Annotated[int | None, typer.Option(help="Delete faces this many days after ingest.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    detector: Annotated[str | None, typer.Option(help="hog, cnn, yunet, hog+yunet, hog+cnn.")] = None,
+    detail: Annotated[str | None, typer.Option(
+        help="fast (default) or thorough: also finds faces down to ~12 px in crowds, ~10-30x slower.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index every photo under PATHS into a collection (created with --basis and --purpose).
+
+    Exits 1 when files were skipped (listed with their reasons); the rest is indexed.
+    """
+    if detail not in (None, "fast", "thorough"):
+        raise typer.BadParameter(f"{detail!r}: use fast or thorough", param_hint="--detail")
+    with open_engine(store, write=True, workers=workers, detector=detector, detail=detail) as engine, Progress(
+        TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=console, disable=as_json,
+    ) as bar:
+        task = bar.add_task("files", total=None)
+
+        def progress(event: str, done: int, total: int | None) -> None:
+            if event == "total":
+                bar.update(task, total=total)
+            bar.update(task, completed=done)
+
+        report = engine.ingest(paths, collection, basis=basis, purpose=purpose, progress=progress,
+                               jurisdictions=tuple(jurisdiction or ()), retention_days=retention_days)
+    if as_json:
+        emit_json({**report.counts(), "seconds": round(report.seconds, 2),
+                   "skipped_files": [{"path": p, "reason": r} for p, r in report.skipped]})
+    else:
+        counts = report.counts()
+        say(("done", "green"), f" in {report.seconds:.1f} s: {counts['indexed']} images indexed, "
+            f"{counts['faces']} faces, {counts['unchanged']} unchanged, {counts['copied']} copies, "
+            f"{counts['rejected_faces']} faces rejected for quality, {counts['opted_out_faces']} faces of "
+            f"opted-out people dropped, {counts['skipped']} files skipped", err=True)
+        for path, reason in report.skipped[:SKIPPED_SHOWN]:
+            say(f"  skipped {path}: {reason}", err=True)
+        if len(report.skipped) > SKIPPED_SHOWN:
+            say(f"  … and {len(report.skipped) - SKIPPED_SHOWN} more (see `faceindex stats --json`)", err=True)
+    if report.skipped:
+        partial_failure(f"{len(report.skipped)} of {report.files} file(s) could not be indexed (reasons "
+                        f"{'in skipped_files' if as_json else 'above'}); everything else was indexed")
+
+
+def embed(photo: Path, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Print the faces found in PHOTO and their faceprints exactly as they would be stored."""
+    with open_engine(store) as engine:
+        analysis = engine.analyse(str(photo))
+    faces = [{"box": list(f.box), "score": round(f.score, 4), "landmarks": f.landmarks,
+              "rejected": f.rejected,
+              "embedding": None if f.embedding is None else [float(x) for x in f.embedding]}
+             for f in analysis.faces]
+    data = {"path": str(photo), "width": analysis.width, "height": analysis.height, "faces": faces}
+    if as_json:
+        emit_json(data)
+        return
+    for face in faces:
+        say(f"face at {face['box']}: " + (face["rejected"] or "128-d faceprint"))
+    if not faces:
+        say("no face found", err=True)
+
+
+def stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Counts of collections, images, faces and skipped files."""
+    with open_engine(store) as engine:
+        data = engine.stats()
+        data["skipped_files"] = [
+            {"path": r["uri"], "reason": r["error"]}
+            for r in engine.catalog.conn.execute("SELECT uri, error FROM images WHERE status='skipped' LIMIT 1000")]
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        if key != "skipped_files":
+            say(f"{key}: {value}")
+
+
+def remove(
+    image: Annotated[list[str] | None, typer.Option(help="Image path or id to remove.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection to remove with all its images.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Remove images or a whole collection from the catalog and the index."""
+    if not image and not collection:
+        usage_error("give --image or --collection")
+    with open_engine(store, write=True) as engine:
+        removed = sum(engine.remove_image(ref) for ref in image or [])
+        if collection:
+            removed += engine.remove_collection(collection)
+    say(f"removed {removed} face(s)")
+
+
+def reindex(store: StoreOpt = None) -> None:
+    """Rebuild the vector index from the catalog."""
+    with open_engine(store, write=True) as engine:
+        count = engine.reindex()
+    say(f"index rebuilt with {count} faces")
+
+
+def register(app: typer.Typer) -> None:
+    add_commands(app, [add, embed, stats, remove, reindex])
