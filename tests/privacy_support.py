@@ -153,10 +153,11 @@ def privacy_cli():
     of another layer that fails to build must not fail these tests."""
     import typer
 
-    from faceindex import cli_privacy
+    from faceindex.cli import audit, privacy
 
     app = typer.Typer()
-    cli_privacy.register(app)
+    privacy.register(app)
+    audit.register(app)
     return app
 
 

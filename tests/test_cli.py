@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -64,8 +65,35 @@ def test_search_unreadable_probe_gives_error_object(store, tmp_path):
     path, _, _ = store
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"GIF89a garbage")
-    results = json_lines(invoke("search", bad, "--purpose", "test", "--store", path, "--json"))
+    result = runner.invoke(app, ["search", str(bad), "--purpose", "test", "--store", str(path), "--json"])
+    assert result.exit_code == 1, result.output  # was 0: a probe that is not an image is a failure
+    results = json_lines(result.stdout)
     assert "error" in results[0] and "faces" not in results[0]
+    assert str(bad) in result.stderr and "1 of 1 probe(s) not searched" in result.stderr
+
+
+def test_search_with_a_missing_probe_answers_the_others_and_exits_1(store, tmp_path):
+    path, jolie, salley = store
+    missing = tmp_path / "no-such-photo.jpg"
+    for as_json in (True, False):
+        result = runner.invoke(app, ["search", str(jolie), str(missing), str(salley), "--purpose", "test",
+                                     "--store", str(path), *(["--json"] if as_json else [])])
+        assert result.exit_code == 1, result.output
+        assert "1 of 3 probe(s) not searched" in result.stderr and str(missing) in result.stderr
+        assert str(jolie) not in result.stderr and str(salley) not in result.stderr  # says which: only the bad one
+    results = json_lines(runner.invoke(app, ["search", str(jolie), str(missing), "--purpose", "test", "--store",
+                                             str(path), "--json"]).stdout)
+    assert [("error" in r, bool(r.get("faces"))) for r in results] == [(False, True), (True, False)]
+    assert any(f["candidates"] for f in results[0]["faces"])  # the good probe's results are there
+
+
+def test_search_text_table_shows_each_candidates_fmr(store):
+    path, jolie, _ = store
+    text = invoke("search", jolie, "--purpose", "test", "--store", path, "--top-k", "3")
+    header = next(line for line in text.splitlines() if "score" in line)
+    assert "FMR" in header.split("score")[1]  # a column beside the score
+    rows = [line for line in text.splitlines() if re.search(r"│ 0\.\d{3} ", line)]
+    assert rows and all(re.search(r"│ \d\.\de-\d\d ", row) for row in rows), text
 
 
 def test_search_without_purpose_is_refused(store):
@@ -120,3 +148,47 @@ def test_store_refuses_faceprints_of_another_model(store, tmp_path):
             engine.search([str(jolie)], purpose="t")
         with pytest.raises(ModelMismatchError):
             engine.ingest([jolie], "news")
+
+
+GROUP = "groups/face_recognition__kit_with_rose.jpg"  # Kit Harington and Rose Leslie: two faces
+
+
+def test_group_probe_faces_are_numbered_from_1_as_in_the_web_ui(store, faces_dir):
+    path, _, _ = store
+    group = faces_dir / GROUP
+    boxes = [f["box"] for f in json_lines(invoke("search", group, "--purpose", "t", "--store", path, "--json"))[0]
+             ["faces"]]
+    assert len(boxes) == 2
+    text = invoke("search", group, "--purpose", "t", "--store", path)
+    assert f"face 1 at {boxes[0]}" in text and f"face 2 at {boxes[1]}" in text and "face 0 " not in text
+    second = json_lines(invoke("search", group, "--face", "2", "--purpose", "t", "--store", path, "--json"))[0]
+    assert [f["box"] for f in second["faces"]] == [boxes[1]]  # --face 2 is the second face, not the third
+    assert f"face 2 at {boxes[1]}" in invoke("search", group, "--face", "2", "--purpose", "t", "--store", path)
+    zero = runner.invoke(app, ["search", str(group), "--face", "0", "--purpose", "t", "--store", str(path)])
+    assert zero.exit_code == 2  # 1-based: 0 is a usage error, never silently the largest face
+    third = runner.invoke(app, ["search", str(group), "--face", "3", "--purpose", "t", "--store", str(path)])
+    assert third.exit_code == 1 and "no face 3" in third.stderr
+
+
+def test_verify_on_a_group_photo_says_which_face_it_compared(store, faces_dir):
+    path, jolie, _ = store
+    group = faces_dir / GROUP
+    boxes = [f["box"] for f in json_lines(invoke("search", group, "--purpose", "t", "--store", path, "--json"))[0]
+             ["faces"]]
+    data = json_lines(invoke("verify", group, jolie, "--json", "--store", path))[0]
+    assert set(data) >= {"same_person", "score", "threshold", "fmr"}  # the fields scripts read are all still there
+    first, second = data["compared"]
+    assert first["photo"] == str(group) and first["of"] == 2 and first["box"] == boxes[first["face"] - 1]
+    assert second["photo"] == str(jolie) and second["face"] == 1
+    text = invoke("verify", group, jolie, "--store", path)
+    assert f"{group}: compared face {first['face']} of 2 at {first['box']}" in " ".join(text.split())
+    assert f"{jolie}:" not in text  # a photo with one face needs no such line
+
+
+def test_error_messages_print_literally_brackets_included(store, tmp_path):
+    path, _, _ = store
+    copy = tmp_path / "store"
+    shutil.copytree(path, copy)
+    result = runner.invoke(app, ["remove", "--image", "[scan] 2019/x.jpg", "--store", str(copy)])
+    assert result.exit_code == 2
+    assert "error (invalid_input): no image '[scan] 2019/x.jpg' in this store" in result.stderr

@@ -16,7 +16,7 @@ import httpx
 from typer.testing import CliRunner
 
 from faceindex.cli import app
-from faceindex.cli_service import base_url, is_loopback
+from faceindex.cli.service import base_url, is_loopback
 
 runner = CliRunner()
 

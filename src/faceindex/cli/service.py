@@ -70,7 +70,7 @@ def serve(
         token = keys.bootstrap_login()
         config = ServiceConfig(**({"allowed_folders": allow_folder} if allow_folder else {}))
         application = create_app(engine, config)
-        say(f"faceindex serving store ", (str(Path(engine.settings.store).resolve()), "bold"),
+        say("faceindex serving store ", (str(Path(engine.settings.store).resolve()), "bold"),
             f" at {url} (API docs {url}/docs)", err=True)
         if token:
             # Plain echo, not rich: the link must never be wrapped or cut at the terminal width.
