@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -56,6 +57,9 @@ class AnalysisOutcome:
 def init_worker(settings_json: str) -> None:
     """Process-pool initializer: load the models once per worker process."""
     global _pipeline
+    # Ctrl-C reaches the whole foreground process group; the parent alone decides what it means (it stops
+    # and says so in one line). A worker killed by it would print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _pipeline = FacePipeline(Settings.model_validate_json(settings_json))
 
 

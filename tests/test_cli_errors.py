@@ -1,0 +1,121 @@
+"""How every `faceindex` command ends: exit statuses, stores that are missing or empty, Ctrl-C, literal output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from faceindex.cli import app
+from faceindex.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, add_row, table
+
+runner = CliRunner()
+
+
+def test_help_documents_the_exit_statuses():
+    text = " ".join(runner.invoke(app, ["--help"]).output.split())
+    for status in (f"{EXIT_PARTIAL} done in part", f"{EXIT_ERROR} nothing done", f"{EXIT_INTERRUPTED} interrupted"):
+        assert status in text
+
+
+def test_table_cells_print_literally():
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed with console
+    tbl = table("path", "note", title="run [1]")
+    add_row(tbl, "/photos/[2019] trip/a[b].jpg", "pip install 'faceindex[eval]'")
+    console.print(tbl)
+    shown = console.export_text()
+    assert "/photos/[2019] trip/a[b].jpg" in shown and "pip install 'faceindex[eval]'" in shown
+    assert "run [1]" in shown
+
+
+# -- reads never create a store (issue 9 item 2): these need the core branch's read/write Engine opening ------
+
+def test_search_on_a_mistyped_store_fails_naming_it_and_creates_nothing(faces_dir, tmp_path):
+    typo = tmp_path / "typo"
+    probe = next((faces_dir / "people" / "Angelina_Jolie").glob("*.jpg"))
+    result = runner.invoke(app, ["search", str(probe), "--store", str(typo), "--purpose", "p"])
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert str(typo) in " ".join(result.stderr.split()) and "no match" not in result.output
+    assert not typo.exists()
+
+
+def test_search_on_an_empty_store_is_an_error_not_no_match(faces_dir, tmp_path):
+    store = tmp_path / "store"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for src in sorted((faces_dir / "nonfaces").glob("*.jpg"))[:2]:  # photos without a face: a store of 0 faces
+        shutil.copy(src, photos / src.name)
+    made = runner.invoke(app, ["add", str(photos), "-c", "things", "--basis", "consent",
+                               "--purpose", "t", "--workers", "1", "--store", str(store), "--json"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["faces"] == 0
+    probe = next((faces_dir / "people" / "Angelina_Jolie").glob("*.jpg"))
+    result = runner.invoke(app, ["search", str(probe), "--store", str(store), "--purpose", "p", "--json"])
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert "no match" not in result.output and result.stdout == ""
+
+
+# -- partial failures -------------------------------------------------------------------------------------
+
+def test_add_with_an_unreadable_file_indexes_the_rest_and_exits_1(faces_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = next((faces_dir / "people" / "John_Salley").glob("*.jpg"))
+    shutil.copy(good, photos / "good.jpg")
+    (photos / "broken.jpg").write_bytes(good.read_bytes()[:300])  # a truncated JPEG
+    result = runner.invoke(app, ["add", str(photos), "-c", "c", "--basis", "consent", "--purpose", "t",
+                                 "--workers", "1", "--store", str(tmp_path / "store"), "--json"])
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    report = json.loads(result.stdout)
+    assert report["indexed"] == 1 and report["faces"] >= 1
+    assert [Path(s["path"]).name for s in report["skipped_files"]] == ["broken.jpg"]
+    assert "1 of 2 file(s) could not be indexed" in " ".join(result.stderr.split())
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------------------
+
+def images_in(store: Path) -> int:
+    with sqlite3.connect(f"file:{store / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+        try:
+            return db.execute("SELECT count(*) FROM images").fetchone()[0]
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return 0
+
+
+def test_ctrl_c_ends_with_one_line_and_status_130_keeping_committed_work(faces_dir, tmp_path):
+    photos = tmp_path / "photos"
+    for person in ("Angelina_Jolie", "John_Salley", "Kit_Harington", "Rose_Leslie"):
+        shutil.copytree(faces_dir / "people" / person, photos / person)
+    total = sum(1 for _ in photos.rglob("*.jpg"))
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "faceindex", "add", str(photos), "-c", "c", "--basis", "consent", "--purpose",
+           "t", "--store", str(store), "--workers", "2", "--json"]  # with the process pool, as by default
+    # A session of its own, signalled as a whole: what a terminal's Ctrl-C does to the foreground job.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while not ((store / "catalog.sqlite").exists() and images_in(store) >= 2):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("ingest never committed 2 images")
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and out == ""
+    assert err.strip().splitlines()[-1].startswith("interrupted; committed work is kept")
+    kept = images_in(store)
+    assert 2 <= kept < total, "the interrupt must land mid-run, and what was committed stays"
