@@ -80,6 +80,8 @@ def test_add_with_an_unreadable_file_indexes_the_rest_and_exits_1(faces_dir, tmp
     assert report["indexed"] == 1 and report["faces"] >= 1
     assert [Path(s["path"]).name for s in report["skipped_files"]] == ["broken.jpg"]
     assert "1 of 2 file(s) could not be indexed" in " ".join(result.stderr.split())
+    stats = runner.invoke(app, ["stats", "--json", "--store", str(tmp_path / "store")])
+    assert [Path(s["path"]).name for s in json.loads(stats.stdout)["skipped_files"]] == ["broken.jpg"]
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------------------
@@ -116,6 +118,7 @@ def test_ctrl_c_ends_with_one_line_and_status_130_keeping_committed_work(faces_d
             proc.wait()
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "Traceback" not in err and out == ""
-    assert err.strip().splitlines()[-1].startswith("interrupted; committed work is kept")
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith("interrupted; committed work is kept"), err  # one line says so
     kept = images_in(store)
     assert 2 <= kept < total, "the interrupt must land mid-run, and what was committed stays"

@@ -27,6 +27,7 @@ from faceindex.cli.common import (
     usage_error,
 )
 from faceindex.store.migrations import LEGAL_BASES
+from faceindex.store.skipped import skipped_files
 
 SKIPPED_SHOWN = 50  # skipped files listed in text mode; --json and `stats --json` list them all
 
@@ -104,9 +105,7 @@ def stats(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Counts of collections, images, faces and skipped files."""
     with open_engine(store) as engine:
         data = engine.stats()
-        data["skipped_files"] = [
-            {"path": r["uri"], "reason": r["error"]}
-            for r in engine.catalog.conn.execute("SELECT uri, error FROM images WHERE status='skipped' LIMIT 1000")]
+        data["skipped_files"] = [{"path": p, "reason": r} for p, r in skipped_files(engine.catalog, limit=1000)]
     if as_json:
         emit_json(data)
         return
