@@ -122,3 +122,18 @@ def test_ctrl_c_ends_with_one_line_and_status_130_keeping_committed_work(faces_d
     assert lines and lines[-1].startswith("interrupted; committed work is kept"), err  # one line says so
     kept = images_in(store)
     assert 2 <= kept < total, "the interrupt must land mid-run, and what was committed stays"
+
+
+def test_eval_without_matplotlib_says_the_right_fix_before_any_work(faces_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without matplotlib looks like to import
+    labelled = tmp_path / "labelled"
+    for person in ("Angelina_Jolie", "John_Salley"):
+        (labelled / person).mkdir(parents=True)
+        for src in sorted((faces_dir / "people" / person).glob("*.jpg"))[:2]:
+            shutil.copy(src, labelled / person / src.name)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["eval", str(labelled), "--out", str(out)])
+    assert result.exit_code == EXIT_ERROR, result.output
+    message = " ".join(result.stderr.split())
+    assert "error (missing_dependency)" in message and "pip install matplotlib" in message
+    assert "embedding" not in result.output and not out.exists()  # said first: nothing was computed

@@ -95,3 +95,15 @@ def test_access_report_and_redact(env, tmp_path):
                    "--out", str(tmp_path / "r.jpg"), "--json")
     assert redacted.exit_code == 0, redacted.output
     assert json.loads(redacted.output)["blurred"] == 1 and (tmp_path / "r.jpg").stat().st_size > 10_000
+
+
+def test_enrol_with_a_photo_it_cannot_use_enrols_the_rest_and_exits_1(env):
+    root, store, run = env
+    group = root / "photos/press/face_recognition__kit_with_rose.jpg"  # two faces: which one is Kit is a guess
+    result = run("enrol", "Kit", str(root / "photos/press/Kit_Harington"), str(group), "-c", "press", "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    linked = data["linked_faces"]
+    assert linked and [s["photo"] for s in data["skipped"]] == [str(group)]
+    assert "1 photo(s) not enrolled" in result.stderr
+    assert [s["faces"] for s in json.loads(run("subjects", "--json").stdout)] == [len(linked)]  # the rest enrolled

@@ -87,12 +87,6 @@ def report_error(exc: FaceIndexError) -> None:
     console.print(Text.assemble(("error", "red"), f" ({exc.code}): {exc.message}"), soft_wrap=True)
 
 
-def fail(exc: FaceIndexError) -> None:
-    """Report an error found before any work was done, and end with EXIT_ERROR."""
-    report_error(exc)
-    raise typer.Exit(EXIT_ERROR)
-
-
 def usage_error(message: str) -> None:
     """A bad combination of options typer cannot check: the message, then EXIT_ERROR."""
     console.print(Text(message), soft_wrap=True)

@@ -15,9 +15,9 @@ from faceindex.cli.common import (
     add_commands,
     add_row,
     emit_json,
-    fail,
     open_engine,
     out,
+    partial_failure,
     say,
     table,
     usage_error,
@@ -40,7 +40,9 @@ def enrol(
     consent_scope: Annotated[str | None, typer.Option(help="What the consent covers.")] = None,
     case: CaseOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Enrol a named subject from PHOTOS (one face each) or from indexed face ids."""
+    """Enrol a named subject from PHOTOS (one face each) or from indexed face ids.
+
+    Exits 1 when a photo could not be used (no face, several faces, unreadable): the others are enrolled."""
     with open_engine(store, write=True) as engine:
         result = engine.privacy.subjects.enrol(
             name, photos or [], collection=collection, basis=basis, purpose=purpose,
@@ -49,11 +51,14 @@ def enrol(
     if as_json:
         emit_json({"subject": result.subject.to_dict(), "linked_faces": result.linked,
                    "skipped": [{"photo": p, "reason": r} for p, r in result.skipped]})
-        return
-    say(f"enrolled {result.subject.name} (subject {result.subject.id}): {len(result.linked)} face(s) linked, "
-        f"{result.subject.faces} in all")
-    for photo, reason in result.skipped:
-        say(f"  skipped {photo}: {reason}", err=True)
+    else:
+        say(f"enrolled {result.subject.name} (subject {result.subject.id}): {len(result.linked)} face(s) linked, "
+            f"{result.subject.faces} in all")
+        for photo, reason in result.skipped:
+            say(f"  skipped {photo}: {reason}", err=True)
+    if result.skipped:
+        partial_failure(f"{len(result.skipped)} photo(s) not enrolled (reasons {'in skipped' if as_json else 'above'});"
+                        " the others were")
 
 
 def subjects(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
@@ -179,8 +184,8 @@ def opt_out_withdraw(
 ) -> None:
     """The person withdraws their opt-out: delete its template. Faces erased then stay erased."""
     if not yes:
-        fail(InvalidInputError("withdrawing an opt-out lets later ingests index this person again: add --yes to "
-                               "confirm"))
+        raise InvalidInputError("withdrawing an opt-out lets later ingests index this person again: add --yes to "
+                                "confirm")
     with open_engine(store, write=True) as engine:
         engine.privacy.withdraw_opt_out(optout_id, case)
     if as_json:
