@@ -49,6 +49,8 @@ def test_forget_by_selfie_lists_and_asks_first(env):
     both = json.loads(run("forget", "--selfie", probe, "--selfie", str(selfie(root, "Jack_Dorsey")), "--dry-run",
                           "--json").output)["plan"]
     assert len(both["matches"]) == 8 and both["selfies"] == 2  # several selfies: the union of their matches
+    unanswered = run("forget", "--selfie", probe, input="")  # a script without --yes: the question meets EOF
+    assert unanswered.exit_code == 2 and "nothing done" in unanswered.stderr
     declined = run("forget", "--selfie", probe, input="n\n")
     assert declined.output.count("│ press") == 4 and "nothing erased" in declined.output  # 4 rows listed
     done = run("forget", "--selfie", probe, "--yes", "--case", "DSR-3", "--json")

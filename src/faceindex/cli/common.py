@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -113,6 +114,13 @@ def guarded(command: Callable[..., None]) -> Callable[..., None]:
         except KeyboardInterrupt:
             console.print(Text(INTERRUPTED), soft_wrap=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Abort, click.exceptions.Abort) as exc:  # a prompt ended by Ctrl-C or by the end of its input
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                console.print(Text(INTERRUPTED), soft_wrap=True)
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            console.print(Text("no answer to the question (its input ended): nothing done; answer it, or give "
+                               "--yes where the command has it"), soft_wrap=True)
+            raise typer.Exit(EXIT_ERROR) from None
 
     return run
 
