@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
 from faceindex.cli import app
-from faceindex.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, add_row, table
+from faceindex.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, add_commands, add_row, table
+from faceindex.errors import NotFoundError
 
 runner = CliRunner()
 
@@ -36,6 +38,29 @@ def test_table_cells_print_literally():
     shown = console.export_text()
     assert "/photos/[2019] trip/a[b].jpg" in shown and "pip install 'faceindex[eval]'" in shown
     assert "run [1]" in shown
+
+
+def test_the_error_boundary_of_every_command():
+    def missing() -> None:
+        raise NotFoundError("no collection 'press [2019]'")
+
+    def prompt_interrupted() -> None:
+        try:  # what typer.confirm does when Ctrl-C hits its question
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise typer.Abort() from None
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    tiny = typer.Typer()
+    add_commands(tiny, [missing, ("prompt", prompt_interrupted), interrupted])
+    failed = runner.invoke(tiny, ["missing"])
+    assert (failed.exit_code, failed.stderr) == (EXIT_ERROR, "error (not_found): no collection 'press [2019]'\n")
+    for name in ("prompt", "interrupted"):
+        stopped = runner.invoke(tiny, [name])
+        assert stopped.exit_code == EXIT_INTERRUPTED and stopped.stderr.startswith("interrupted; committed work")
+        assert stopped.exception is None or isinstance(stopped.exception, SystemExit)  # no traceback
 
 
 # -- reads never create a store (issue 9 item 2): these need the core branch's read/write Engine opening ------
