@@ -23,7 +23,8 @@ from faceindex.errors import FaceIndexError
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 """The command ran, but some of its input could not be used (a probe missing, unreadable or without a
-face; files skipped by `add`) or a check found problems (`audit verify`): the output says which."""
+face; files skipped by `add`, photos `enrol` could not use) or a check found problems (`audit verify`): the
+output says which."""
 EXIT_ERROR = 2
 """Nothing was done: bad usage, or an error (no such store, a refused operation, ...) with its message."""
 EXIT_INTERRUPTED = 130
@@ -31,7 +32,7 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = (
     "Exit status: 0 done; 1 done in part: some input could not be used (a probe missing, unreadable or "
-    "without a face, files skipped by add) or audit verify found problems, and the output says which; "
+    "without a face, files skipped by add or enrol) or audit verify found problems, and the output says which; "
     "2 nothing done: usage error or an error message (e.g. no store at --store); 130 interrupted (Ctrl-C): "
     "work already committed is kept."
 )
