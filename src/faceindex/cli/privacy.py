@@ -101,6 +101,11 @@ def forget(
     collection: Annotated[str | None, typer.Option(help="Erase a collection with all its images.")] = None,
     jurisdiction: Annotated[str | None, typer.Option(help="Erase collections and subjects tagged e.g. CA.")] = None,
     image: Annotated[str | None, typer.Option(help="Erase an image (path or id) and every copy of it.")] = None,
+    face_id: Annotated[list[int] | None, typer.Option("--face-id", help="Erase single faces by id (and copies), "
+                                                      "e.g. a bystander's face in a photo that stays.")] = None,
+    include_face: Annotated[list[int] | None, typer.Option(
+        "--include-face", help="With --selfie: erase these face ids as well, e.g. ones the plan lists as found by "
+        "an ordinary search but left by the strict match.")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="With --selfie: also the faces its matches find "
                                                           "(one hop, stricter threshold; listed with 'via').")]
     = False,
@@ -109,10 +114,13 @@ def forget(
     case: CaseOpt = None, store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Erase completely: catalog rows (secure_delete), index, derived files, WAL. Lists first, then asks."""
+    # Passed only when given: the face-id route and extending a plan are newer parts of the privacy API.
+    by_face = {"faces": face_id} if face_id else {}
+    by_face |= {"include_faces": include_face} if include_face else {}
     with open_engine(store, write=True) as engine:
         plan = engine.privacy.plan_erasure(subject=subject, selfie=[str(p) for p in selfie] if selfie else None,
                                            collection=collection, jurisdiction=jurisdiction, image=image,
-                                           case=case, expand=expand)
+                                           case=case, expand=expand, **by_face)
         summary = engine.privacy.eraser.summary(plan)
         if not as_json:
             _print_plan(summary)
@@ -146,6 +154,25 @@ def _print_plan(summary: dict) -> None:
                 [f"found via face {m['via']}"] if m.get("via") else [])
             add_row(tbl, m["face_id"], f"{m['score']:.3f}", m["collection"], m["path"], "; ".join(flags))
         out.print(tbl)
+    left = summary.get("also_found_by_search") or []
+    if left:
+        # Erasure matches at a stricter threshold than search (a wrong match would erase someone else's face):
+        # what search would still find must be shown, never left out silently.
+        fmr = summary.get("search_threshold_fmr")
+        say((f"NOT in this erasure: {len(left)} more face(s) an ordinary search finds", "yellow"),
+            f" (search threshold {summary.get('search_threshold')}" + (f", FMR {fmr:.1e}" if fmr else "") +
+            f"; erasure's is {summary.get('threshold')}). Look at them, and add the right ones with "
+            "--include-face ID:")
+        tbl = table("face", "score", "FMR", "collection", "path")
+        for m in left:
+            add_row(tbl, m["face_id"], f"{m['score']:.3f}", "-" if m.get("fmr") is None else f"{m['fmr']:.1e}",
+                    m["collection"], m["path"])
+        out.print(tbl)
+    for odd in summary.get("unrecognised_jurisdictions") or []:
+        holder = f"collection {odd['collection']!r}" if "collection" in odd else f"subject {odd.get('subject')!r}"
+        say((f"NOT in this erasure: {holder}", "yellow"), f" is tagged {', '.join(odd.get('tags', []))}, "
+            "which is no ISO 3166 code, so whether it belongs to this jurisdiction is unknown; erase it by "
+            "--collection (or --subject) if it does")
 
 
 def opt_out(
