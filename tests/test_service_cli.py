@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from faceindex.cli import app
 from faceindex.cli.service import base_url, is_loopback
+from faceindex.engine import Engine
+from faceindex.service.keys import KeyStore
 
 runner = CliRunner()
 
@@ -53,6 +55,18 @@ def test_serve_refuses_a_public_address_without_an_admin_key(tmp_path):
     store = str(tmp_path / "store")
     runner.invoke(app, ["keys", "create", "--role", "curator", "--name", "bob", "--store", store])
     refused = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9", "--store", store])
+    assert refused.exit_code == 2 and "needs at least one admin key" in " ".join(refused.output.split())
+
+
+def test_serve_beyond_loopback_is_not_unlocked_by_the_initial_admin_key(tmp_path):
+    store = tmp_path / "store"
+    with Engine(store) as engine:
+        assert KeyStore(engine).bootstrap_login()  # what the first `serve` does: an admin key whose secret nobody holds
+    with socket.socket() as taken:  # should the check let it through, serving fails at once instead of running on
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", str(port), "--store", str(store)])
     assert refused.exit_code == 2 and "needs at least one admin key" in " ".join(refused.output.split())
 
 
