@@ -74,6 +74,14 @@ def test_search_on_a_mistyped_store_fails_naming_it_and_creates_nothing(faces_di
     assert not typo.exists()
 
 
+def test_embed_needs_no_store_and_creates_none(faces_dir, tmp_path):
+    nowhere = tmp_path / "no-store"
+    probe = next((faces_dir / "people" / "Angelina_Jolie").glob("*.jpg"))
+    result = runner.invoke(app, ["embed", str(probe), "--json", "--store", str(nowhere)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["faces"] and not nowhere.exists()
+
+
 def test_search_on_an_empty_store_is_an_error_not_no_match(faces_dir, tmp_path):
     store = tmp_path / "store"
     photos = tmp_path / "photos"

@@ -50,14 +50,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 CaseOpt = Annotated[str | None, typer.Option("--case", help="Purpose or case reference (recorded in the audit log).")]
 
 
-def open_engine(store: Path | None, *, write: bool = False, actor: str = "cli", **overrides: Any) -> Engine:
+def open_engine(store: Path | None, *, write: bool = False, needs_store: bool = True, actor: str = "cli",
+                **overrides: Any) -> Engine:
     """The Engine for one command, the one place commands open a store.
 
     `write=True` for commands that change what the store holds: only those may create a store, and opening
     for writing runs what a writer must (resumed erasures, retention). Reads never create a store: a missing
-    one is a StoreNotFoundError, never an empty answer. `overrides` are Settings fields (None = keep).
+    one is a StoreNotFoundError, never an empty answer. `needs_store=False` (e.g. `embed`, which only runs the
+    models) opens nothing. `overrides` are Settings fields (None = keep).
     """
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if not needs_store:
+        return Engine(store, settings, actor=actor)  # building an Engine touches no file
     # ADAPT when the core branch (read/write Engine opening, issue 9 item 2) is merged: open for reading or
     # writing as its API says, e.g. Engine.open(store, settings, mode="write" if write else "read", actor=actor).
     return Engine(store, settings, actor=actor)

@@ -84,8 +84,8 @@ def add(
 
 
 def embed(photo: Path, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Print the faces found in PHOTO and their faceprints exactly as they would be stored."""
-    with open_engine(store) as engine:
+    """Print the faces found in PHOTO and their faceprints exactly as they would be stored (no store needed)."""
+    with open_engine(store, needs_store=False) as engine:
         analysis = engine.analyse(str(photo))
     faces = [{"box": list(f.box), "score": round(f.score, 4), "landmarks": f.landmarks,
               "rejected": f.rejected,
