@@ -60,7 +60,7 @@ def test_serve_refuses_a_public_address_without_an_admin_key(tmp_path):
 
 def test_serve_beyond_loopback_is_not_unlocked_by_the_initial_admin_key(tmp_path):
     store = tmp_path / "store"
-    with Engine(store) as engine:
+    with Engine.open(store, mode="write") as engine:
         assert KeyStore(engine).bootstrap_login()  # what the first `serve` does: an admin key whose secret nobody holds
     with socket.socket() as taken:  # should the check let it through, serving fails at once instead of running on
         taken.bind(("0.0.0.0", 0))

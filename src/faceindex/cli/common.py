@@ -62,9 +62,7 @@ def open_engine(store: Path | None, *, write: bool = False, needs_store: bool = 
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if not needs_store:
         return Engine(store, settings, actor=actor)  # building an Engine touches no file
-    # ADAPT when the core branch (read/write Engine opening, issue 9 item 2) is merged: open for reading or
-    # writing as its API says, e.g. Engine.open(store, settings, mode="write" if write else "read", actor=actor).
-    return Engine(store, settings, actor=actor)
+    return Engine.open(store, settings, mode="write" if write else "read", actor=actor)
 
 
 def emit_json(obj: Any) -> None:
