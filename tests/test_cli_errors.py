@@ -129,8 +129,10 @@ def images_in(store: Path) -> int:
 
 def test_ctrl_c_ends_with_one_line_and_status_130_keeping_committed_work(faces_dir, tmp_path):
     photos = tmp_path / "photos"
-    for person in ("Angelina_Jolie", "John_Salley", "Kit_Harington", "Rose_Leslie"):
-        shutil.copytree(faces_dir / "people" / person, photos / person)
+    photos.mkdir()
+    # Enough small LFW photos that the run is still going after its first committed batch (32 files).
+    for src in sorted((faces_dir / "lfw-devtrain" / "images").rglob("*.jpg"))[:240]:
+        shutil.copy(src, photos / src.name)
     total = sum(1 for _ in photos.rglob("*.jpg"))
     store = tmp_path / "store"
     cmd = [sys.executable, "-m", "faceindex", "add", str(photos), "-c", "c", "--basis", "consent", "--purpose",
@@ -139,9 +141,9 @@ def test_ctrl_c_ends_with_one_line_and_status_130_keeping_committed_work(faces_d
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     try:
-        while not ((store / "catalog.sqlite").exists() and images_in(store) >= 2):
+        while not ((store / "catalog.sqlite").exists() and images_in(store) >= 1):
             if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("ingest never committed 2 images")
+                pytest.fail("ingest never committed a batch")
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=120)
@@ -154,7 +156,7 @@ def test_ctrl_c_ends_with_one_line_and_status_130_keeping_committed_work(faces_d
     lines = err.strip().splitlines()
     assert lines and lines[-1].startswith("interrupted; committed work is kept"), err  # one line says so
     kept = images_in(store)
-    assert 2 <= kept < total, "the interrupt must land mid-run, and what was committed stays"
+    assert 1 <= kept < total, "the interrupt must land mid-run, and what was committed stays"
 
 
 def test_eval_without_matplotlib_says_the_right_fix_before_any_work(faces_dir, tmp_path, monkeypatch):

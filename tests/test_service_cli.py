@@ -16,9 +16,10 @@ import httpx
 from typer.testing import CliRunner
 
 from faceindex.cli import app
-from faceindex.cli.service import base_url, is_loopback
+from faceindex.cli.service import base_url
 from faceindex.engine import Engine
 from faceindex.service.keys import KeyStore
+from faceindex.service.server import is_loopback
 
 runner = CliRunner()
 
@@ -55,7 +56,7 @@ def test_serve_refuses_a_public_address_without_an_admin_key(tmp_path):
     store = str(tmp_path / "store")
     runner.invoke(app, ["keys", "create", "--role", "curator", "--name", "bob", "--store", store])
     refused = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "9", "--store", store])
-    assert refused.exit_code == 2 and "needs at least one admin key" in " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "needs an admin key whose secret you hold" in " ".join(refused.output.split())
 
 
 def test_serve_beyond_loopback_is_not_unlocked_by_the_initial_admin_key(tmp_path):
@@ -67,7 +68,7 @@ def test_serve_beyond_loopback_is_not_unlocked_by_the_initial_admin_key(tmp_path
         taken.listen()
         port = taken.getsockname()[1]
         refused = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", str(port), "--store", str(store)])
-    assert refused.exit_code == 2 and "needs at least one admin key" in " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "needs an admin key whose secret you hold" in " ".join(refused.output.split())
 
 
 def free_port() -> int:

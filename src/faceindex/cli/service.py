@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -20,16 +19,6 @@ from faceindex.cli.common import (
     say,
     table,
 )
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses; any other name or address counts as reachable from outside."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def base_url(host: str, port: int, tls: bool) -> str:
@@ -52,22 +41,18 @@ def serve(
 
     from faceindex.service.app import create_app
     from faceindex.service.config import ServiceConfig
-    from faceindex.service.keys import BOOTSTRAP_NAME, KeyStore
+    from faceindex.service.keys import KeyStore
     from faceindex.service.logs import configure_logging
+    from faceindex.service.server import bind_refusal, is_loopback, uvicorn_options
 
     tls = ssl_certfile is not None
     url = base_url(host, port, tls)
     engine = open_engine(store, write=True, actor="service")
     try:
         keys = KeyStore(engine)
-        # The initial-admin key made at the first start does not count: nobody holds its secret (only a one-time
-        # link to the local console exists), so it cannot stand for an administrator able to use the API.
-        # MERGE with the service branch: service.server.bind_refusal(host, keys) holds this rule; call it here.
-        held = [k for k in keys.list() if k.active and k.role == "admin" and k.name != BOOTSTRAP_NAME]
-        if not is_loopback(host) and not held:
-            say(("refusing to listen on ", "red"), (host, "red"), ": a non-loopback address needs at least one admin "
-                "key whose secret you hold (the initial-admin key made at the first start has none). Create one with "
-                "`faceindex keys create --role admin --name NAME`.", err=True)
+        # The service owns the rule (the initial-admin key, whose secret nobody holds, does not count).
+        if (refusal := bind_refusal(host, keys)) is not None:
+            say((refusal, "red"), err=True)
             raise typer.Exit(EXIT_ERROR)
         if not is_loopback(host) and not tls:
             say(("warning", "yellow"), ": serving plain HTTP beyond this machine; keys and session cookies cross the "
@@ -84,7 +69,7 @@ def serve(
         configure_logging()
         uvicorn.run(application, host=host.strip("[]"), port=port, log_config=None, access_log=False,
                     ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+                    ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None, **uvicorn_options(config))
     finally:
         engine.close()
 
