@@ -34,8 +34,16 @@ from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolic
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
 from faceindex.pipeline.face_choice import choose_face
 from faceindex.pipeline.parallel import POOL_FAILED_HINT
-from faceindex.privacy.actions import CollectionCreated, CollectionDeleted, ImageRemoved
-from faceindex.privacy.audit import AuditEvent, AuditLog
+from faceindex.privacy.actions import (
+    CollectionCreated,
+    CollectionDeleted,
+    ImageRemoved,
+    Ingested,
+    Reindexed,
+    Searched,
+    Verified,
+)
+from faceindex.privacy.audit import AuditLog
 from faceindex.privacy.context import PrivacyContext
 from faceindex.privacy.deletion import delete_images
 from faceindex.privacy.events import Event
@@ -242,15 +250,9 @@ class Engine:
                               ingest=lambda paths, collection: self.ingest(paths, collection),
                               collection=self.collection)
 
-    def _record(self, event: Event | str, *, purpose: str | None = None, params: dict | None = None,
-                counts: dict | None = None) -> None:
-        """Audit one event as this engine's actor: a typed `privacy.events` event, or (older call sites) an
-        action name with params and counts, which the audit log checks value by value all the same."""
-        if isinstance(event, Event):
-            self.audit.record(event, actor=self.actor)
-            return
-        self.audit.record(AuditEvent(event, actor=self.actor, purpose=purpose, params=params or {},
-                                     counts=counts or {}))
+    def _record(self, event: Event) -> None:
+        """Audit one typed `privacy.actions` event as this engine's actor (in the caller's transaction, if any)."""
+        self.audit.record(event, actor=self.actor)
 
     # -- collections ------------------------------------------------------------------------
     def create_collection(self, name: str, basis: str, purpose: str, *, jurisdictions: Sequence[str] = (),
@@ -321,8 +323,8 @@ class Engine:
         # The run's totals keep the keys this event has always had; the counts added since (failed, replaced)
         # appear when not zero. Each batch's event has them all.
         counts = {k: v for k, v in report.counts().items() if v or k not in ("failed", "replaced")}
-        self._record("ingest", purpose=target.purpose, params={"collection": target.name, "paths": len(paths),
-                     "paths_sha256": paths_digest}, counts=counts)
+        self._record(Ingested(purpose=target.purpose, collection=target.name, paths=len(paths),
+                              paths_sha256=paths_digest, report=counts))
         return report
 
     # -- analysis and search ----------------------------------------------------------------
@@ -363,20 +365,19 @@ class Engine:
                 faces = faces[face:face + 1]
             results.append(ProbeResult(name, [self._search_face(f, top_k, limit, gallery, pending) for f in faces],
                                        None, gallery))
-        self._record_read("search", purpose=purpose.strip(),
-                          params={"probes": len(results), "top_k": top_k, "threshold": round(limit, 4)},
-                          counts={"faces": sum(len(r.faces or []) for r in results),
-                                  "candidates": sum(len(f.candidates) for r in results for f in r.faces or [])})
+        self._record_read(Searched(purpose=purpose.strip(), probes=len(results), top_k=top_k,
+                                   threshold=round(limit, 4), faces=sum(len(r.faces or []) for r in results),
+                                   candidates=sum(len(f.candidates) for r in results for f in r.faces or [])))
         return results
 
-    def _record_read(self, action: str, **event) -> None:
+    def _record_read(self, event: Event) -> None:
         """The audit event of a read: written without the write start-up; skipped, with a warning, on a
         read-only store (nothing can be written there)."""
         if not self.catalog.writable:
-            log.warning("this %s was not audited: the store at %s is read-only", action, self.store.root)
+            log.warning("this %s was not audited: the store at %s is read-only", event.action, self.store.root)
             return
         with self.catalog.transaction(startup=False):
-            self._record(action, **event)
+            self._record(event)
 
     def _search_face(self, face, top_k: int, limit: float, gallery: int,
                      pending: tuple[set[int], set[int], set[int]] | None = None) -> ProbeFace:
@@ -427,7 +428,7 @@ class Engine:
                                          len(by_size)))
         score = float(np.dot(vectors[0], vectors[1]))
         limit = self.policy.threshold(1, threshold)
-        self._record_read("verify", purpose=None, params={"threshold": round(limit, 4)}, counts={"pairs": 1})
+        self._record_read(Verified(threshold=round(limit, 4), pairs=1))
         return VerifyResult(score >= limit, round(score, 4), round(limit, 4), self.policy.fmr(score),
                             tuple(compared))
 
@@ -461,7 +462,7 @@ class Engine:
     def reindex(self) -> int:
         self.start_writes()
         index = self.store.rebuild_index()
-        self._record("reindex", counts={"faces": len(index)})
+        self._record(Reindexed(faces=len(index)))
         return len(index)
 
 
