@@ -162,18 +162,18 @@ def test_a_failing_erasure_replay_blocks_writes_with_a_message_not_reads(store, 
 
 
 def _make_older(store: Path) -> None:
-    """Turn the store into one written before the last migration (0102_ingest_jobs) existed."""
+    """Turn the store into one written before the privacy layer's last migration (0005_upload_erasures) existed."""
     conn = sqlite3.connect(store / "catalog.sqlite", isolation_level=None)
-    conn.execute("DROP TABLE ingest_jobs")
-    conn.execute("DELETE FROM _migrations WHERE name = '0102_ingest_jobs'")
+    conn.execute("DROP TABLE upload_erasures")
+    conn.execute("DELETE FROM _migrations WHERE name = '0005_upload_erasures'")
     conn.close()
 
 
-def test_a_read_of_an_older_writable_store_upgrades_its_schema_only(store):
+def test_a_read_of_an_older_writable_store_upgrades_its_schema_only(store):  # the engine's sets: core + privacy
     _make_older(store)
     with open_engine(store, mode="read") as engine:
         assert engine.stats()["faces"] > 0
-        assert engine.catalog.count("SELECT count(*) FROM ingest_jobs") == 0  # the table is back
+        assert engine.catalog.count("SELECT count(*) FROM upload_erasures") == 0  # the table is back
         assert not engine.writes_open  # nothing else of a write start-up ran
 
 

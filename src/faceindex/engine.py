@@ -49,6 +49,7 @@ from faceindex.privacy.deletion import delete_images
 from faceindex.privacy.events import Event
 from faceindex.privacy.jurisdictions import jurisdiction_codes
 from faceindex.privacy.operations import PrivacyOps
+from faceindex.privacy.schema import PRIVACY_MIGRATIONS
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
 from faceindex.store.index_factory import IndexParams
@@ -112,6 +113,7 @@ class Engine:
                                params=IndexParams(layout=self.settings.index_layout),
                                ef_search=self.settings.index_ef_search, lazy=True)
         self.catalog = self.store.catalog
+        self.catalog.use_migrations(PRIVACY_MIGRATIONS)  # core + privacy: what the engine's writes need
         self.catalog.on_first_write = self.start_writes
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline

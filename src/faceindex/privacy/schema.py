@@ -1,4 +1,10 @@
-"""Catalog migrations owned by the privacy layer (subjects, consent, opt-out, erasure journal)."""
+"""Catalog migrations owned by the privacy layer (subjects, consent, opt-out, erasure journal).
+
+The Engine registers `PRIVACY_MIGRATIONS` after the store's core set, so its write start-up applies both.
+Step names never change once released (see store.migrations).
+"""
+
+from faceindex.store.migrations import MigrationSet
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -79,3 +85,5 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+
+PRIVACY_MIGRATIONS = MigrationSet("privacy", MIGRATIONS)

@@ -2,7 +2,22 @@
 
 Only hashes of secrets are stored: an API key, a session token or a login-link token found in a copy
 of the catalog cannot be used to log in.
+
+The service owns its set: the store never applies it by itself. `ensure_service_schema` registers it on an
+engine's (or a bare catalog's) store and applies it where it can: call it at the service's start-up and
+before the CLI's key commands use the tables. On a read-only store written before these tables existed it
+returns False, and reads then mean "no keys, no jobs".
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from faceindex.store.migrations import MigrationSet
+
+if TYPE_CHECKING:
+    from faceindex.engine import Engine
+    from faceindex.store.catalog import Catalog
 
 _ROLES = "'admin', 'curator', 'searcher', 'auditor', 'privacy-officer'"
 
@@ -69,3 +84,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+
+SERVICE_MIGRATIONS = MigrationSet("service", MIGRATIONS)
+
+
+def ensure_service_schema(engine_or_catalog: Engine | Catalog) -> bool:
+    """Register the service's migrations on this store and apply them if it exists and is writable.
+
+    Returns True when the service tables are there afterwards. False: the store does not exist yet (its first
+    write creates them, the set being registered) or is read-only and older: read keys and jobs as none.
+    Writes nothing else (no erasure resumed, no purge): safe before a read-only command such as `keys list`.
+    """
+    catalog = getattr(engine_or_catalog, "catalog", engine_or_catalog)
+    catalog.use_migrations(SERVICE_MIGRATIONS)
+    return catalog.upgrade()
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +16,7 @@ import numpy as np
 from faceindex.errors import ConflictError, InvalidInputError, NotFoundError
 from faceindex.pipeline.types import Face
 from faceindex.store.connections import Connections, RoutedConnection
-from faceindex.store.migrations import LEGAL_BASES, apply_migrations, pending_migrations
+from faceindex.store.migrations import CORE, LEGAL_BASES, MigrationSet, apply_migrations, flatten, pending_migrations
 
 
 def utcnow() -> str:
@@ -75,13 +75,66 @@ class Catalog:
     its own watermark to know whether appending new faces is enough or it must be rebuilt.
     """
 
-    def __init__(self, path: Path, *, lazy: bool = False, lock_timeout: float | None = None):
+    def __init__(self, path: Path, *, lazy: bool = False, lock_timeout: float | None = None,
+                 migrations: Sequence[MigrationSet] = ()):
         self.path = Path(path)
         extra = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
-        self._db = Connections(self.path, migrate=apply_migrations, pending=pending_migrations, **extra)
+        self._sets: list[MigrationSet] = [CORE]
+        self._complete = 0  # how many of `_sets` upgrade() last found applied (steps are never removed)
+        self._db = Connections(self.path, migrate=lambda conn: apply_migrations(conn, self.migration_steps()),
+                               pending=lambda conn: pending_migrations(conn, self.migration_steps()), **extra)
         self.on_first_write: Callable[[], object] | None = None
+        self.use_migrations(*migrations)
         if not lazy:
             self.open_for_writing()
+
+    # -- schema -------------------------------------------------------------------------------
+    @property
+    def migration_sets(self) -> list[MigrationSet]:
+        """The sets this catalog applies, in order: core first, then those the composing layers registered."""
+        return list(self._sets)
+
+    def migration_steps(self) -> list[tuple[str, str]]:
+        return flatten(self._sets)
+
+    def use_migrations(self, *sets: MigrationSet) -> None:
+        """Register a higher layer's migration sets (after those already registered; a set already there is
+        skipped). Registering writes nothing: the sets are applied whenever this catalog opens for writing
+        (or a read upgrades a writable store), and at once if its writer is already open. Call `upgrade()`
+        to apply them now. ValueError when a set names a step that another set already has."""
+        new = [s for s in sets if s.name not in {k.name for k in self._sets}]
+        if not new:
+            return
+        flatten(self._sets + new)  # refuse clashing step names before anything changes
+        self._sets.extend(new)
+        self._db.schema_changed()
+        if self.open_for_writes:
+            with self._db.write_lock() as writer:
+                apply_migrations(writer, self.migration_steps())
+
+    def pending_migrations(self) -> list[str]:
+        """Names of the registered steps the database lacks (all of them when it does not exist). Reads only."""
+        if not self.exists:
+            return [n for s in self._sets for n in s.names]
+        return self._db.pending_now()
+
+    def upgrade(self) -> bool:
+        """Apply the registered steps an existing, writable database lacks (under the write lock); True when its
+        schema is then complete. Creates nothing (False for a missing store) and writes nothing on a read-only
+        one (False when it lacks a step: its reads must treat the missing tables as empty)."""
+        if self._complete == len(self._sets):  # checked since the last set was registered: no file opened
+            return True
+        if not self.exists:
+            return False
+        if self.pending_migrations():
+            if not self.writable:
+                return False
+            self.open_for_writing()
+            if self.pending_migrations():  # a writer that was open already: apply what it lacks
+                with self._db.write_lock() as writer:
+                    apply_migrations(writer, self.migration_steps())
+        self._complete = len(self._sets)
+        return True
 
     @property
     def conn(self) -> RoutedConnection:

@@ -146,13 +146,7 @@ class Connections:
         with self._guard:
             if self._checked:
                 return
-            probe = self._connect_read_only() if not self.writable else self._connect(str(self.path))
-            try:
-                missing = self._pending(probe)
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"cannot open catalog {self.path}: {exc}") from exc
-            finally:
-                probe.close()
+            missing = self.pending_now()
         if missing:
             if not self.writable:
                 raise StoreError(f"the store at {self.path.parent} was written by an older faceindex and is "
@@ -161,6 +155,20 @@ class Connections:
             log.info("upgrading the store schema at %s: %s", self.path.parent, ", ".join(missing))
             self.open_for_writing()
         self._checked = True
+
+    def schema_changed(self) -> None:
+        """More migrations were registered: the next reader opened checks the schema again."""
+        self._checked = False
+
+    def pending_now(self) -> list[str]:
+        """The migrations the existing database lacks, read on a short-lived connection."""
+        probe = self._connect_read_only() if not self.writable else self._connect(str(self.path))
+        try:
+            return self._pending(probe)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open catalog {self.path}: {exc}") from exc
+        finally:
+            probe.close()
 
     def open_for_writing(self) -> None:
         """Create the file (0600) if needed, open the writer and apply migrations, all under the write lock."""

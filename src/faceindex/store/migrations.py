@@ -1,9 +1,49 @@
-"""Named, ordered schema migrations for the catalog, each applied once inside a transaction."""
+"""Schema migrations: the mechanism (named steps, each applied once in its own transaction) and the core set.
+
+Each layer owns its set beside its code (sqlite-utils style): `CORE` here (collections, images, faces, audit
+log), `privacy.schema.PRIVACY_MIGRATIONS`, `service.schema.SERVICE_MIGRATIONS`. The store imports nothing
+above it: the layer that composes registers the sets on the catalog (`Catalog.use_migrations`), in order,
+and the catalog applies what a database lacks. A step's name is recorded in `_migrations` and never changes
+once released (stores in the wild are upgraded by comparing names); a set may only append new steps.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    """One layer's named, ordered migrations: (name, SQL script) steps; a set may rely on the sets before it."""
+
+    name: str
+    steps: tuple[tuple[str, str], ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple((str(n), str(sql)) for n, sql in self.steps))
+        names = self.names
+        if len(set(names)) != len(names):
+            raise ValueError(f"migration set {self.name!r} repeats a step name")
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.steps]
+
+
+def flatten(sets: Iterable[MigrationSet]) -> list[tuple[str, str]]:
+    """The steps of `sets` in order; ValueError when two sets name a step alike (names are global)."""
+    steps: list[tuple[str, str]] = []
+    owner: dict[str, str] = {}
+    for migration_set in sets:
+        for name, sql in migration_set.steps:
+            if name in owner:
+                raise ValueError(f"migration {name!r} of set {migration_set.name!r} is already in set {owner[name]!r}")
+            owner[name] = migration_set.name
+            steps.append((name, sql))
+    return steps
 
 LEGAL_BASES = (
     "consent",
@@ -16,7 +56,7 @@ LEGAL_BASES = (
 
 _BASIS_CHECK = ", ".join(f"'{b}'" for b in LEGAL_BASES)
 
-MIGRATIONS: list[tuple[str, str]] = [
+MIGRATIONS: list[tuple[str, str]] = [  # the core steps (CORE below); privacy's 0002-0005 came between 0001 and 0006
     (
         "0001_initial",
         f"""
@@ -94,27 +134,21 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def all_migrations() -> list[tuple[str, str]]:
-    """Core migrations, then those of the privacy layer and of the service, in that order.
-
-    Each layer keeps its SQL beside its code; names are unique and never change once released.
-    """
-    from faceindex.privacy.schema import MIGRATIONS as privacy
-    from faceindex.service.schema import MIGRATIONS as service
-
-    return MIGRATIONS + privacy + service
+CORE = MigrationSet("core", MIGRATIONS)
+"""The store's own set: what a bare `Catalog` applies."""
 
 
-def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
-    """Apply every migration not yet recorded, each in its own BEGIN IMMEDIATE transaction; return the names applied.
+def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] | None = None) -> list[str]:
+    """Apply every step not yet recorded (default: the core set), each in its own BEGIN IMMEDIATE transaction
+    with its `_migrations` row, so a failing step leaves neither its changes nor its row; return the names applied.
 
-    Whether a migration is done is read again inside its transaction, so two processes opening a new store at
+    Whether a step is done is read again inside its transaction, so two processes opening a new store at
     once never both run it ("table meta already exists"); the store's write lock serialises them first anyway.
     """
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
-    for name, sql in migrations or all_migrations():
+    for name, sql in MIGRATIONS if migrations is None else migrations:
         if name in done:
             continue
         # executescript would COMMIT implicitly; run statements one by one inside our transaction.
@@ -134,9 +168,9 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]]
     return applied
 
 
-def pending_migrations(conn: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
-    """Names of the migrations a database still lacks (all of them for a new, empty file). Reads only."""
-    names = [name for name, _ in migrations or all_migrations()]
+def pending_migrations(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] | None = None) -> list[str]:
+    """Names of the steps (default: the core set) a database still lacks (all for a new, empty file). Reads only."""
+    names = [name for name, _ in (MIGRATIONS if migrations is None else migrations)]
     has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")} if has_table else set()
     return [name for name in names if name not in done]
