@@ -29,6 +29,7 @@ from faceindex.engine import Engine
 from faceindex.service.app import create_app
 from faceindex.service.config import ServiceConfig
 from faceindex.service.keys import ROLES, KeyStore
+from faceindex.service.schema import ensure_service_schema
 
 FUZZ_EXAMPLES = max(3, fuzz_runs(80) * 20 // 80)
 """Requests per route and credential kind (valid key of a random role / invalid or no credentials)."""
@@ -59,6 +60,7 @@ def service(faces_dir, tmp_path_factory):
     for case in non_images()[:5]:
         (allowed / f"{case.name}.jpg").write_bytes(case.data)
     engine = Engine(root / "store", Settings(workers=1, detector="hog"), actor="test")
+    ensure_service_schema(engine)
     keys = KeyStore(engine)
     role_keys = {role: keys.create(f"{role}-1", role)[1] for role in ROLES}
     from fastapi.testclient import TestClient

@@ -17,6 +17,7 @@ from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.service.app import create_app
 from faceindex.service.keys import KeyStore
+from faceindex.service.schema import ensure_service_schema
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,6 +37,7 @@ def server(tmp_path_factory):
     import uvicorn
 
     engine = Engine(tmp_path_factory.mktemp("browser-store"), Settings(workers=1), actor="test")
+    ensure_service_schema(engine)
     _, admin = KeyStore(engine).create("browser-admin", "admin")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

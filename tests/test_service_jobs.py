@@ -11,6 +11,7 @@ from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.service.job_records import MAX_ATTEMPTS, JobRecords
 from faceindex.service.jobs import Job, JobManager
+from faceindex.service.schema import ensure_service_schema
 from faceindex.store.catalog import Catalog
 
 
@@ -18,6 +19,7 @@ from faceindex.store.catalog import Catalog
 def store(tmp_path):
     with Engine(tmp_path / "store", Settings(workers=1)) as engine:
         engine.create_collection("people", "consent", "job tests")
+        ensure_service_schema(engine)  # what the service's start-up does before its JobRecords
         return engine.settings, engine.catalog.path
 
 

@@ -19,6 +19,7 @@ from faceindex.engine import Engine
 from faceindex.service.app import create_app
 from faceindex.service.config import ServiceConfig
 from faceindex.service.keys import ROLES, KeyStore
+from faceindex.service.schema import ensure_service_schema
 
 GALLERY = {
     "Barack_Obama": ["face_recognition__obama.jpg"],
@@ -97,6 +98,7 @@ a limit sets that limit itself, and the defaults keep applying to every field a 
 def start_service(store: Path, config: ServiceConfig | None = None) -> Service:
     """Open a store with a key per role and an app over it. workers=1: no process pool on 2 shared cores."""
     engine = Engine(store, Settings(workers=1), actor="test")
+    ensure_service_schema(engine)  # what the service's start-up does; the keys are made before it here
     keys = KeyStore(engine)
     secrets = {role: keys.create(f"{role}-1", role)[1] for role in ROLES}
     config = config or ServiceConfig()
