@@ -53,6 +53,7 @@ from faceindex.privacy.schema import PRIVACY_MIGRATIONS
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
 from faceindex.store.index_factory import IndexParams
+from faceindex.store.uris import uri_candidates
 
 ImageSource = str | os.PathLike | bytes
 
@@ -444,12 +445,14 @@ class Engine:
         stats["pending_erasures"] = self.pending_erasures()
         return stats
 
-    def remove_image(self, ref: str | int) -> int:
-        """Remove an image (by id or path) from every collection; returns faces removed."""
-        if isinstance(ref, int) or str(ref).isdigit():
+    def remove_image(self, ref: str | int | os.PathLike | bytes) -> int:
+        """Remove an image (by id, path or stored provenance) from every collection; returns faces removed.
+
+        A path whose name is not valid UTF-8 matches its lossless `fsbytes:` provenance (store.uris)."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             rows = [self.catalog.image_by_id(int(ref))]
         else:
-            rows = self.catalog.images_by_uri(str(Path(ref).resolve())) or self.catalog.images_by_uri(str(ref))
+            rows = next((found for uri in uri_candidates(ref) if (found := self.catalog.images_by_uri(uri))), [])
         if not rows:
             raise InvalidInputError(f"no image {ref!r} in this store")
         return delete_images(self.privacy.ctx, [r["id"] for r in rows], ImageRemoved(named=len(rows)))

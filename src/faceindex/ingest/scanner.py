@@ -7,18 +7,13 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from faceindex.errors import InvalidInputError
+from faceindex.store.uris import BYTES_URI_PREFIX, path_to_uri, uri_to_path
+from faceindex.store.uris import uri_of as _uri_of
 
-BYTES_URI_PREFIX = "fsbytes:"
-"""Prefix of the provenance of a file whose name is not valid UTF-8 (a catalog stores text): the absolute
-path's bytes follow, percent-encoded. Ordinary provenance is an absolute path (starts with "/" or a drive),
-so the two never collide, and `uri_to_path` gives back the exact bytes."""
-
-# Printable ASCII kept as is in a bytes uri so it stays readable; everything else (and "%") is escaped.
-_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-
+__all__ = ["BYTES_URI_PREFIX", "Found", "SourceFile", "describe", "hash_file", "iter_files", "path_to_uri", "scan",
+           "uri_to_path"]
 
 @dataclass(frozen=True)
 class SourceFile:
@@ -38,28 +33,6 @@ class Found:
     path: Path
     uri: str
     error: str | None = None
-
-
-def path_to_uri(path: str | os.PathLike) -> str:
-    """The provenance string of a file: its absolute real path, or a lossless `fsbytes:` form when the name
-    holds bytes that are not UTF-8 (Python gives those as lone surrogates, which no catalog text can hold)."""
-    return _uri_of(Path(path).resolve())
-
-
-def _uri_of(absolute: Path) -> str:
-    text = str(absolute)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return BYTES_URI_PREFIX + quote_from_bytes(os.fsencode(absolute), safe=_SAFE)
-    return text
-
-
-def uri_to_path(uri: str) -> Path:
-    """The file a provenance string names (the inverse of `path_to_uri`)."""
-    if uri.startswith(BYTES_URI_PREFIX):
-        return Path(os.fsdecode(unquote_to_bytes(uri[len(BYTES_URI_PREFIX):])))
-    return Path(uri)
 
 
 def scan(paths: Iterable[str | os.PathLike]) -> Iterator[Found]:

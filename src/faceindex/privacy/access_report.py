@@ -20,6 +20,7 @@ from faceindex.privacy.context import ImageSource, PrivacyContext
 from faceindex.privacy.obscure import blur_all_but, detect_boxes
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.privacy.subjects import Subjects
+from faceindex.store.uris import uri_to_path
 
 FORMAT = "faceindex.access-report/1"
 DISPLAY_MAX_SIDE = 1280
@@ -106,7 +107,7 @@ def _image_entry(ctx: PrivacyContext, image_id: int) -> dict[str, Any]:
 def _redacted_picture(ctx: PrivacyContext, item: dict[str, Any]) -> dict[str, Any] | None:
     """The photo with the person's faces outlined and every other face blurred, as a JPEG data URI."""
     try:
-        decoded = ctx.pipeline().decode(item["path"])
+        decoded = ctx.pipeline().decode(uri_to_path(item["path"]))  # provenance: may be an fsbytes: uri
         image = Image.fromarray(decoded.full())
     except (FaceIndexError, OSError):
         item["available"] = False  # moved or deleted since ingest: listed, not shown

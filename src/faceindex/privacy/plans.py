@@ -5,9 +5,7 @@ Nothing here deletes: a plan is shown to the officer first, then `Eraser.execute
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from faceindex.errors import InvalidInputError, NotFoundError
 from faceindex.privacy.context import ImageSource, PrivacyContext, chunked_query
@@ -15,6 +13,7 @@ from faceindex.privacy.erasure import ErasurePlan, Match, with_copies
 from faceindex.privacy.jurisdictions import covers, jurisdiction_code, unrecognised
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.privacy.subjects import Subjects
+from faceindex.store.uris import uri_candidates
 
 
 class ErasurePlanner:
@@ -128,11 +127,7 @@ class ErasurePlanner:
         if isinstance(ref, int) or str(ref).strip().isdigit():
             rows = [self.catalog.image_by_id(int(ref))]
         else:
-            rows = []
-            for uri in dict.fromkeys((str(ref), os.path.abspath(ref), str(Path(ref).resolve()))):
-                rows = self.catalog.images_by_uri(uri)
-                if rows:
-                    break
+            rows = next((found for uri in uri_candidates(ref) if (found := self.catalog.images_by_uri(uri))), [])
         if not rows:
             raise NotFoundError(f"no such image in this store: {ref!r} (give a catalogued image's id or path)")
         hashes = sorted({r["sha256"] for r in rows if r["sha256"]})

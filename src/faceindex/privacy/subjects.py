@@ -6,7 +6,6 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from faceindex.privacy.actions import ConsentGiven, ConsentWithdrawn, SubjectEnr
 from faceindex.privacy.context import PrivacyContext, chunked_query
 from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
 from faceindex.privacy.jurisdictions import jurisdiction_codes
+from faceindex.store.uris import path_to_uri
 
 CONSENT_STATES = ("given", "withdrawn")
 
@@ -207,9 +207,9 @@ class Subjects:
     def _photo_faces(self, photos: Sequence[str | os.PathLike], collection_id: int, result: EnrolResult) -> list[int]:
         chosen = []
         for path in iter_files(photos):
-            row = self.catalog.find_image(collection_id, str(Path(path).resolve()))
+            row = self.catalog.find_image(collection_id, path_to_uri(path))
             if row is None or row["status"] != "indexed":
-                result.skipped.append((str(path), row["error"] if row is not None else "not indexed"))
+                result.skipped.append((path_to_uri(path), row["error"] if row is not None else "not indexed"))
                 continue
             faces = [r[0] for r in self.catalog.conn.execute(
                 "SELECT id FROM faces WHERE image_id = ? AND embedding IS NOT NULL", (row["id"],))]

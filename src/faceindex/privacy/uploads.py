@@ -31,6 +31,7 @@ from faceindex.pipeline.types import Box
 from faceindex.privacy.context import PrivacyContext
 from faceindex.privacy.obscure import obscure
 from faceindex.store.catalog import id_chunks, marks
+from faceindex.store.uris import uri_to_path
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class UploadEraser:
         rows = self.catalog.conn.execute("SELECT id, uri, boxes, redacted_sha256 FROM upload_erasures"
                                          " ORDER BY id").fetchall()
         for row_id, uri, boxes, done_sha in rows:
-            path = Path(uri)
+            path = uri_to_path(uri)
             referenced = self.catalog.conn.execute("SELECT 1 FROM images WHERE uri = ? LIMIT 1",
                                                    (uri,)).fetchone() is not None
             if not is_store_upload(store, path) or not path.is_file():
@@ -180,7 +181,7 @@ class UploadEraser:
 
     def _redact(self, row_id: int, uri: str, boxes: list[list[int]], done_sha: str | None) -> bool:
         """Obscure the boxes in the file and update its records; False if it had to be deleted instead."""
-        path = Path(uri)
+        path = uri_to_path(uri)
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest != done_sha:  # not rewritten yet (or rewritten by a run that crashed before recording it)
