@@ -1,62 +1,29 @@
-"""The SQLite catalog: collections, images with provenance, faces with faceprints (source of truth)."""
+"""The SQLite catalog: collections, images with provenance, faces with faceprints (source of truth).
+
+`Catalog` holds the connections, schema, transactions and meta here; its collection, image and face methods
+live in catalog_collections, catalog_images and catalog_faces (mixins), the SQL helpers in catalog_sql.
+Everything callers import from this module is still importable from it.
+"""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
-from faceindex.errors import ConflictError, InvalidInputError, NotFoundError
-from faceindex.pipeline.types import Face
+from faceindex.store.catalog_collections import Collection, CollectionRecords
+from faceindex.store.catalog_faces import FaceRecords
+from faceindex.store.catalog_images import ImageRecords
+from faceindex.store.catalog_sql import ID_CHUNK, id_chunks, marks, utcnow
 from faceindex.store.connections import Connections, RoutedConnection
 from faceindex.store.migrations import CORE, LEGAL_BASES, MigrationSet, apply_migrations, flatten, pending_migrations
 
-
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+__all__ = ["ID_CHUNK", "LEGAL_BASES", "Catalog", "Collection", "id_chunks", "marks", "utcnow"]
 
 
-@dataclass(frozen=True)
-class Collection:
-    id: int
-    name: str
-    legal_basis: str
-    purpose: str
-    jurisdictions: tuple[str, ...]
-    retention_days: int | None
-    owner: str | None
-    created_at: str
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Collection:
-        juris = tuple(j for j in row["jurisdictions"].split(",") if j)
-        return cls(row["id"], row["name"], row["legal_basis"], row["purpose"], juris,
-                   row["retention_days"], row["owner"], row["created_at"])
-
-
-
-ID_CHUNK = 500
-"""Ids per IN (...) list: far below SQLite's bound-parameter limit."""
-
-
-def id_chunks(ids: Iterable[int]) -> Iterator[list[int]]:
-    """Ids in lists of at most ID_CHUNK, in the order given."""
-    ids = [int(i) for i in ids]
-    return (ids[start:start + ID_CHUNK] for start in range(0, len(ids), ID_CHUNK))
-
-
-def marks(chunk: list[int]) -> str:
-    """The `?, ?, ...` placeholders of an IN (...) list."""
-    return ",".join("?" * len(chunk))
-
-class Catalog:
+class Catalog(CollectionRecords, ImageRecords, FaceRecords):
     """One SQLite database in WAL mode: many reader threads at once, one writer (see Connections).
 
     `conn` is the calling thread's connection (its own reader, or the writer inside its transaction); every
@@ -223,196 +190,6 @@ class Catalog:
                 f"this store holds faceprints of model {current!r}; the pipeline produces {model_id!r}. "
                 "Use a separate store or re-embed."
             )
-
-    # -- collections --------------------------------------------------------------------------
-    def create_collection(self, name: str, legal_basis: str, purpose: str, *, jurisdictions: tuple[str, ...] = (),
-                          retention_days: int | None = None, owner: str | None = None) -> Collection:
-        if not name or not name.strip():
-            raise InvalidInputError("a collection needs a name")
-        if legal_basis not in LEGAL_BASES:
-            raise InvalidInputError(f"legal basis must be one of {', '.join(LEGAL_BASES)}; got {legal_basis!r}")
-        if not purpose or not purpose.strip():
-            raise InvalidInputError("a collection needs a purpose")
-        juris = ",".join(sorted({j.strip().upper() for j in jurisdictions if j.strip()}))
-        try:
-            self.conn.execute(
-                "INSERT INTO collections (name, legal_basis, purpose, jurisdictions, retention_days, owner, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, legal_basis, purpose.strip(), juris, retention_days, owner, utcnow()),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise ConflictError(f"collection {name!r} already exists") from exc
-        return self.get_collection(name)
-
-    def get_or_create_collection(self, name: str, legal_basis: str, purpose: str, **policy) -> tuple[Collection, bool]:
-        """The collection named `name`, created when missing, atomically: (collection, created).
-
-        Check and insert run in one write transaction, so two writers asking for the same new collection
-        both get it (one creates it), never "already exists".
-        """
-        with self.transaction():
-            existing = self.find_collection(name)
-            if existing is not None:
-                return existing, False
-            return self.create_collection(name, legal_basis, purpose, **policy), True
-
-    def get_collection(self, name: str) -> Collection:
-        row = self.conn.execute("SELECT * FROM collections WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no collection named {name!r}")
-        return Collection.from_row(row)
-
-    def find_collection(self, name: str) -> Collection | None:
-        try:
-            return self.get_collection(name)
-        except NotFoundError:
-            return None
-
-    def list_collections(self) -> list[Collection]:
-        return [Collection.from_row(r) for r in self.conn.execute("SELECT * FROM collections ORDER BY name")]
-
-    # -- images -------------------------------------------------------------------------------
-    def find_image(self, collection_id: int, uri: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM images WHERE collection_id = ? AND uri = ?",
-                                 (collection_id, uri)).fetchone()
-
-    def image_by_id(self, image_id: int) -> sqlite3.Row:
-        row = self.conn.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no image with id {image_id}")
-        return row
-
-    def images_by_uri(self, uri: str) -> list[sqlite3.Row]:
-        return list(self.conn.execute("SELECT * FROM images WHERE uri = ?", (uri,)))
-
-    def indexed_twin(self, sha256: str, model_id: str) -> sqlite3.Row | None:
-        """An already-indexed image with the same content, whose faces can be copied instead of recomputed.
-
-        Images with withheld faces (opted out at ingest, erased since) are never twins: their face set is
-        incomplete, and copying it would keep a person out after their opt-out is withdrawn.
-        """
-        return self.conn.execute(
-            "SELECT i.* FROM images i WHERE i.sha256 = ? AND i.status = 'indexed' AND i.faces_withheld = 0"
-            " AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.image_id = i.id AND f.model_id != ?)"
-            " ORDER BY i.id LIMIT 1",
-            (sha256, model_id),
-        ).fetchone()
-
-    def insert_image(self, collection_id: int, uri: str, *, sha256: str | None, size_bytes: int | None,
-                     width: int | None = None, height: int | None = None, fmt: str | None = None,
-                     captured_at: str | None = None, status: str = "indexed", error: str | None = None,
-                     n_faces: int = 0, faces_withheld: int = 0) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO images (collection_id, uri, sha256, size_bytes, width, height, format, captured_at,"
-            " ingested_at, status, error, n_faces, faces_withheld) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (collection_id, uri, sha256, size_bytes, width, height, fmt, captured_at, utcnow(), status, error,
-             n_faces, faces_withheld),
-        )
-        return int(cur.lastrowid)
-
-    def delete_images(self, image_ids: list[int]) -> int:
-        """Delete images (their faces cascade); bumps the epoch when any face goes. Returns faces deleted.
-
-        Any number of ids: they go in chunks of ID_CHUNK (call inside a transaction to make it all-or-nothing).
-        """
-        n_faces = 0
-        for chunk in id_chunks(sorted({int(i) for i in image_ids})):
-            n_faces += self.conn.execute(f"SELECT count(*) FROM faces WHERE image_id IN ({marks(chunk)})",
-                                         chunk).fetchone()[0]
-            self.conn.execute(f"DELETE FROM images WHERE id IN ({marks(chunk)})", chunk)
-        if n_faces:
-            self.bump_epoch()
-        return n_faces
-
-    def image_ids_of_collection(self, collection_id: int) -> list[int]:
-        """Ids of every image (indexed or skipped) of a collection, ascending."""
-        return [r[0] for r in self.conn.execute("SELECT id FROM images WHERE collection_id = ? ORDER BY id",
-                                                (collection_id,))]
-
-    def face_ids_of_images(self, image_ids: list[int]) -> list[int]:
-        """Ids of every face (accepted or rejected) of the given images, ascending; any number of ids."""
-        return sorted(r[0] for chunk in id_chunks(sorted({int(i) for i in image_ids})) for r in self.conn.execute(
-            f"SELECT id FROM faces WHERE image_id IN ({marks(chunk)})", chunk))
-
-    def delete_faces(self, face_ids: list[int]) -> int:
-        """Delete single faces (their images stay, `n_faces` updated); bumps the epoch. Returns faces deleted.
-
-        Used by erasure of one person's faces from photos that also show other people.
-        """
-        deleted = 0
-        for chunk in id_chunks(sorted({int(i) for i in face_ids})):
-            per_image = self.conn.execute(
-                f"SELECT image_id, count(*), sum(embedding IS NOT NULL) FROM faces WHERE id IN ({marks(chunk)})"
-                " GROUP BY image_id", chunk).fetchall()
-            deleted += self.conn.execute(f"DELETE FROM faces WHERE id IN ({marks(chunk)})", chunk).rowcount
-            self.conn.executemany(
-                "UPDATE images SET n_faces = max(n_faces - ?, 0), faces_withheld = faces_withheld + ? WHERE id = ?",
-                [(usable, n, image_id) for image_id, n, usable in per_image])
-        if deleted:
-            self.bump_epoch()
-        return deleted
-
-    # -- faces --------------------------------------------------------------------------------
-    def insert_faces(self, image_id: int, faces: list[Face], model_id: str) -> list[int]:
-        ids = []
-        now = utcnow()
-        for face in faces:
-            blob = None if face.embedding is None else np.asarray(face.embedding, np.float32).tobytes()
-            cur = self.conn.execute(
-                "INSERT INTO faces (image_id, box_left, box_top, box_right, box_bottom, landmarks, detector,"
-                " det_score, size_px, blur, rejected, model_id, embedding, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image_id, *face.box, json.dumps(face.landmarks), face.detector, face.score, face.size_px,
-                 face.blur, face.rejected if face.embedding is None else None, model_id, blob, now),
-            )
-            ids.append(int(cur.lastrowid))
-        return ids
-
-    def copy_faces(self, from_image: int, to_image: int) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO faces (image_id, box_left, box_top, box_right, box_bottom, landmarks, detector, det_score,"
-            " size_px, blur, rejected, model_id, embedding, created_at) SELECT ?, box_left, box_top, box_right,"
-            " box_bottom, landmarks, detector, det_score, size_px, blur, rejected, model_id, embedding, ?"
-            " FROM faces WHERE image_id = ? ORDER BY id",
-            (to_image, utcnow(), from_image),
-        )
-        return cur.rowcount
-
-    def iter_embeddings(self, after_id: int = 0, chunk: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (ids int64, vectors float32 (n, dim)) of accepted faces with id > after_id, in id order."""
-        last = after_id
-        while True:
-            rows = self.conn.execute(
-                "SELECT id, embedding FROM faces WHERE id > ? AND embedding IS NOT NULL ORDER BY id LIMIT ?",
-                (last, chunk),
-            ).fetchall()
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            yield ids, vectors
-            last = int(ids[-1])
-
-    def face_vectors(self, face_ids: list[int]) -> list[tuple[int, np.ndarray]]:
-        """(face id, float32 faceprint) of the given faces that have one, in id order (held in memory only)."""
-        return [(int(r[0]), np.frombuffer(r[1], dtype=np.float32))
-                for chunk in id_chunks(sorted({int(f) for f in face_ids})) for r in self.conn.execute(
-                    f"SELECT id, embedding FROM faces WHERE id IN ({marks(chunk)}) AND embedding IS NOT NULL"
-                    " ORDER BY id", chunk)]
-
-    def face_details(self, face_ids: list[int]) -> dict[int, sqlite3.Row]:
-        """Face rows joined with their image and collection, keyed by face id (any number of ids)."""
-        details: dict[int, sqlite3.Row] = {}
-        for chunk in id_chunks(face_ids):
-            rows = self.conn.execute(
-                "SELECT f.id AS face_id, f.box_left, f.box_top, f.box_right, f.box_bottom, f.image_id, i.uri,"
-                " i.sha256, i.captured_at, i.width, i.height, c.name AS collection, c.legal_basis,"
-                " c.id AS collection_id FROM faces f JOIN images i ON i.id = f.image_id"
-                f" JOIN collections c ON c.id = i.collection_id WHERE f.id IN ({marks(chunk)})",
-                chunk,
-            )
-            details.update((r["face_id"], r) for r in rows)
-        return details
 
     def count(self, sql: str, params: tuple = ()) -> int:
         return int(self.conn.execute(sql, params).fetchone()[0])

@@ -23,7 +23,7 @@ _PRAGMAS = ("foreign_keys=ON", "secure_delete=ON", "synchronous=NORMAL")
 MAX_VARIABLES = 32_766
 """Bound parameters per statement, held to SQLite's compiled-in default whatever the build (Debian's allows
 250,000): an unchunked id list then fails in tests here, not first on a user's machine (ids go in chunks of
-`catalog.ID_CHUNK`)."""
+`catalog_sql.ID_CHUNK`)."""
 
 
 class RoutedConnection:
