@@ -37,6 +37,9 @@ class Catalog(CollectionRecords, ImageRecords, FaceRecords):
     set, runs before each outermost transaction that asks for it (the Engine's write start-up; it must be
     idempotent and re-entrant).
 
+    Schema: the core migration set always; higher layers register theirs (`migrations=` or `use_migrations`)
+    and the catalog applies, whenever it opens for writing, every registered step the file lacks.
+
     `secure_delete` is on so erased rows are overwritten with zeros, not left in free pages.
     The meta key `epoch` increases whenever faces are deleted: the vector index compares it with
     its own watermark to know whether appending new faces is enough or it must be rebuilt.
