@@ -19,6 +19,7 @@ from faceindex.cli import app
 from faceindex.cli.service import base_url
 from faceindex.engine import Engine
 from faceindex.service.keys import KeyStore
+from faceindex.service.schema import ensure_service_schema
 from faceindex.service.server import is_loopback
 
 runner = CliRunner()
@@ -62,6 +63,7 @@ def test_serve_refuses_a_public_address_without_an_admin_key(tmp_path):
 def test_serve_beyond_loopback_is_not_unlocked_by_the_initial_admin_key(tmp_path):
     store = tmp_path / "store"
     with Engine.open(store, mode="write") as engine:
+        ensure_service_schema(engine)  # the service's tables, as serve's start-up makes them
         assert KeyStore(engine).bootstrap_login()  # what the first `serve` does: an admin key whose secret nobody holds
     with socket.socket() as taken:  # should the check let it through, serving fails at once instead of running on
         taken.bind(("0.0.0.0", 0))
