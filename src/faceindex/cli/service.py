@@ -43,12 +43,14 @@ def serve(
     from faceindex.service.config import ServiceConfig
     from faceindex.service.keys import KeyStore
     from faceindex.service.logs import configure_logging
+    from faceindex.service.schema import ensure_service_schema
     from faceindex.service.server import bind_refusal, is_loopback, uvicorn_options
 
     tls = ssl_certfile is not None
     url = base_url(host, port, tls)
     engine = open_engine(store, write=True, actor="service")
     try:
+        ensure_service_schema(engine)  # the service's tables, before its keys are read
         keys = KeyStore(engine)
         # The service owns the rule (the initial-admin key, whose secret nobody holds, does not count).
         if (refusal := bind_refusal(host, keys)) is not None:
@@ -82,8 +84,10 @@ def keys_create(
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from faceindex.service.keys import KeyStore
+    from faceindex.service.schema import ensure_service_schema
 
     with open_engine(store, write=True) as engine:
+        ensure_service_schema(engine)
         key, secret = KeyStore(engine).create(name, role)
     if as_json:
         emit_json({"id": key.id, "name": key.name, "role": key.role, "key": secret})
@@ -95,9 +99,10 @@ def keys_create(
 def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List API keys (names, roles, hints; never secrets)."""
     from faceindex.service.keys import KeyStore
+    from faceindex.service.schema import ensure_service_schema
 
     with open_engine(store) as engine:
-        keys = KeyStore(engine).list()
+        keys = KeyStore(engine).list() if ensure_service_schema(engine) else []  # an older read-only store: none
     if as_json:
         emit_json([{**k.__dict__, "active": k.active} for k in keys])
         return
@@ -110,8 +115,10 @@ def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 def keys_revoke(key: Annotated[str, typer.Argument(help="Key name or id.")], store: StoreOpt = None) -> None:
     """Revoke a key: its requests and browser sessions stop working at once."""
     from faceindex.service.keys import KeyStore
+    from faceindex.service.schema import ensure_service_schema
 
     with open_engine(store, write=True) as engine:
+        ensure_service_schema(engine)
         revoked = KeyStore(engine).revoke(key)
     say(f"revoked {revoked.role} key {revoked.name}")
 

@@ -37,6 +37,7 @@ from faceindex.service.guard import AuthFirstMiddleware
 from faceindex.service.job_records import JobRecords
 from faceindex.service.jobs import JobManager
 from faceindex.service.logs import AccessLogMiddleware
+from faceindex.service.schema import ensure_service_schema
 from faceindex.service.shared import sweep
 from faceindex.service.state import EngineGate, RateLimiter, SearchGrants, ServiceState
 from faceindex.service.storage import ServiceDB
@@ -182,6 +183,7 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     Settings / a store path (the app opens the Engine and closes it at shutdown)."""
     engine, owns = _build_engine(engine_or_settings)
     engine.start_writes()  # the service's start-up: resume erasures, retention purge (idempotent)
+    ensure_service_schema(engine)  # the service's own tables (keys, sessions, jobs)
     config = config or ServiceConfig()
     jobs = JobManager(engine.settings, records=JobRecords(Catalog(engine.catalog.path)))  # resumes unfinished jobs
     state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs, db=ServiceDB(engine.catalog.path),
