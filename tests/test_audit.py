@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from faceindex.engine import Engine
 from faceindex.errors import PolicyError
+from faceindex.events import EVENT_TYPES
 from faceindex.privacy.actions import Erased, Ingested, KeyCreated, Searched, Verified
 from faceindex.privacy.audit import AuditEvent, AuditLog, actions
-from faceindex.privacy.events import EVENT_TYPES
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -28,6 +27,7 @@ from faceindex.errors import (
     StoreError,
     WorkerPoolError,
 )
+from faceindex.events import Event
 from faceindex.ingest.events import IngestBatchCommitted
 from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import Candidate, ProbeFace, ProbeResult, ThresholdPolicy, load_calibration
@@ -46,7 +46,6 @@ from faceindex.privacy.actions import (
 from faceindex.privacy.audit import AuditLog
 from faceindex.privacy.context import PrivacyContext
 from faceindex.privacy.deletion import delete_images
-from faceindex.privacy.events import Event
 from faceindex.privacy.jurisdictions import jurisdiction_codes
 from faceindex.privacy.operations import PrivacyOps
 from faceindex.privacy.schema import PRIVACY_MIGRATIONS
@@ -187,18 +186,7 @@ class Engine:
         """Erasures journaled but not finished (interrupted, or failing to finish); 0 on a store without any."""
         if not self.catalog.exists:
             return 0
-        return self.catalog.count("SELECT count(*) FROM erasure_jobs")
-
-    def _pending_erasure_scope(self) -> tuple[set[int], set[int], set[int]]:
-        """(face ids, image ids, collection ids) that unfinished erasures will delete: searches leave them out."""
-        faces: set[int] = set()
-        images: set[int] = set()
-        collections: set[int] = set()
-        for row in self.catalog.conn.execute("SELECT face_ids, image_ids, collection_ids FROM erasure_jobs"):
-            faces.update(json.loads(row[0]))
-            images.update(json.loads(row[1]))
-            collections.update(json.loads(row[2]))
-        return faces, images, collections
+        return self.privacy.eraser.pending()
 
     def __enter__(self) -> Engine:
         return self
@@ -351,7 +339,7 @@ class Engine:
             raise EmptyStoreError(f"the store at {self.store.root} holds no faces: nothing was searched")
         self.store.check_model(self.pipeline.model_id)
         limit = self.policy.threshold(gallery, threshold)
-        pending = self._pending_erasure_scope() if self.pending_erasures() else None
+        pending = self.privacy.eraser.pending_scope() if self.pending_erasures() else None
         if pending is not None:
             log.warning("the store at %s has unfinished erasures: their faces are left out of this search; "
                         "run a write command to finish them", self.store.root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from faceindex.privacy.events import Event, param, tallies
+from faceindex.events import Event, param, tallies
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""The audit log's actions as typed events (see privacy.events for what the field kinds allow).
+"""The audit log's actions as typed events (see faceindex.events for what the field kinds allow).
 
 Field names and keys are the JSON the log has always stored for each action: do not rename them (the hash
 chain covers them, and readers of exported logs rely on them). tests/data/audit_events_v1.jsonl holds events
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from faceindex.privacy.events import Event, param, tallies, tally
+from faceindex.events import Event, param, tallies, tally
 
 
 @dataclass(frozen=True, kw_only=True)

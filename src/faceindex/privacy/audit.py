@@ -8,22 +8,22 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from faceindex.events import EVENT_TYPES, Event, check_value
 from faceindex.privacy import actions as _actions  # noqa: F401  (registers the actions' event types)
-from faceindex.privacy.events import EVENT_TYPES, Event, check_value
 from faceindex.store.catalog import Catalog, utcnow
 
 GENESIS = "0" * 64
 
 
 def actions() -> tuple[str, ...]:
-    """Every action the log accepts: those with a typed event (privacy.events, or one another layer defines)."""
+    """Every action the log accepts: those with a typed event (faceindex.events, or one another layer defines)."""
     return tuple(EVENT_TYPES)
 
 
 @dataclass
 class AuditEvent:
     """One recorded event as the log stores it (what `events()` returns). New events are written from the typed
-    events of `privacy.events`; one built by hand is checked the same way (plain counts, ids, short text)."""
+    events of `faceindex.events`; one built by hand is checked the same way (plain counts, ids, short text)."""
 
     action: str
     actor: str = "cli"

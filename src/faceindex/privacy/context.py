@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from faceindex.config import Settings
+from faceindex.events import Event
 from faceindex.matching import ThresholdPolicy
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
 from faceindex.privacy.audit import AuditEvent, AuditLog
-from faceindex.privacy.events import Event
 from faceindex.store.catalog import Catalog, Collection, id_chunks, marks
 from faceindex.store.face_store import FaceStore
 

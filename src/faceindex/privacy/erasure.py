@@ -164,6 +164,21 @@ class Eraser:
         with ErasureLock(self.ctx.store.root, wait=True):
             return self._run(job_id, resumed=resumed)
 
+    def pending(self) -> int:
+        """Erasures journaled but not finished (interrupted, or failing to finish)."""
+        return self.catalog.count("SELECT count(*) FROM erasure_jobs")
+
+    def pending_scope(self) -> tuple[set[int], set[int], set[int]]:
+        """(face ids, image ids, collection ids) that unfinished erasures will delete: searches leave them out."""
+        faces: set[int] = set()
+        images: set[int] = set()
+        collections: set[int] = set()
+        for row in self.catalog.conn.execute("SELECT face_ids, image_ids, collection_ids FROM erasure_jobs"):
+            faces.update(json.loads(row[0]))
+            images.update(json.loads(row[1]))
+            collections.update(json.loads(row[2]))
+        return faces, images, collections
+
     def resume(self) -> list[ErasureResult]:
         """Finish every journaled erasure (run when the store opens, e.g. after kill -9 mid-erasure).
 
