@@ -15,7 +15,6 @@ import math
 import os
 import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 from PIL import Image, ImageFilter
 
@@ -24,6 +23,7 @@ from faceindex.errors import NotFoundError
 from faceindex.pipeline.decode import decode_image
 from faceindex.pipeline.types import Box
 from faceindex.service.errors import PhotoChangedError
+from faceindex.store.uris import uri_to_path
 
 
 def catalogued_bytes(uri: str, sha256: str | None, max_bytes: int) -> bytes:
@@ -35,7 +35,7 @@ def catalogued_bytes(uri: str, sha256: str | None, max_bytes: int) -> bytes:
     bytes read must hash to the sha256 recorded at ingest. Reading once and decoding those same bytes
     leaves no window between the check and the use.
     """
-    path = Path(uri)
+    path = uri_to_path(uri)  # a name that is not UTF-8 is stored as fsbytes:…
     try:
         if os.path.realpath(path) != str(path):
             raise PhotoChangedError("the photo's path now leads elsewhere (a symlink); not shown")
