@@ -139,8 +139,11 @@ def test_kill_9_during_ingest_then_rerun_loses_nothing_and_duplicates_nothing(fa
     try:
         while time.monotonic() < deadline:
             time.sleep(0.2)
-            if (store / "catalog.sqlite").exists() and catalog_counts(store)[0] >= 3:
-                break
+            try:  # the file exists a moment before its tables do
+                if (store / "catalog.sqlite").exists() and catalog_counts(store)[0] >= 3:
+                    break
+            except sqlite3.OperationalError:
+                continue
         else:
             pytest.fail("ingest never committed 3 images")
     finally:
