@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-from privacy_support import fresh_copy, open_engine, pristine, privacy_cli, selfie
+from privacy_support import add_aniston, fresh_copy, open_engine, pristine, privacy_cli, selfie
 from typer.testing import CliRunner
 
 
@@ -112,21 +111,9 @@ def test_enrol_with_a_photo_it_cannot_use_enrols_the_rest_and_exits_1(env):
     assert [s["faces"] for s in json.loads(run("subjects", "--json").stdout)] == [len(linked)]  # the rest enrolled
 
 
-ANISTON_SELFIE = "deepface__img55.jpg"
-"""Against Jennifer Aniston's 5 other photos in people/ it scores 0.973-0.982 on three and 0.937 / 0.949 on two:
-between search's threshold (~0.929 here) and erasure's strict one (~0.954), the case issue 9 item 5 found."""
-
-
 def test_forget_by_selfie_shows_what_search_still_finds_and_erases_it_by_face_id(env, faces_dir, tmp_path):
     root, store, run = env
-    photos = tmp_path / "aniston"
-    photos.mkdir()
-    for path in sorted((faces_dir / "people/Jennifer_Aniston").iterdir()):
-        if path.name != ANISTON_SELFIE:
-            shutil.copy(path, photos / path.name)
-    with open_engine(store) as engine:
-        engine.ingest([photos], "fans", basis="legitimate-interests", purpose="fan photos", jurisdictions=["US"])
-    probe = str(faces_dir / "people/Jennifer_Aniston" / ANISTON_SELFIE)
+    probe = str(add_aniston(faces_dir, store, tmp_path / "aniston"))
     plan = json.loads(run("forget", "--selfie", probe, "--dry-run", "--json").stdout)["plan"]
     left = [m["face_id"] for m in plan["also_found_by_search"]]
     assert len(plan["matches"]) == 3 and len(left) == 2

@@ -7,29 +7,16 @@ import shutil
 import sqlite3
 
 import pytest
-from privacy_support import faces_in, fresh_copy, open_engine
+from privacy_support import add_aniston, faces_in, fresh_copy, open_engine
 
 from faceindex.errors import InvalidInputError, NotFoundError
-
-ANISTON_SELFIE = "deepface__img55.jpg"
-"""Measured (dlib-resnet-v1, this pipeline): against Jennifer Aniston's 5 other photos in people/ it scores
-0.973-0.982 on three and 0.937 / 0.949 on two, i.e. between search's threshold (0.929 for this gallery) and
-erasure's strict one (0.954): the case the campaign found ("search still finds 2 of her 5 photos"). Every
-other face of the shared store scores <= 0.90 against it."""
 
 
 @pytest.fixture()
 def aniston(faces_dir, tmp_path_factory, tmp_path):
     """The shared store plus Jennifer Aniston's five other photos in a collection of their own."""
     store = fresh_copy(faces_dir, tmp_path_factory, tmp_path)
-    photos = tmp_path / "aniston"
-    photos.mkdir()
-    for path in sorted((faces_dir / "people/Jennifer_Aniston").iterdir()):
-        if path.name != ANISTON_SELFIE:
-            shutil.copy(path, photos / path.name)
-    with open_engine(store) as engine:
-        engine.ingest([photos], "fans", basis="legitimate-interests", purpose="fan photos", jurisdictions=["US"])
-    return store, faces_dir / "people/Jennifer_Aniston" / ANISTON_SELFIE
+    return store, add_aniston(faces_dir, store, tmp_path / "aniston")
 
 
 def _found_ids(engine, probe) -> dict[int, float]:
