@@ -145,5 +145,20 @@ class Settings(BaseSettings):
         "512 gave p99 7.2 ms but recall@10 0.916, so galleries of millions want 1024 or more.",
     )
 
+    vectors_url: str = Field(
+        "faiss",
+        description="Where faceprints are searched. 'faiss' (default): embedded, `<store>/index.faiss` beside the "
+        "catalog, erasure proven byte by byte. A Milvus server or cluster URI (`http://host:19530`, credentials as "
+        "`http://user:password@host:19530`) or a local path ending in `.db` (Milvus Lite, one process on one "
+        "machine) puts them in Milvus (`pip install 'faceindex[cluster]'`); the catalog stays the source of truth, "
+        "so `faceindex reindex` rebuilds the collection from it. On Milvus an erasure is verified by query, not "
+        "byte by byte: deleted rows linger in its segments until compaction and garbage collection.",
+    )
+    vectors_collection: str = Field(
+        "faceindex_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+        description="Milvus collection of this store (one per store: a collection records the store it mirrors "
+        "and refuses another). Ignored with vectors_url='faiss'.",
+    )
+
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

@@ -138,6 +138,8 @@ def forget(
         "complete" if result.complete else "pending: finishes when the store is next opened")
     say(f"erased {result.faces} face(s), {result.images} image(s), {result.collections} collection(s), "
         f"{result.subjects} subject(s); {state}")
+    if result.vectors_residue:
+        say(f"note ({result.vectors_backend}): {result.vectors_residue}", err=True)
     if result.shared_with_copies:
         say(f"note: {result.shared_with_copies} erased faceprint(s) are also held by identical photos kept in "
             "other collections; those copies were not erased (forget them by --image or --selfie if they must go "

@@ -81,7 +81,9 @@ class Engine(Searching):
         self.actor = actor
         self.store = FaceStore(self.settings.store, approximate_above=self.settings.approximate_above,
                                params=IndexParams(layout=self.settings.index_layout),
-                               ef_search=self.settings.index_ef_search, lazy=True)
+                               ef_search=self.settings.index_ef_search, lazy=True,
+                               vectors_url=self.settings.vectors_url,
+                               vectors_collection=self.settings.vectors_collection)
         self.catalog = self.store.catalog
         self.catalog.use_migrations(PRIVACY_MIGRATIONS)  # core + privacy: what the engine's writes need
         self.catalog.on_first_write = self.start_writes

@@ -88,6 +88,11 @@ class ErasureResult:
     verified: bool = False
     """True when the store's files were scanned and none holds an erased faceprint (apart from byte-identical
     faceprints that faces outside the erasure still hold, e.g. the same photo in another collection)."""
+    vectors_backend: str = "faiss"
+    """Where the faceprints were searched: "faiss" (embedded), "milvus-lite" or "milvus" (store.vectors)."""
+    vectors_residue: str = ""
+    """Empty when the backend proves erasure byte by byte; otherwise what may still linger there, and until when
+    (Milvus: deleted rows in sealed segments until compaction and garbage collection). Never reported verified."""
     shared_with_copies: int = 0
     """Erased faceprints that faces outside the erasure hold byte for byte (identical photos kept in other
     collections): those copies are not erased by this request; erase them by image or selfie if they must go."""
@@ -232,6 +237,9 @@ class Eraser:
         result.uploads_deleted, result.uploads_redacted = self.uploads.finish()
         result.files_deleted = self.scrubber.delete_derived(all_faces, image_ids)
         result.complete, result.verified, result.shared_with_copies = self.scrubber.scrub(vectors, vacuum=resumed)
+        caps = self.ctx.store.vector_capabilities
+        result.vectors_backend = caps.backend
+        result.vectors_residue = "" if caps.proves_erasure_bytes else caps.residue_note
         if result.complete:
             with self.catalog.transaction():
                 conn.execute("DELETE FROM erasure_jobs WHERE id = ?", (job_id,))

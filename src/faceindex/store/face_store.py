@@ -14,8 +14,10 @@ from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
 from faceindex.store.index_factory import IndexParams
 from faceindex.store.index_file import VECTORS_SUFFIX
+from faceindex.store.milvus_vectors import COLLECTION
 from faceindex.store.rwlock import ReadWriteLock
 from faceindex.store.vector_index import VectorIndex
+from faceindex.store.vectors import FAISS, FAISS_CAPABILITIES, VectorCapabilities, backend_of
 from faceindex.store.write_lock import FILE_MODE, make_private_dir
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ class FaceStore:
     Threads: `search` and `search_above` may run from many threads at once; catching the index up with
     the catalog, `rebuild_index` and `forget_vectors` take an exclusive lock, so a search never sees an
     index being mutated. The index file itself is written under the store's write lock.
+
+    Vectors elsewhere: `vectors_url` other than "faiss" (a Milvus URI or a Milvus Lite `*.db` path) keeps the
+    faceprints in Milvus instead of the index file, with the same catalog-first ordering and its watermark in
+    the catalog's meta (store.milvus_mirror); every method below then delegates to that mirror.
     """
 
     concurrent_reads = True
@@ -48,9 +54,17 @@ class FaceStore:
     lock of the caller's. The REST service's EngineGate then reads without its own lock."""
 
     def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE,
-                 params: IndexParams | None = None, ef_search: int | None = None, lazy: bool = False):
+                 params: IndexParams | None = None, ef_search: int | None = None, lazy: bool = False,
+                 vectors_url: str | None = None, vectors_collection: str = COLLECTION):
         self.root = Path(root)
         self.catalog = Catalog(self.root / CATALOG_FILE, lazy=True)
+        self.vectors_url = vectors_url or FAISS
+        self._mirror = None
+        if backend_of(self.vectors_url) != FAISS:
+            from faceindex.store.milvus_mirror import MilvusMirror  # pymilvus only when asked for
+
+            self._mirror = MilvusMirror(self.catalog, self.vectors_url, collection=vectors_collection,
+                                        dim=EMBEDDING_DIM)
         self.approximate_above = approximate_above
         self.params = params
         self.ef_search = ef_search  # applied to a loaded index too (a search-time setting, not a build one)
@@ -79,6 +93,10 @@ class FaceStore:
             if path.exists() and path.stat().st_mode & 0o077:
                 os.chmod(path, FILE_MODE)
         self._writes = True
+        if self._mirror is not None:
+            with self._file_lock(), self._rw.write():
+                self._mirror.open_for_writing()
+            return
         if self.catalog.get_meta("index_saved_epoch") not in (None, str(self.catalog.epoch)):
             # Deletions committed but the index file was not rewritten (crash mid-erasure): finish now,
             # so the erased faceprints leave the index file at the first open for writing.
@@ -96,8 +114,15 @@ class FaceStore:
     def model_id(self) -> str | None:
         return self.catalog.get_meta("model_id")
 
+    @property
+    def vector_capabilities(self) -> VectorCapabilities:
+        """What the vector backend can promise (erasure provable byte by byte or not, what may linger)."""
+        return FAISS_CAPABILITIES if self._mirror is None else self._mirror.capabilities
+
     def close(self) -> None:
-        if self._writes:
+        if self._mirror is not None:
+            self._mirror.close()
+        elif self._writes:
             self.save_index()
         if self._index is not None:
             self._index = None
@@ -107,6 +132,9 @@ class FaceStore:
     # -- index synchronisation ------------------------------------------------------------------
     def index(self) -> VectorIndex:
         """The index, loaded or rebuilt on first use and caught up with the catalog on every call."""
+        if self._mirror is not None:
+            with self._rw.write():
+                return self._mirror.caught_up()
         with self._rw.write():
             if self._index is None:
                 self._index = self._load()
@@ -117,6 +145,8 @@ class FaceStore:
 
     def _behind(self) -> bool:
         """Cheap check (two indexed lookups) whether the catalog has changed since the index was caught up."""
+        if self._mirror is not None:
+            return self._mirror.behind()
         return (self._index is None or self._watermark["epoch"] != self.catalog.epoch
                 or self.catalog.max_face_id() > self._watermark["max_face_id"])
 
@@ -128,7 +158,7 @@ class FaceStore:
         """The caught-up index; the exclusive lock is taken only when there is something to catch up."""
         if self._behind():
             return self.index()
-        return self._index
+        return self._index if self._mirror is None else self.index()
 
     def _new_index(self) -> VectorIndex:
         # work_dir: an approximate index of the hnsw-sq8-mmap layout keeps its memory-mapped vectors
@@ -180,6 +210,8 @@ class FaceStore:
     def rebuild_index(self) -> VectorIndex:
         """Rebuild the index from the catalog's faceprints and persist it (`faceindex reindex`)."""
         with self._file_lock(), self._rw.write():
+            if self._mirror is not None:
+                return self._mirror.rebuild()
             return self._rebuild()
 
     def _rebuild(self) -> VectorIndex:
@@ -196,6 +228,9 @@ class FaceStore:
         if not self._writes:
             return
         with self._file_lock(), self._rw.write():
+            if self._mirror is not None:
+                self._mirror.save()
+                return
             self._save()
 
     def _save(self) -> None:
@@ -213,6 +248,9 @@ class FaceStore:
         if not face_ids:
             return
         with self._file_lock(), self._rw.write():
+            if self._mirror is not None:
+                self._mirror.forget(face_ids)
+                return
             if self._index is None:
                 self._index = self._load()
             if self._watermark["epoch"] == self.catalog.epoch - 1:
@@ -244,6 +282,11 @@ class FaceStore:
         ]
 
     def search_above(self, vector: np.ndarray, threshold: float, limit: int = 10_000) -> list[tuple[int, float]]:
+        """Every face with cosine >= threshold to one vector, best first (exact: erasure and opt-out use it)."""
+        if self._mirror is not None:
+            self._current()
+            with self._rw.read():
+                return self._mirror.search_above(vector, threshold, limit)
         index = self._current()
         if len(index) == 0:
             return []

@@ -13,6 +13,7 @@ from faceindex.store import index_factory as fx
 from faceindex.store import index_file
 from faceindex.store.index_factory import LAYOUT_SQ8_MMAP, IndexParams
 from faceindex.store.index_file import VectorFile
+from faceindex.store.vectors import FAISS_CAPABILITIES, VectorCapabilities
 
 __all__ = ["IndexParams", "VectorIndex"]
 
@@ -223,6 +224,26 @@ class VectorIndex:
             # A work file goes now (erased rows were zeroed in it already); a saved one stays until the
             # next save replaces or deletes it, so the saved index stays loadable meanwhile.
             old_vf.delete() if old_vf.temp else old_vf.close()
+
+    # -- the VectorStore protocol (store/vectors.py) ---------------------------------------------
+    @property
+    def capabilities(self) -> VectorCapabilities:
+        return FAISS_CAPABILITIES
+
+    def delete(self, ids: np.ndarray) -> int:
+        """``remove`` under the protocol's name."""
+        return self.remove(ids)
+
+    def count(self) -> int:
+        return len(self)
+
+    def flush(self) -> None:
+        """Nothing to do in memory: FaceStore.save_index persists this index with the catalog's watermark."""
+
+    def close(self) -> None:
+        """Drop the mapping of the vectors file (the file stays)."""
+        if self._vf is not None:
+            self._vf.close()
 
     # -- reads ----------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
