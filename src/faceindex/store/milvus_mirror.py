@@ -85,6 +85,7 @@ class MilvusMirror:
     def open_for_writing(self) -> None:
         """Connect, bind, and repair what a crash between the catalog's and Milvus' writes left."""
         self._writes = True
+        _ = self.vectors  # connect now: an unreachable server fails the command that writes, before any work
         if not self._bind():
             return
         self._wm = self._saved_watermark()
