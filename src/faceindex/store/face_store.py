@@ -17,7 +17,7 @@ from faceindex.store.index_file import VECTORS_SUFFIX
 from faceindex.store.milvus_vectors import COLLECTION
 from faceindex.store.rwlock import ReadWriteLock
 from faceindex.store.vector_index import VectorIndex
-from faceindex.store.vectors import FAISS, FAISS_CAPABILITIES, VectorCapabilities, backend_of
+from faceindex.store.vectors import FAISS, FAISS_CAPABILITIES, VectorCapabilities, backend_of, redacted
 from faceindex.store.write_lock import FILE_MODE, make_private_dir
 
 log = logging.getLogger(__name__)
@@ -95,12 +95,26 @@ class FaceStore:
         self._writes = True
         if self._mirror is not None:
             with self._file_lock(), self._rw.write():
+                self._drop_index_files()
                 self._mirror.open_for_writing()
             return
         if self.catalog.get_meta("index_saved_epoch") not in (None, str(self.catalog.epoch)):
             # Deletions committed but the index file was not rewritten (crash mid-erasure): finish now,
             # so the erased faceprints leave the index file at the first open for writing.
             self.rebuild_index()
+
+    def _drop_index_files(self) -> None:
+        """Delete FAISS index files left from running this store on the embedded backend: on Milvus nothing
+        rewrites them, so an erasure would leave its faceprints there. Switching back rebuilds from the catalog."""
+        doomed = [self.root / INDEX_FILE, self.root / (INDEX_FILE + VECTORS_SUFFIX)]
+        doomed += list(self.root.glob(f".{INDEX_FILE}*.tmp-*"))
+        for path in doomed:
+            if path.exists():
+                log.warning("vectors are on %s now: deleting the embedded index file %s", redacted(self.vectors_url),
+                            path.name)
+                path.unlink()
+        if self.catalog.get_meta("index_saved_epoch") is not None:
+            self.catalog.conn.execute("DELETE FROM meta WHERE key = 'index_saved_epoch'")
 
     @property
     def writes_open(self) -> bool:

@@ -126,7 +126,7 @@ class MilvusMirror:
         """Diff the id sets of catalog and Milvus; re-add missing faces, delete orphans. Returns the counts."""
         top, epoch = self.catalog.max_face_id(), self.catalog.epoch
         truth = self._catalog_ids()
-        held = self.vectors.all_ids()
+        held = self.vectors.all_ids(upto=top)
         missing = np.setdiff1d(truth, held, assume_unique=True)
         orphans = np.setdiff1d(held, truth, assume_unique=True)
         if len(missing) or len(orphans):

@@ -217,8 +217,7 @@ class MilvusVectors:
 
     # -- reads ----------------------------------------------------------------------------------
     def count(self) -> int:
-        res = self._call("count", lambda: self._client.query(self.collection, filter="", output_fields=["count(*)"]))
-        return int(res[0]["count(*)"]) if res else 0
+        return self._count("")
 
     def __len__(self) -> int:
         return self.count()
@@ -233,20 +232,27 @@ class MilvusVectors:
             found.update(int(r["face_id"]) for r in rows)
         return found
 
-    def all_ids(self) -> np.ndarray:
-        """Every face id held, sorted (a consistency check; one pass with a query iterator)."""
-        it = self._call("query_iterator", lambda: self._client.query_iterator(
-            self.collection, batch_size=10_000, filter="face_id >= 0", output_fields=["face_id"]))
+    def all_ids(self, upto: int = 0) -> np.ndarray:
+        """Every face id held, sorted (a consistency check). Reads id ranges of _MAX_TOPK ids each up to
+        ``upto`` (the catalog's top id), then on while rows remain above (Milvus Lite lacks the timestamp call
+        pymilvus' query iterator needs; ranges of unique ids never hold more rows than a query may return)."""
         out: list[int] = []
-        try:
-            while True:
-                page = self._call("query_iterator.next", it.next)
-                if not page:
-                    break
-                out.extend(int(r["face_id"]) for r in page)
-        finally:
-            it.close()
+        lo = 0
+        while True:
+            hi = lo + _MAX_TOPK
+            expr = f"face_id >= {lo} and face_id < {hi}"
+            rows = self._call("query", lambda expr=expr: self._client.query(
+                self.collection, filter=expr, output_fields=["face_id"], limit=_MAX_TOPK))
+            out.extend(int(r["face_id"]) for r in rows)
+            lo = hi
+            if lo > upto and not self._count(f"face_id >= {lo}"):
+                break
         return np.unique(np.asarray(out, dtype=np.int64))
+
+    def _count(self, expr: str) -> int:
+        res = self._call("count", lambda: self._client.query(self.collection, filter=expr,
+                                                             output_fields=["count(*)"]))
+        return int(res[0]["count(*)"]) if res else 0
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
