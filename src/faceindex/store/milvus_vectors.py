@@ -69,12 +69,16 @@ class MilvusVectors:
     followed by flush, a compaction request and a query that must return none of the deleted ids.
     """
 
-    def __init__(self, url: str, *, collection: str = COLLECTION, timeout: float = 10.0):
+    def __init__(self, url: str, *, collection: str = COLLECTION, timeout: float = 10.0, index: dict | None = None):
+        """``index``: {"index_type", "params"} for a new collection (None: LITE_INDEX or SERVER_INDEX); for
+        benchmarks, an existing collection keeps the index it was made with."""
         self.url = url
         self.backend = backend_of(url)
         if self.backend == "faiss":
             raise InvalidInputError("MilvusVectors needs a Milvus URI or a Milvus Lite *.db path")
         self.collection = collection
+        self.ef = SERVER_EF  # HNSW search breadth (recall/latency), raised to k when k is larger
+        self.index = index or (LITE_INDEX if self.backend == "milvus-lite" else SERVER_INDEX)
         self.last_compaction: int | None = None
         client_class = _client_class()
         if self.backend == "milvus-lite":
@@ -111,8 +115,7 @@ class MilvusVectors:
 
     @property
     def kind(self) -> str:
-        index = LITE_INDEX if self.backend == "milvus-lite" else SERVER_INDEX
-        return f"{self.backend}:{index['index_type'].lower()}"
+        return f"{self.backend}:{self.index['index_type'].lower()}"
 
     # -- collection lifecycle ---------------------------------------------------------------------
     def exists(self) -> bool:
@@ -162,9 +165,8 @@ class MilvusVectors:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("face_id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        spec = LITE_INDEX if self.backend == "milvus-lite" else SERVER_INDEX
         params = self._client.prepare_index_params()
-        params.add_index(field_name="vector", metric_type="COSINE", **spec)
+        params.add_index(field_name="vector", metric_type="COSINE", **self.index)
         props = {_P_VERSION: SCHEMA_VERSION, _P_MODEL: model_id, _P_DIM: str(dim), _P_STORE: store_id}
         self._call("create_collection", lambda: self._client.create_collection(
             self.collection, schema=schema, index_params=params, consistency_level="Strong", properties=props))
@@ -264,8 +266,8 @@ class MilvusVectors:
         if len(queries) == 0:
             return scores, ids
         params: dict = {"metric_type": "COSINE"}
-        if self.backend == "milvus":
-            params["params"] = {"ef": max(SERVER_EF, k)}
+        if self.index["index_type"] == "HNSW":
+            params["params"] = {"ef": max(self.ef, k)}
         res = self._call("search", lambda: self._client.search(
             self.collection, data=list(queries), limit=k, output_fields=["face_id"], search_params=params))
         for q, hits in enumerate(res):
