@@ -142,3 +142,19 @@ def test_an_unreachable_server_is_a_store_error_naming_the_url(tmp_path):
     with pytest.raises(StoreError, match=r"Milvus at http://user:\*\*\*@127.0.0.1:9: connect failed") as exc:
         store.open_for_writing()
     assert "secret" not in str(exc.value)
+
+
+def test_a_collection_of_another_dimension_or_layout_version_is_refused_with_the_fix(tmp_path):
+    from faceindex.store.milvus_vectors import MilvusVectors
+
+    url = _lite(tmp_path)
+    mv = MilvusVectors(url, collection="c64")
+    try:
+        assert mv.bind(MODEL, 64, "s1", create=True)
+        with pytest.raises(ModelMismatchError, match="64-d"):
+            mv.bind(MODEL, 128, "s1", create=False)
+        mv._client.alter_collection_properties("c64", properties={"faceindex.schema_version": "0"})
+        with pytest.raises(StoreError, match="layout version '0'.*Drop it.*faceindex reindex"):
+            mv.bind(MODEL, 64, "s1", create=False)
+    finally:
+        mv.close()

@@ -100,7 +100,8 @@ def erasure_public(result: ErasureResult, uploads_deleted: int = 0) -> ErasureRe
                                files_deleted=result.files_deleted, complete=result.complete,
                                verified=result.verified, upload_files_deleted=result.uploads_deleted + uploads_deleted,
                                upload_files_redacted=result.uploads_redacted,
-                               shared_with_copies=result.shared_with_copies)
+                               shared_with_copies=result.shared_with_copies,
+                               vectors_backend=result.vectors_backend, vectors_residue=result.vectors_residue)
 
 
 def _privacy_call(state: ServiceState, principal: Principal, fn):

@@ -312,6 +312,9 @@ class ErasureResultPublic(BaseModel):
                            "counted in shared_with_copies.")
     shared_with_copies: int = Field(0, description="Erased faceprints still held by identical photos kept in other "
                                     "collections (not covered by this erasure).")
+    vectors_backend: str = Field("faiss", description="Where faceprints are searched: faiss, milvus-lite or milvus.")
+    vectors_residue: str = Field("", description="Empty when the vector backend proves erasure byte by byte (faiss); "
+                                 "otherwise what may still linger there and until when (never reported verified).")
     upload_files_deleted: int = Field(0, description="Photos the service had kept for erased images.")
     upload_files_redacted: int = Field(
         0, description="Kept photos still showing other people, rewritten with the erased faces obscured.")
