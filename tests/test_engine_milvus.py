@@ -92,3 +92,16 @@ def test_a_refusing_milvus_is_a_clear_error_with_a_non_zero_exit(tmp_path, faces
     assert proc.returncode != 0
     assert "Milvus at http://127.0.0.1:9: connect failed" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_a_new_process_searches_the_milvus_lite_store_read_only(store, root):
+    """The CLI's `search` opens the store read-only in a fresh process, which finds the collection released
+    (not loaded) on Milvus Lite: it must load it, not fail."""
+    with _open(store, "milvus-lite"):
+        pass
+    env = os.environ | {"FACEINDEX_VECTORS_URL": str(store / "vectors.db"), "FACEINDEX_STORE": str(store),
+                        "FACEINDEX_WORKERS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-m", "faceindex", "search", str(selfie(root, "Jack_Dorsey")),
+                           "--purpose", "test", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "/Jack_Dorsey/" in proc.stdout and "Mark_Zuckerberg" not in proc.stdout

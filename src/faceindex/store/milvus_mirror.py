@@ -129,7 +129,8 @@ class MilvusMirror:
         held = self.vectors.all_ids(upto=top)
         missing = np.setdiff1d(truth, held, assume_unique=True)
         orphans = np.setdiff1d(held, truth, assume_unique=True)
-        if len(missing) or len(orphans):
+        first = self._saved_watermark()["epoch"] < 0  # never filled: a first fill, not a repair
+        if (len(missing) or len(orphans)) and not first:
             log.warning("Milvus vectors out of step with the catalog: re-adding %d, deleting %d",
                         len(missing), len(orphans))
         for lo in range(0, len(missing), 50_000):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,25 @@ SERVER_RESIDUE = (
 )
 
 
+_lite_users: Counter[str] = Counter()  # open MilvusVectors per Milvus Lite directory in this process
+_lite_lock = threading.Lock()
+
+
+def _release_lite(path: str) -> None:
+    """Stop this process's Milvus Lite server for ``path`` once its last user closed, so the directory's lock
+    is free for another process (pymilvus keeps the server, and the lock, until the process exits)."""
+    with _lite_lock:
+        _lite_users[path] -= 1
+        if _lite_users[path] > 0:
+            return
+        del _lite_users[path]
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:
+        return
+    server_manager_instance.release_server(path)
+
+
 def _client_class():
     try:
         from pymilvus import MilvusClient
@@ -54,7 +75,10 @@ def _client_class():
             "vectors_url names a Milvus backend but pymilvus is not installed: pip install 'faceindex[cluster]'"
         ) from exc
     # pymilvus logs every failed RPC with a traceback at ERROR; faceindex reports them as one StoreError.
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    # Milvus Lite runs its gRPC server in this process and logs its own failures (a locked directory, the
+    # AllocTimestamp call it does not implement, answered by pymilvus' fallback) with tracebacks: quiet too.
+    for name in ("pymilvus", "milvus_lite", "grpc._server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     return MilvusClient
 
 
@@ -85,7 +109,16 @@ class MilvusVectors:
             parent = Path(url).expanduser().resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"Milvus Lite at {url}: directory {parent} does not exist")
-        self._client = self._call("connect", lambda: client_class(url, timeout=timeout))
+        self._lite_path = os.path.abspath(url) if self.backend == "milvus-lite" else None
+        if self._lite_path:
+            with _lite_lock:
+                _lite_users[self._lite_path] += 1
+        try:
+            self._client = self._call("connect", lambda: client_class(url, timeout=timeout))
+        except StoreError:
+            if self._lite_path:
+                _release_lite(self._lite_path)
+            raise
         if self.backend == "milvus-lite" and Path(url).exists():
             os.chmod(url, 0o700)  # Lite creates its directory 0755; it holds faceprints
         self._dim: int | None = None
@@ -157,7 +190,14 @@ class MilvusVectors:
                 "its own"
             )
         self._dim, self._model = dim, model_id
+        self._load()
         return True
+
+    def _load(self) -> None:
+        """Load the collection into memory for search if it is not (a new process finds it released)."""
+        state = self._call("get_load_state", lambda: self._client.get_load_state(self.collection))
+        if "Loaded" not in str(state.get("state", "")):
+            self._call("load_collection", lambda: self._client.load_collection(self.collection))
 
     def _create(self, model_id: str, dim: int, store_id: str) -> None:
         from pymilvus import DataType, MilvusClient
@@ -212,10 +252,15 @@ class MilvusVectors:
         self._call("flush", lambda: self._client.flush(self.collection))
 
     def close(self) -> None:
+        if self._client is None:
+            return
         try:
             self._client.close()
         except Exception as exc:  # closing a dead connection must not hide the caller's own error
             log.debug("closing the Milvus client failed: %s", exc)
+        self._client = None
+        if self._lite_path:
+            _release_lite(self._lite_path)
 
     # -- reads ----------------------------------------------------------------------------------
     def count(self) -> int:
