@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, distribution, packages_dist
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONAL = {"cv2": "yunet", "face_recognition": "bench", "pymilvus": "cluster"}
+OPTIONAL = {"cv2": "yunet", "face_recognition": "bench", "pymilvus": "cluster", "milvus_lite": "cluster"}
 """Modules only optional parts import (each behind a message naming its extra)."""
 
 
