@@ -158,3 +158,24 @@ def test_a_collection_of_another_dimension_or_layout_version_is_refused_with_the
             mv.bind(MODEL, 64, "s1", create=False)
     finally:
         mv.close()
+
+
+def test_after_an_erasure_no_milvus_lite_file_holds_the_erased_faceprints(tmp_path):
+    """A delete alone leaves them in Lite's segment files (it does not compact on request): checked here first,
+    so the test notices if Lite changes; the erasure path then rebuilds the collection, which removes them."""
+    from faceindex.privacy.scrub import find_residue
+
+    url = _lite(tmp_path)
+    store = FaceStore(tmp_path / "s", vectors_url=url)
+    images = add_images(store.catalog, _collection(store), 300, seed=11)
+    store.index()
+    doomed = store.catalog.face_ids_of_images(images[:40])
+    needles = [v.tobytes() for _, v in store.catalog.face_vectors(doomed)]
+    store._mirror.vectors.delete(np.asarray(doomed[:20]))  # the plain delete, without faceindex's rebuild
+    assert find_residue(tmp_path / "v.db", needles[:20]), "Lite now drops deleted bytes: update LITE_RESIDUE"
+    with store.catalog.transaction():
+        store.catalog.delete_faces(doomed)
+    store.forget_vectors(doomed)
+    assert find_residue(tmp_path / "v.db", needles) == {}
+    assert store.gallery_size() == 260 and store._mirror.vectors.present(doomed) == set()
+    store.close()

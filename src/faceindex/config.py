@@ -152,7 +152,8 @@ class Settings(BaseSettings):
         "`http://user:password@host:19530`) or a local path ending in `.db` (Milvus Lite, one process on one "
         "machine) puts them in Milvus (`pip install 'faceindex[cluster]'`); the catalog stays the source of truth, "
         "so `faceindex reindex` rebuilds the collection from it. On Milvus an erasure is verified by query, not "
-        "byte by byte: deleted rows linger in its segments until compaction and garbage collection.",
+        "byte by byte: on a server deleted rows linger in its segments until compaction and garbage collection; "
+        "a Milvus Lite collection is rebuilt from the catalog after each erasure (Lite does not compact).",
     )
     vectors_collection: str = Field(
         "faceindex_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",

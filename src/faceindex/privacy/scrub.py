@@ -105,12 +105,11 @@ class Scrubber:
         longer known, so a resumed erasure always VACUUMs (cost: one copy of the catalog).
 
         `verified` is True only when the vector backend can prove erasure byte by byte (the embedded FAISS
-        files): on Milvus the catalog side is still scanned, but its segment files are not ours to rewrite, so
-        the backend's own files are left out of the scan and the result is never reported as verified
-        (the erasure result carries the backend's residue note instead).
+        files). On Milvus the store's files (a Milvus Lite directory inside the store included) are scanned
+        all the same, but a server's segments lie elsewhere and Lite's are compressed, where a scan that finds
+        nothing proves nothing: never reported verified (the erasure result carries the backend's residue note).
         """
         caps = self.store.vector_capabilities
-        skip = () if caps.proves_erasure_bytes else caps.local_paths
         if not self.checkpoint() or (vacuum and not self.vacuum()):
             log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
             return False, False, 0
@@ -119,13 +118,13 @@ class Scrubber:
         shared = erased - len(vectors)
         if not vectors:  # nothing left to look for: every erased faceprint is held by a face kept on purpose
             return True, (bool(erased) or vacuum) and caps.proves_erasure_bytes, shared
-        residue = find_residue(self.store.root, vectors, exclude=skip)
+        residue = find_residue(self.store.root, vectors)
         if any(name.startswith(CATALOG_FILE) for name in residue) and not self.vacuum():
             return False, False, shared
         if any(not name.startswith(CATALOG_FILE) for name in residue):
             self.store.rebuild_index()
         if residue:
-            residue = find_residue(self.store.root, vectors, exclude=skip)
+            residue = find_residue(self.store.root, vectors)
             if residue:
                 raise StoreError(f"erased faceprints still found in {sorted(residue)}")
         return True, caps.proves_erasure_bytes, shared
@@ -133,9 +132,8 @@ class Scrubber:
 
 
 
-def find_residue(root: Path, needles: list[bytes], *, exclude: tuple[Path, ...] = ()) -> dict[str, int]:
-    """How many of the byte strings `needles` occur in each file under `root` (relative name -> count),
-    leaving out the files under `exclude` (a vector backend's own directory that cannot prove erasure).
+def find_residue(root: Path, needles: list[bytes]) -> dict[str, int]:
+    """How many of the byte strings `needles` occur in each file under `root` (relative name -> count).
 
     Each needle is looked up by its first 8 bytes in every file (vectorised over the 8 byte alignments),
     then confirmed in full; files are read in 64 MiB windows, so memory stays flat on large stores.
@@ -149,9 +147,7 @@ def find_residue(root: Path, needles: list[bytes], *, exclude: tuple[Path, ...] 
     keys = np.frombuffer(b"".join(by_key), dtype=np.uint64)
     overlap = max(len(n) for n in needles) - 1
     found: dict[str, int] = {}
-    skipped = [Path(e).resolve() for e in exclude]
-    files = (p for p in Path(root).rglob("*") if p.is_file())
-    for path in sorted(p for p in files if not any(p.resolve().is_relative_to(e) for e in skipped)):
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
         hits = 0
         with open(path, "rb") as handle:
             tail, block = b"", handle.read(_CHUNK)

@@ -172,6 +172,11 @@ class MilvusMirror:
             self._persist()
         else:
             self.repair()
+        if self.vectors.backend == "milvus-lite":
+            # Lite keeps deleted rows in its segment files and does not compact on request; dropping the
+            # collection deletes them (measured), so rebuild it from the catalog: O(faces) per erasure, the
+            # price of not leaving erased faceprints on disk. A crash mid-rebuild is repaired at the next open.
+            self.rebuild()
 
     def save(self) -> None:
         if self._vectors is not None and self._bound:

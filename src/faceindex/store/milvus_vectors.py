@@ -34,10 +34,12 @@ SERVER_INDEX = {"index_type": "HNSW", "params": {"M": 32, "efConstruction": 200}
 SERVER_EF = 256
 
 LITE_RESIDUE = (
-    "Milvus Lite does not compact on request: deleted rows are masked at once (no search or query returns them, "
-    "verified after the delete) but their vector bytes may stay in the segment files under {path} until Lite "
-    "rewrites those segments; no time is promised. To remove them for certain, rebuild the vectors "
-    "(`faceindex reindex` after deleting that directory) or use the embedded faiss backend, which proves it"
+    "Milvus Lite does not compact on request, and a delete alone leaves the erased faceprints in its segment files "
+    "(measured: found byte for byte in its parquet data and flat index files after delete, flush and a compaction "
+    "request). So after every erasure faceindex drops the Lite collection under {path} and refills it from the "
+    "catalog, which deletes those files (measured: none of the erased bytes remain in the directory). Not proven "
+    "byte by byte like the embedded store: Lite compresses its files, so a byte scan there cannot prove absence, "
+    "and deleted files' disk blocks are not overwritten"
 )
 SERVER_RESIDUE = (
     "Milvus at {url} masks deleted rows at once (no search or query returns them, verified after the delete); "
