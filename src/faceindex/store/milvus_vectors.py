@@ -44,8 +44,9 @@ LITE_RESIDUE = (
 SERVER_RESIDUE = (
     "Milvus at {url} masks deleted rows at once (no search or query returns them, verified after the delete); "
     "their bytes stay in sealed segments and their binlogs in object storage until compaction (requested: job "
-    "{job}) rewrites the segments and garbage collection then removes the old files (by default "
-    "dataCoord.gc.dropTolerance, 3 hours after compaction); backups and replicas of that storage keep them "
+    "{job}) rewrites the segments and garbage collection then removes the old files (after "
+    "dataCoord.gc.dropTolerance in milvus.yaml: 10800 s, 3 hours, in the releases we know of; check your "
+    "deployment's value); backups and replicas of that storage keep them "
     "until they expire"
 )
 
