@@ -1,0 +1,256 @@
+"""Grouping faceprints into people: average-link agglomeration on a k-NN graph, with cannot-links and anchors.
+
+Pure functions over arrays; no storage. Precision comes first: putting two people together leaks one
+person's photos into another's, so it is the worse error; a person split in two is fixed by one merge.
+
+How it works (`agglomerate`):
+1. Candidate pairs are the edges of a k-nearest-neighbour graph (`knn_edges`: FAISS, exact below
+   EXACT_BELOW faces, HNSW above) whose cosine is at least `edge_threshold`. Nothing is ever
+   computed over all pairs of the gallery: memory and time grow with n·k, not n².
+2. Edges are visited strongest first. The two groups they join merge only when their *average
+   link* — the mean cosine over every pair of faces across the two groups, exactly
+   dot(sum_a, sum_b) / (n_a·n_b) for unit faceprints, so it costs O(dim) per check — is at least
+   `link_threshold`. Single-link chaining (A~B~C with A and C strangers) cannot happen: a group
+   joins only what it resembles on average.
+3. A merge is refused when it would break a constraint: two faces of one photo (one photo cannot
+   show the same person twice), a cannot-link (a face an operator rejected from a person), or two
+   fixed groups (existing people: operator decisions and earlier groupings are never undone here).
+4. A second pass over the edges catches pairs whose average rose through later merges.
+
+Incremental use is the same call: existing people are `fixed` starting groups, new faces are free
+(-1); new faces join people or each other, and fixed groups never merge with each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+EXACT_BELOW = 50_000
+"""Faces below which the k-NN graph is exact (flat inner product): n² dot products cost < ~1 min on 2 cores."""
+
+
+@dataclass(frozen=True)
+class GroupingParams:
+    """Thresholds (cosines of L2-normalised faceprints) and graph size.
+
+    - ``edge_threshold``: the weakest k-NN edge that may propose a merge. Lower finds more pairs to
+      look at (recall), at the cost of more average-link checks; it never decides a merge alone.
+    - ``link_threshold``: the average cosine two groups need to merge: the precision knob.
+    - ``k``: neighbours per face. Must exceed the number of near-duplicate photos of one face plus a
+      few, or a person's photos split into islands; 20 measured enough on LFW (see BENCHMARKS.md).
+    - ``min_size``: a group with fewer faces forms no new person (its faces stay unassigned, grouped
+      again on the next run): a stranger seen once in a crowd is not a "person" to review.
+    """
+
+    edge_threshold: float = 0.92
+    link_threshold: float = 0.935
+    k: int = 20
+    min_size: int = 2
+
+    @classmethod
+    def from_calibration(cls, calibration, *, edge_fmr: float = 1e-3, link_fmr: float = 2e-4,
+                         k: int = 20, min_size: int = 2) -> GroupingParams:
+        """Thresholds at the given false-match rates of the model's calibration (per face pair).
+
+        Defaults: edges at FMR 1e-3 (cosine ≈ 0.927 for dlib-resnet-v1), links at FMR 2e-4
+        (≈ 0.937). An average over many pairs is far steadier than one pair, so the link threshold
+        is a mean that strangers almost never reach; chosen on LFW DevTrain (BENCHMARKS.md).
+        """
+        return cls(float(calibration.threshold_for_fmr(edge_fmr)), float(calibration.threshold_for_fmr(link_fmr)),
+                   k, min_size)
+
+
+def knn_edges(x: np.ndarray, k: int, *, queries: np.ndarray | None = None, min_sim: float = -1.0,
+              threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges (i, j, cosine) from each query row to its k nearest rows of `x` with cosine >= min_sim.
+
+    `x`: float32 (n, dim), unit rows. `queries`: row indices of `x` to search for (default: all).
+    Self-matches and duplicates (i, j) / (j, i) are dropped. Exact (IndexFlatIP) below EXACT_BELOW
+    rows; HNSW (M 32, efSearch max(4k, 128)) above: measured mate recall ≥ 0.99 on synthetic
+    faceprints at 1 M (store/index_factory.py), and a missed edge rarely matters, since the faces of
+    one person are linked by many.
+    """
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, dim = x.shape
+    rows = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
+    if n < 2 or len(rows) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    kk = min(k + 1, n)
+    if n < EXACT_BELOW:
+        index = faiss.IndexFlatIP(dim)
+        index.add(x)
+        sims, nbrs = index.search(x[rows], kk)
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(x)
+        index.hnsw.efSearch = max(4 * k, 128)
+        sims, nbrs = index.search(x[rows], kk)
+    src = np.repeat(rows, kk)
+    dst, sim = nbrs.ravel().astype(np.int64), sims.ravel()
+    keep = (dst >= 0) & (dst != src) & (sim >= min_sim)
+    return undirected(src[keep], dst[keep], sim[keep])
+
+
+def undirected(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges with i < j, each pair once (its highest similarity), strongest first."""
+    a, b = np.minimum(i, j), np.maximum(i, j)
+    order = np.lexsort((-s, b, a))
+    a, b, s = a[order], b[order], s[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    a, b, s = a[first], b[first], s[first]
+    order = np.argsort(-s, kind="stable")
+    return a[order], b[order], s[order].astype(np.float32)
+
+
+def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray], params: GroupingParams, *,
+                photo: np.ndarray | None = None, start: np.ndarray | None = None,
+                cannot_join: Iterable[tuple[int, int]] = (), passes: int = 2) -> np.ndarray:
+    """Group rows of `x` (unit faceprints) along `edges`; returns a label per row (-1 = unassigned).
+
+    - `photo`: int id per row (-1 = none); two rows with the same id never share a label.
+    - `start`: int label per row of existing groups (-1 = free). Rows with one start label begin as one
+      group and keep that label; such fixed groups never merge with each other. New groups get labels
+      above the largest start label. A free row left in a group smaller than `min_size` gets -1.
+    - `cannot_join`: (row, start label) pairs: that row never joins that group (an operator rejected it).
+    """
+    n = len(x)
+    x = np.asarray(x, dtype=np.float32)
+    start = np.full(n, -1, np.int64) if start is None else np.asarray(start, dtype=np.int64)
+    parent = list(range(n))
+    size: dict[int, int] = {}
+    sums: dict[int, np.ndarray] = {}
+    tags: dict[int, set[int]] = {}
+    fixed_label: dict[int, int] = {}
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:  # path compression
+            parent[i], i = root, parent[i]
+        return root
+
+    def base_tags(i: int) -> set[int]:
+        return {int(photo[i])} if photo is not None and photo[i] >= 0 else set()
+
+    # Fixed starting groups: one root per label, with their exact sums.
+    labelled = np.flatnonzero(start >= 0)
+    if len(labelled):
+        order = labelled[np.argsort(start[labelled], kind="stable")]
+        labels, firsts = np.unique(start[order], return_index=True)
+        group_sums = np.add.reduceat(x[order].astype(np.float64), firsts, axis=0)
+        bounds = list(firsts) + [len(order)]
+        for g, label in enumerate(labels):
+            members = order[bounds[g]:bounds[g + 1]]
+            root = int(members[0])
+            for m in members:
+                parent[int(m)] = root
+            size[root], sums[root], fixed_label[root] = len(members), group_sums[g], int(label)
+            tags[root] = set().union(*(base_tags(int(m)) for m in members))
+    roots_of_label = {label: root for root, label in fixed_label.items()}
+    extra: dict[int, set[int]] = {}
+    for tag, (row, label) in enumerate(cannot_join):
+        # A fresh negative tag on both sides: photo ids are >= 0, so the two kinds never collide.
+        marker = -1 - tag
+        extra.setdefault(int(row), set()).add(marker)
+        if label in roots_of_label:
+            tags.setdefault(roots_of_label[label], set()).add(marker)
+
+    def tags_of(r: int) -> set[int]:
+        if r not in tags:
+            tags[r] = base_tags(r) | extra.get(r, set())
+        return tags[r]
+
+    ei, ej, es = (np.asarray(a) for a in edges)
+    keep = es >= params.edge_threshold
+    ei, ej, es = ei[keep].tolist(), ej[keep].tolist(), es[keep].tolist()
+    for _ in range(passes):
+        merged = 0
+        for i, j, s in zip(ei, ej, es, strict=True):
+            a, b = find(i), find(j)
+            if a == b or (a in fixed_label and b in fixed_label):
+                continue
+            na, nb = size.get(a, 1), size.get(b, 1)
+            if na == 1 and nb == 1:
+                link = s
+            else:
+                sa = sums[a] if a in sums else x[a]
+                sb = sums[b] if b in sums else x[b]
+                link = float(np.dot(sa, sb)) / (na * nb)
+            if link < params.link_threshold:
+                continue
+            ta, tb = tags_of(a), tags_of(b)
+            if not ta.isdisjoint(tb):
+                continue
+            if b in fixed_label or (a not in fixed_label and nb > na):
+                a, b, na, nb, ta, tb = b, a, nb, na, tb, ta  # keep the fixed (or bigger) root
+            parent[b] = a
+            sums[a] = (sums[a] if a in sums else x[a].astype(np.float64)) + (sums.pop(b) if b in sums else x[b])
+            size[a] = na + nb
+            size.pop(b, None)
+            ta |= tb
+            tags[a] = ta
+            tags.pop(b, None)
+            merged += 1
+        if not merged:
+            break
+    return _labels(find, n, size, fixed_label, params.min_size,
+                   int(start.max()) + 1 if len(labelled) else 0)
+
+
+def _labels(find, n: int, size: dict[int, int], fixed_label: dict[int, int], min_size: int,
+            first_new: int) -> np.ndarray:
+    out = np.full(n, -1, np.int64)
+    new: dict[int, int] = {}
+    for i in range(n):
+        r = find(i)
+        if r in fixed_label:
+            out[i] = fixed_label[r]
+        elif size.get(r, 1) >= min_size:
+            if r not in new:
+                new[r] = first_new + len(new)
+            out[i] = new[r]
+    return out
+
+
+def group(x: np.ndarray, params: GroupingParams, *, photo: np.ndarray | None = None,
+          start: np.ndarray | None = None, cannot_join: Sequence[tuple[int, int]] = (),
+          new_rows: np.ndarray | None = None) -> np.ndarray:
+    """k-NN graph + agglomeration in one call; see `agglomerate` for the arguments.
+
+    `new_rows`: only these rows look for neighbours (incremental: the faces not yet in a group);
+    default every row. Costs one k-NN search per looked-up row against all of `x`.
+    """
+    edges = knn_edges(x, params.k, queries=new_rows, min_sim=params.edge_threshold)
+    return agglomerate(x, edges, params, photo=photo, start=start, cannot_join=cannot_join)
+
+
+def confidence(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row: the mean cosine of the face to the other faces of its group (NaN when unassigned or alone).
+
+    Low values are the assignments worth an operator's look (the review queue).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    ok = np.flatnonzero(labels >= 0)
+    if not len(ok):
+        return out
+    uniq, inv = np.unique(labels[ok], return_inverse=True)
+    sums = np.zeros((len(uniq), x.shape[1]))
+    np.add.at(sums, inv, x[ok])
+    counts = np.bincount(inv)
+    n = counts[inv]
+    dots = np.einsum("ij,ij->i", sums[inv], x[ok]) - np.einsum("ij,ij->i", x[ok], x[ok])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[ok] = np.where(n > 1, dots / (n - 1), np.nan)
+    return out
