@@ -1,0 +1,273 @@
+"""People operations: group faces (incrementally), list, show, name, merge, split, reject, confirm, review.
+
+Every change runs in one catalog transaction with its decision row and its audit event (through the `audit`
+callback the composing layer passes: this layer does not import privacy). Operator decisions are never
+undone by grouping: existing people are fixed groups that never merge with each other, faces already in a
+person stay there, and a rejected face never rejoins the person it was rejected from.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceindex.errors import ConflictError, EmptyStoreError, InvalidInputError, NotFoundError, PolicyError
+from faceindex.people import grouping
+from faceindex.people.schema import MAX_NAME
+from faceindex.people.store import PeopleStore, Person, PersonFace
+from faceindex.store.catalog import Catalog
+
+AuditFn = Callable[[str, dict, dict], None]
+"""(action, params, counts): called inside the transaction of the change; ids, counts and short text only."""
+
+REVIEW_BELOW = 0.93
+"""Auto assignments whose mean cosine to the rest of their person is below this go to the review queue:
+the same-person cosine of dlib faceprints averages ~0.95 (sd ~0.016), so below 0.93 is an outlier."""
+
+
+@dataclass
+class ClusterReport:
+    faces_in_scope: int
+    faces_grouped: int  # free faces that joined a person (new or existing) in this run
+    joined_existing: int
+    new_people: int
+    unassigned: int  # free faces left alone (seen once, or no close enough match)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class PeopleOps:
+    """People of one store. `params` default to thresholds from the model's calibration (see GroupingParams)."""
+
+    def __init__(self, catalog: Catalog, *, params: grouping.GroupingParams | None = None,
+                 audit: AuditFn | None = None, actor: str = "cli"):
+        self.catalog = catalog
+        self.store = PeopleStore(catalog)
+        self.params = params or grouping.GroupingParams()
+        self.audit = audit
+        self.actor = actor
+
+    def _record(self, action: str, params: dict, counts: dict) -> None:
+        if self.audit is not None:
+            self.audit(action, params, counts)
+
+    # -- grouping ----------------------------------------------------------------------------------------
+    def cluster(self, collection: str | None = None) -> ClusterReport:
+        """Group the faces not yet in a person; they join existing people or form new ones (>= min_size faces).
+
+        Only collections that allow grouping take part; naming one that does not is a PolicyError. An empty
+        scope is an EmptyStoreError (never "no people"). Runs in one write transaction, so two runs at once
+        take turns and the second groups only what the first left free.
+        """
+        with self._transaction():
+            collection_id = None
+            if collection is not None:
+                collection_id, allowed = self.store.collection_grouping(collection)
+                if not allowed:
+                    raise PolicyError(f"collection {collection!r} does not allow grouping faces into people "
+                                      "(switch it on with set_grouping if its purpose allows)")
+            scope = self.store.scope(collection_id)
+            if not len(scope.face_ids):
+                where = f"collection {collection!r}" if collection else "the collections that allow grouping"
+                raise EmptyStoreError(f"no faces to group in {where}: ingest photos first")
+            free = np.flatnonzero(scope.person < 0)
+            row_of = {int(f): k for k, f in enumerate(scope.face_ids)}
+            cannot = [(row_of[f], p) for f, p in scope.rejected if f in row_of]
+            labels = scope.person.copy()
+            if len(free):
+                labels = grouping.group(scope.x, self.params, photo=scope.image_ids, start=scope.person,
+                                        cannot_join=cannot, new_rows=free)
+            conf = grouping.confidence(scope.x, labels)
+            existing = set(scope.person[scope.person >= 0].tolist())
+            new_person: dict[int, int] = {}
+            rows, joined = [], 0
+            for k in free[labels[free] >= 0]:
+                label = int(labels[k])
+                if label in existing:
+                    joined += 1
+                    person = label
+                else:
+                    if label not in new_person:
+                        new_person[label] = self.store.create_person()
+                    person = new_person[label]
+                rows.append((int(scope.face_ids[k]), person, "auto", _num(conf[k])))
+            self.store.assign(rows)
+            self._refresh_confidence(scope, labels, conf, free)
+            report = ClusterReport(len(scope.face_ids), len(rows), joined, len(new_person), len(free) - len(rows))
+            self._record("people.cluster", {"collection": collection} if collection else {},
+                         {"faces": report.faces_in_scope, "grouped": report.faces_grouped,
+                          "new_people": report.new_people})
+        return report
+
+    def _refresh_confidence(self, scope, labels, conf, free) -> None:
+        """Faces already in a person whose group grew: their confidence is recomputed (the review queue uses it)."""
+        held = np.flatnonzero(scope.person >= 0)
+        if len(held) and len(free):
+            self.catalog.conn.executemany(
+                "UPDATE person_faces SET confidence = ? WHERE face_id = ? AND state = 'auto'",
+                [(_num(conf[k]), int(scope.face_ids[k])) for k in held])
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def list(self, *, faces: bool = False, include_single: bool = False, named: bool | None = None) -> list[Person]:
+        """People biggest first; people with one face are left out unless `include_single`."""
+        people = self.store.people(min_size=1 if include_single else 2, named=named)
+        if faces:
+            for p in people:
+                p.faces = self.store.person_faces(p.id)
+        return people
+
+    def show(self, person_id: int) -> Person:
+        self._need(person_id)
+        faces = self.store.person_faces(person_id)
+        return Person(person_id, self.store.name_of(person_id), len(faces),
+                      sum(f.state == "confirmed" for f in faces), faces)
+
+    def review(self, limit: int = 50, below: float = REVIEW_BELOW) -> list[tuple[int, PersonFace]]:
+        """Low-confidence auto assignments, least confident first: confirm or reject them."""
+        if limit < 1:
+            raise InvalidInputError("the review queue's limit must be at least 1")
+        return self.store.review(limit, below)
+
+    def resolve(self, ref: str | int) -> int:
+        """A person id from an id or an exact name."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
+            person_id = int(ref)
+            self._need(person_id)
+            return person_id
+        person_id = self.store.by_name(str(ref))
+        if person_id is None:
+            raise NotFoundError(f"no person named {ref!r}")
+        return person_id
+
+    # -- operator decisions --------------------------------------------------------------------------------
+    def name(self, person_id: int, name: str | None) -> None:
+        """Name a person (None clears the name). Names are unique; only an operator names a person."""
+        clean = None if name is None else _clean_name(name)
+        with self._transaction():
+            self._need(person_id)
+            other = None if clean is None else self.store.by_name(clean)
+            if other is not None and other != person_id:
+                raise ConflictError(f"person {other} is already named {clean!r}: merge them, or choose another name")
+            self.store.set_name(person_id, clean)
+            self.store.record_decision(self.actor, "name", person_id)
+            self._record("people.name", {"person": person_id}, {})
+
+    def merge(self, keep: int, other: int) -> Person:
+        """Move every face (and rejection) of `other` into `keep`; `other` is removed. Names: keep's, else other's."""
+        if keep == other:
+            raise InvalidInputError(f"cannot merge person {keep} with itself")
+        with self._transaction():
+            self._need(keep)
+            self._need(other)
+            moving = self.store.faces_of(other)
+            clash = sorted(set(moving) & self.store.rejected_from(keep))
+            if clash:
+                raise ConflictError(f"face(s) {clash} of person {other} were rejected from person {keep}: "
+                                    f"split them off {other} first, then merge")
+            kept = self.store.faces_of(keep)
+            photos = self.store.image_ids_of(list(moving) + list(kept))
+            shared = sorted({photos[f] for f in moving} & {photos[f] for f in kept})
+            if shared:
+                raise ConflictError(f"persons {keep} and {other} both have a face in photo(s) {shared[:10]}: one photo "
+                                    "cannot show a person twice; reject the wrong face first")
+            name_keep, name_other = self.store.name_of(keep), self.store.name_of(other)
+            self.store.move_faces(list(moving), keep)
+            self.store.move_rejections(other, keep)
+            self.store.delete_person(other)
+            if name_keep is None and name_other is not None:
+                self.store.set_name(keep, name_other)
+            self.store.record_decision(self.actor, "merge", keep, other, len(moving))
+            self._record("people.merge", {"person": keep, "other": other}, {"faces": len(moving)})
+        return self.show(keep)
+
+    def split(self, person_id: int, face_ids: Sequence[int]) -> int:
+        """Move the given faces of a person into a new person (both sets become confirmed); returns its id.
+
+        The two never merge again by grouping: both are fixed groups from then on.
+        """
+        wanted = sorted({int(f) for f in face_ids})
+        if not wanted:
+            raise InvalidInputError("split needs at least one face id")
+        with self._transaction():
+            self._need(person_id)
+            faces = self.store.faces_of(person_id)
+            missing = [f for f in wanted if f not in faces]
+            if missing:
+                raise InvalidInputError(f"face(s) {missing} are not faces of person {person_id}")
+            if len(wanted) == len(faces):
+                raise InvalidInputError(f"splitting off every face of person {person_id} would leave it empty: "
+                                        "name it instead, or split off only the faces of the other person")
+            new_id = self.store.create_person()
+            self.store.move_faces(wanted, new_id, state="confirmed")
+            self.store.move_faces([f for f in faces if f not in wanted], person_id, state="confirmed")
+            self.store.record_decision(self.actor, "split", person_id, new_id, len(wanted))
+            self._record("people.split", {"person": person_id, "other": new_id}, {"faces": len(wanted)})
+        return new_id
+
+    def reject(self, person_id: int, face_id: int) -> None:
+        """This face is not this person: it leaves them and never joins them again (it may join someone else)."""
+        with self._transaction():
+            self._need(person_id)
+            if int(face_id) not in self.store.faces_of(person_id):
+                raise NotFoundError(f"face {face_id} is not a face of person {person_id}")
+            self.store.reject(int(face_id), person_id)
+            self.store.record_decision(self.actor, "reject", person_id, None, 1)
+            self._record("people.reject", {"person": person_id, "face": int(face_id)}, {"faces": 1})
+
+    def confirm(self, person_id: int, face_ids: Sequence[int] | None = None) -> int:
+        """Mark faces of a person (all when None) as confirmed by an operator; returns how many."""
+        with self._transaction():
+            self._need(person_id)
+            faces = self.store.faces_of(person_id)
+            wanted = list(faces) if face_ids is None else sorted({int(f) for f in face_ids})
+            missing = [f for f in wanted if f not in faces]
+            if missing:
+                raise InvalidInputError(f"face(s) {missing} are not faces of person {person_id}")
+            self.store.move_faces(wanted, person_id, state="confirmed")
+            self.store.record_decision(self.actor, "confirm", person_id, None, len(wanted))
+            self._record("people.confirm", {"person": person_id}, {"faces": len(wanted)})
+        return len(wanted)
+
+    def set_grouping(self, collection: str, allowed: bool) -> int:
+        """Allow or forbid grouping for a collection; forbidding drops its faces from every person (returns how
+        many memberships went, people left empty included)."""
+        with self._transaction():
+            collection_id, _ = self.store.collection_grouping(collection)
+            self.store.set_grouping(collection_id, allowed)
+            dropped = 0 if allowed else self.store.unassign_collection(collection_id)
+            if dropped:
+                self.store.prune_empty()
+            self.store.record_decision(self.actor, "grouping", None, collection_id, dropped)
+            self._record("people.grouping", {"collection": collection, "allowed": "on" if allowed else "off"},
+                         {"faces": dropped})
+        return dropped
+
+    def _transaction(self):
+        self.store.ready()  # migrations take the write lock and their own transaction: before ours
+        return self.catalog.transaction()
+
+    def _need(self, person_id: int) -> None:
+        if not self.store.exists(int(person_id)):
+            into = self.store.merged_into(int(person_id))
+            hint = f": it was merged into person {into}" if into is not None else ""
+            raise NotFoundError(f"no person with id {person_id}{hint}")
+
+
+def _clean_name(name: str) -> str:
+    """Trimmed, NFC-normalised; refuses empty, over-long and control-character names."""
+    clean = unicodedata.normalize("NFC", name).strip()
+    if not clean:
+        raise InvalidInputError("a person's name cannot be empty")
+    if len(clean) > MAX_NAME:
+        raise InvalidInputError(f"a person's name has at most {MAX_NAME} characters (got {len(clean)})")
+    if any(unicodedata.category(ch) == "Cc" for ch in clean):
+        raise InvalidInputError("a person's name cannot contain control characters")
+    return clean
+
+
+def _num(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 4)

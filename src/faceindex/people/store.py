@@ -1,0 +1,218 @@
+"""The people tables' queries (people, person_faces, person_decisions, collections.grouping): SQL lives here only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faceindex.errors import NotFoundError
+from faceindex.people import schema
+from faceindex.store.catalog import Catalog, id_chunks, marks, utcnow
+
+
+@dataclass
+class ScopeFaces:
+    """The faces grouping may use: accepted faces of collections that allow grouping, in face id order.
+
+    `x` float32 (n, dim) unit faceprints; `face_ids`, `image_ids` int64 (n,); `person` int64 (n,): the
+    person each face belongs to (auto or confirmed), -1 when free; `rejected`: (face id, person id) pairs.
+    """
+
+    face_ids: np.ndarray
+    image_ids: np.ndarray
+    x: np.ndarray
+    person: np.ndarray
+    rejected: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class PersonFace:
+    face_id: int
+    state: str
+    confidence: float | None
+    image_id: int
+    path: str
+    box: tuple[int, int, int, int]
+    collection: str
+
+
+@dataclass
+class Person:
+    id: int
+    name: str | None
+    size: int
+    confirmed: int
+    faces: list[PersonFace] | None = None
+
+    def to_dict(self, *, faces: bool = False) -> dict:
+        out: dict = {"id": self.id, "name": self.name, "size": self.size}
+        if faces:
+            out["faces"] = [{"face_id": f.face_id, "path": f.path, "box": list(f.box), "state": f.state,
+                             "confidence": f.confidence} for f in self.faces or []]
+        return out
+
+
+class PeopleStore:
+    """Reads and writes of the people tables through one catalog. Writes belong in `catalog.transaction()`."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._ready = False
+
+    def ready(self) -> None:
+        """Apply the people migrations when missing (call outside any transaction: migrations run their own)."""
+        if not self._ready:
+            schema.apply(self.catalog)
+            self._ready = True
+
+    @property
+    def conn(self):
+        self.ready()
+        return self.catalog.conn
+
+    # -- collections ------------------------------------------------------------------------------
+    def collection_grouping(self, name: str) -> tuple[int, bool]:
+        row = self.conn.execute("SELECT id, grouping FROM collections WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no collection named {name!r}")
+        return int(row[0]), bool(row[1])
+
+    def set_grouping(self, collection_id: int, allowed: bool) -> None:
+        self.conn.execute("UPDATE collections SET grouping = ? WHERE id = ?", (int(allowed), collection_id))
+
+    def unassign_collection(self, collection_id: int) -> int:
+        """Drop every face of a collection from every person (its grouping was switched off); returns rows."""
+        return self.conn.execute(
+            "DELETE FROM person_faces WHERE face_id IN (SELECT f.id FROM faces f JOIN images i ON i.id = f.image_id"
+            " WHERE i.collection_id = ?)", (collection_id,)).rowcount
+
+    # -- the faces grouping works on -----------------------------------------------------------------
+    def scope(self, collection_id: int | None = None, chunk: int = 50_000) -> ScopeFaces:
+        """Accepted faces of the collections that allow grouping (only `collection_id` when given)."""
+        where = "f.embedding IS NOT NULL AND c.grouping = 1" + (" AND c.id = ?" if collection_id is not None else "")
+        args: tuple = (collection_id,) if collection_id is not None else ()
+        ids, imgs, vecs, person = [], [], [], []
+        last = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT f.id, f.image_id, f.embedding, pf.person_id FROM faces f JOIN images i ON i.id = f.image_id"
+                " JOIN collections c ON c.id = i.collection_id LEFT JOIN person_faces pf ON pf.face_id = f.id"
+                f" AND pf.state != 'rejected' WHERE {where} AND f.id > ? ORDER BY f.id LIMIT ?",
+                (*args, last, chunk)).fetchall()
+            if not rows:
+                break
+            ids += [r[0] for r in rows]
+            imgs += [r[1] for r in rows]
+            vecs.append(np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1))
+            person += [-1 if r[3] is None else r[3] for r in rows]
+            last = rows[-1][0]
+        rejected = [(int(f), int(p)) for f, p in self.conn.execute(
+            "SELECT face_id, person_id FROM person_faces WHERE state = 'rejected'")]
+        x = np.concatenate(vecs) if vecs else np.zeros((0, 0), np.float32)
+        return ScopeFaces(np.array(ids, np.int64), np.array(imgs, np.int64), x, np.array(person, np.int64), rejected)
+
+    # -- people ---------------------------------------------------------------------------------------
+    def create_person(self, name: str | None = None) -> int:
+        now = utcnow()
+        return int(self.conn.execute("INSERT INTO people (name, created_at, updated_at) VALUES (?, ?, ?)",
+                                     (name, now, now)).lastrowid)
+
+    def exists(self, person_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM people WHERE id = ?", (person_id,)).fetchone() is not None
+
+    def merged_into(self, person_id: int) -> int | None:
+        """The person a removed person was merged into (the latest such decision), if any."""
+        row = self.conn.execute("SELECT person_id FROM person_decisions WHERE action = 'merge' AND other_id = ?"
+                                " ORDER BY id DESC LIMIT 1", (person_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def name_of(self, person_id: int) -> str | None:
+        row = self.conn.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no person with id {person_id}")
+        return row[0]
+
+    def by_name(self, name: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_name(self, person_id: int, name: str | None) -> None:
+        self.conn.execute("UPDATE people SET name = ?, updated_at = ? WHERE id = ?", (name, utcnow(), person_id))
+
+    def delete_person(self, person_id: int) -> None:
+        self.conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
+
+    def prune_empty(self) -> int:
+        """Delete people left without faces (all split off, rejected or erased): their names go with them."""
+        return self.conn.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM person_faces"
+                                 " WHERE state != 'rejected')").rowcount
+
+    def assign(self, rows: list[tuple[int, int, str, float | None]]) -> None:
+        """(face id, person id, state, confidence) memberships, replacing any membership of those faces."""
+        now = utcnow()
+        self.conn.executemany("DELETE FROM person_faces WHERE face_id = ? AND state != 'rejected'",
+                              [(r[0],) for r in rows])
+        self.conn.executemany("INSERT OR REPLACE INTO person_faces (face_id, person_id, state, confidence, at)"
+                              " VALUES (?, ?, ?, ?, ?)", [(*r, now) for r in rows])
+
+    def faces_of(self, person_id: int, states: tuple[str, ...] = ("auto", "confirmed")) -> dict[int, str]:
+        return {int(f): s for f, s in self.conn.execute(
+            f"SELECT face_id, state FROM person_faces WHERE person_id = ? AND state IN ({marks(list(states))})",
+            (person_id, *states))}
+
+    def rejected_from(self, person_id: int) -> set[int]:
+        return set(self.faces_of(person_id, ("rejected",)))
+
+    def move_faces(self, face_ids: list[int], to_person: int, state: str | None = None) -> None:
+        """Move memberships (not rejections) to another person; `state` overrides theirs when given."""
+        for chunk in id_chunks(face_ids):
+            self.conn.execute(
+                f"UPDATE person_faces SET person_id = ?, state = coalesce(?, state), at = ? WHERE face_id IN"
+                f" ({marks(chunk)}) AND state != 'rejected'", (to_person, state, utcnow(), *chunk))
+
+    def move_rejections(self, from_person: int, to_person: int) -> None:
+        self.conn.execute("UPDATE OR IGNORE person_faces SET person_id = ? WHERE person_id = ? AND state = 'rejected'",
+                          (to_person, from_person))
+        self.conn.execute("DELETE FROM person_faces WHERE person_id = ? AND state = 'rejected'", (from_person,))
+
+    def reject(self, face_id: int, person_id: int) -> None:
+        self.conn.execute("UPDATE person_faces SET state = 'rejected', confidence = NULL, at = ? WHERE face_id = ?"
+                          " AND person_id = ?", (utcnow(), face_id, person_id))
+
+    def image_ids_of(self, face_ids: list[int]) -> dict[int, int]:
+        return {int(f): int(i) for chunk in id_chunks(face_ids) for f, i in self.conn.execute(
+            f"SELECT id, image_id FROM faces WHERE id IN ({marks(chunk)})", chunk)}
+
+    def record_decision(self, actor: str, action: str, person_id: int | None, other_id: int | None = None,
+                        n_faces: int = 0) -> None:
+        self.conn.execute("INSERT INTO person_decisions (at, actor, action, person_id, other_id, n_faces)"
+                          " VALUES (?, ?, ?, ?, ?, ?)", (utcnow(), actor, action, person_id, other_id, n_faces))
+
+    # -- reading people ------------------------------------------------------------------------------
+    def people(self, *, min_size: int = 1, named: bool | None = None) -> list[Person]:
+        """People with at least `min_size` faces, biggest first (then by id); `named` filters on having a name."""
+        cond = "" if named is None else (" AND p.name IS NOT NULL" if named else " AND p.name IS NULL")
+        rows = self.conn.execute(
+            "SELECT p.id, p.name, count(pf.face_id), sum(pf.state = 'confirmed') FROM people p JOIN person_faces pf"
+            f" ON pf.person_id = p.id AND pf.state != 'rejected' WHERE 1{cond} GROUP BY p.id HAVING count(pf.face_id)"
+            " >= ? ORDER BY count(pf.face_id) DESC, p.id", (min_size,)).fetchall()
+        return [Person(int(r[0]), r[1], int(r[2]), int(r[3] or 0)) for r in rows]
+
+    def person_faces(self, person_id: int, states: tuple[str, ...] = ("auto", "confirmed")) -> list[PersonFace]:
+        rows = self.conn.execute(
+            "SELECT pf.face_id, pf.state, pf.confidence, f.image_id, i.uri, f.box_left, f.box_top, f.box_right,"
+            " f.box_bottom, c.name FROM person_faces pf JOIN faces f ON f.id = pf.face_id JOIN images i"
+            " ON i.id = f.image_id JOIN collections c ON c.id = i.collection_id WHERE pf.person_id = ?"
+            f" AND pf.state IN ({marks(list(states))}) ORDER BY pf.face_id", (person_id, *states)).fetchall()
+        return [PersonFace(int(r[0]), r[1], r[2], int(r[3]), r[4], (r[5], r[6], r[7], r[8]), r[9]) for r in rows]
+
+    def review(self, limit: int, below: float) -> list[tuple[int, PersonFace]]:
+        """Auto assignments with confidence below `below`, least confident first: (person id, face)."""
+        rows = self.conn.execute(
+            "SELECT pf.person_id, pf.face_id, pf.state, pf.confidence, f.image_id, i.uri, f.box_left, f.box_top,"
+            " f.box_right, f.box_bottom, c.name FROM person_faces pf JOIN faces f ON f.id = pf.face_id JOIN images i"
+            " ON i.id = f.image_id JOIN collections c ON c.id = i.collection_id WHERE pf.state = 'auto'"
+            " AND pf.confidence < ? ORDER BY pf.confidence, pf.face_id LIMIT ?", (below, limit)).fetchall()
+        return [(int(r[0]), PersonFace(int(r[1]), r[2], r[3], int(r[4]), r[5], (r[6], r[7], r[8], r[9]), r[10]))
+                for r in rows]
