@@ -64,14 +64,15 @@ class GroupingParams:
 
 
 def knn_edges(x: np.ndarray, k: int, *, queries: np.ndarray | None = None, min_sim: float = -1.0,
-              threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              threads: int | None = None, index=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges (i, j, cosine) from each query row to its k nearest rows of `x` with cosine >= min_sim.
 
     `x`: float32 (n, dim), unit rows. `queries`: row indices of `x` to search for (default: all).
     Self-matches and duplicates (i, j) / (j, i) are dropped. Exact (IndexFlatIP) below EXACT_BELOW
     rows; HNSW (M 32, efSearch max(4k, 128)) above: measured mate recall ≥ 0.99 on synthetic
     faceprints at 1 M (store/index_factory.py), and a missed edge rarely matters, since the faces of
-    one person are linked by many.
+    one person are linked by many. `index`: a FAISS index already holding `x` in row order (e.g. kept
+    between incremental runs), searched instead of building one.
     """
     import faiss
 
@@ -84,20 +85,29 @@ def knn_edges(x: np.ndarray, k: int, *, queries: np.ndarray | None = None, min_s
     if threads:
         faiss.omp_set_num_threads(threads)
     kk = min(k + 1, n)
-    if n < EXACT_BELOW:
+    if index is not None:
+        sims, nbrs = index.search(x[rows], kk)
+    elif n < EXACT_BELOW:
         index = faiss.IndexFlatIP(dim)
         index.add(x)
         sims, nbrs = index.search(x[rows], kk)
     else:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 40
-        index.add(x)
-        index.hnsw.efSearch = max(4 * k, 128)
-        sims, nbrs = index.search(x[rows], kk)
+        index = hnsw_index(x)
+        sims, nbrs = index.search(x[rows], kk, params=faiss.SearchParametersHNSW(efSearch=max(4 * k, 128)))
     src = np.repeat(rows, kk)
     dst, sim = nbrs.ravel().astype(np.int64), sims.ravel()
     keep = (dst >= 0) & (dst != src) & (sim >= min_sim)
     return undirected(src[keep], dst[keep], sim[keep])
+
+
+def hnsw_index(x: np.ndarray):
+    """An HNSW index over unit faceprints (M 32, efConstruction 40: store/index_factory.py's measured choice)."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 40
+    index.add(np.ascontiguousarray(x, dtype=np.float32))
+    return index
 
 
 def undirected(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,8 +153,16 @@ def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
     def base_tags(i: int) -> set[int]:
         return {int(photo[i])} if photo is not None and photo[i] >= 0 else set()
 
-    # Fixed starting groups: one root per label, with their exact sums.
-    labelled = np.flatnonzero(start >= 0)
+    ei, ej, es = (np.asarray(a) for a in edges)
+    keep = es >= params.edge_threshold
+    ei, ej, es = ei[keep], ej[keep], es[keep]
+    # Fixed starting groups that an edge touches: one root per label, with their exact sums. Groups no edge
+    # reaches keep their label untouched (incremental runs on a big store read only what the new faces touch).
+    touched = np.unique(np.concatenate([start[ei], start[ej]])) if len(ei) else np.zeros(0, np.int64)
+    touched = touched[touched >= 0]
+    rejected_labels = np.array(sorted({int(label) for _, label in cannot_join}), np.int64)
+    touched = np.union1d(touched, np.intersect1d(rejected_labels, np.unique(start[start >= 0])))
+    labelled = np.flatnonzero(np.isin(start, touched)) if len(touched) else np.zeros(0, np.int64)
     if len(labelled):
         order = labelled[np.argsort(start[labelled], kind="stable")]
         labels, firsts = np.unique(start[order], return_index=True)
@@ -171,9 +189,8 @@ def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
             tags[r] = base_tags(r) | extra.get(r, set())
         return tags[r]
 
-    ei, ej, es = (np.asarray(a) for a in edges)
-    keep = es >= params.edge_threshold
-    ei, ej, es = ei[keep].tolist(), ej[keep].tolist(), es[keep].tolist()
+    involved = np.union1d(np.union1d(ei, ej), labelled).astype(np.int64)
+    ei, ej, es = ei.tolist(), ej.tolist(), es.tolist()
     for _ in range(passes):
         merged = 0
         for i, j, s in zip(ei, ej, es, strict=True):
@@ -204,15 +221,16 @@ def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
             merged += 1
         if not merged:
             break
-    return _labels(find, n, size, fixed_label, params.min_size,
-                   int(start.max()) + 1 if len(labelled) else 0)
+    return _labels(find, start, involved, size, fixed_label, params.min_size,
+                   int(start.max()) + 1 if len(start) and start.max() >= 0 else 0)
 
 
-def _labels(find, n: int, size: dict[int, int], fixed_label: dict[int, int], min_size: int,
-            first_new: int) -> np.ndarray:
-    out = np.full(n, -1, np.int64)
+def _labels(find, start: np.ndarray, involved: np.ndarray, size: dict[int, int], fixed_label: dict[int, int],
+            min_size: int, first_new: int) -> np.ndarray:
+    """Start labels where no edge reached; elsewhere the fixed label, a new label, or -1 (group too small)."""
+    out = np.where(start >= 0, start, -1).astype(np.int64)
     new: dict[int, int] = {}
-    for i in range(n):
+    for i in involved.tolist():
         r = find(i)
         if r in fixed_label:
             out[i] = fixed_label[r]

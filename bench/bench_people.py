@@ -1,0 +1,236 @@
+"""People grouping: quality against two baselines on the same faceprints, and scale on synthetic faceprints.
+
+Usage:
+    python bench/bench_people.py quality [--sets people lfw]      # faceprints cached by bench/people_data.py
+    python bench/bench_people.py scale [--faces 100000] [--new 1000]
+
+quality: on each labelled set (one faceprint per photo, identity = folder), pairwise and BCubed precision,
+recall and F of
+- faceindex (people.grouping at its default thresholds, from the model's calibration; not tuned here),
+- dlib `chinese_whispers_clustering` at the face_recognition docs' distance 0.6 (Euclidean on dlib's raw
+  descriptors; our faceprints are L2-normalised, so the distance is scaled by 1/mean raw norm, measured here),
+- Immich-style incremental DBSCAN (each face in turn: it joins the person of its nearest neighbour within the
+  max distance that has one; else, when it is a core face — at least `min faces` faces, itself included,
+  within the max distance — it starts a new person; non-core faces are retried once at the end and only join).
+  Immich's defaults (max cosine distance 0.5, min faces 3) are for its ArcFace model, whose impostor
+  cosines centre near 0; dlib faceprints centre near 0.84, so 0.5 would merge everyone. Translated as the
+  same Euclidean criterion as face_recognition (cosine 1 - d²/2 at d = 0.6/norm), min faces 3 kept,
+- and each baseline again at the threshold that maximises its BCubed F on this very data (tuned on the test
+  set: an upper bound for it), and at the best threshold keeping pairwise precision >= 0.99.
+scale: group N synthetic faceprints (store/synthetic.py, identity structure of dlib's) from scratch, then
+assign `new` fresh faces of the same identities to the N grouped ones through a prebuilt HNSW index
+(what the store keeps between runs), timing each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from benchlib import machine_line  # noqa: E402
+from people_data import FACES, load  # noqa: E402
+
+from faceindex.matching import load_calibration  # noqa: E402
+from faceindex.people.grouping import GroupingParams, agglomerate, group, hnsw_index, knn_edges  # noqa: E402
+from faceindex.people.metrics import cluster_scores  # noqa: E402
+
+FR_DISTANCE = 0.6  # face_recognition's documented tolerance (Euclidean, dlib raw descriptors)
+IMMICH_MIN_FACES = 3
+
+
+def raw_norm(paths: list[str], n: int = 40) -> float:
+    """Mean L2 norm of dlib's raw (unnormalised) descriptors of the first face of the first `n` photos.
+
+    Uses the embedder's private `_raw` on purpose (as bench/lfw_ablation.py does): the product only keeps
+    normalised faceprints, and face_recognition's 0.6 is a distance between raw ones.
+    """
+    from faceindex.config import Settings
+    from faceindex.pipeline.analyse import FacePipeline
+
+    pipeline = FacePipeline(Settings())
+    norms = []
+    for p in paths[:n]:
+        decoded = pipeline.decode(FACES / p)
+        boxes = [d.box for d in pipeline.detector.detect(decoded.detection)][:1]
+        if boxes:
+            s = decoded.scale
+            boxes = [tuple(int(round(v * s)) for v in boxes[0])]
+            _, chips = pipeline.embedder.align(decoded.full(), boxes)
+            norms.append(float(np.linalg.norm(pipeline.embedder._raw(chips)[0])))
+    return float(np.mean(norms))
+
+
+def chinese_whispers(x: np.ndarray, distance: float) -> np.ndarray:
+    import dlib
+
+    vecs = [dlib.vector(row.astype(np.float64).tolist()) for row in x]
+    return np.asarray(dlib.chinese_whispers_clustering(vecs, float(distance)), np.int64)
+
+
+def immich(x: np.ndarray, min_cos: float, min_faces: int = IMMICH_MIN_FACES, k: int = 50) -> np.ndarray:
+    """Immich's incremental assignment (see module docstring) on a k-NN list (exact, cosine >= min_cos)."""
+    i, j, s = knn_edges(x, k, min_sim=min_cos)
+    nbrs: list[list[tuple[float, int]]] = [[] for _ in range(len(x))]
+    for a, b, v in zip(i.tolist(), j.tolist(), s.tolist(), strict=True):
+        nbrs[a].append((v, b))
+        nbrs[b].append((v, a))
+    for lst in nbrs:
+        lst.sort(reverse=True)
+    person = np.full(len(x), -1, np.int64)
+    next_id = 0
+    deferred = []
+    for final in (False, True):
+        todo = range(len(x)) if not final else deferred
+        for f in todo:
+            if person[f] >= 0:
+                continue
+            core = len(nbrs[f]) + 1 >= min_faces
+            if not core and not final:
+                deferred.append(f)
+                continue
+            match = next((person[b] for _, b in nbrs[f] if person[b] >= 0), -1)
+            if match >= 0:
+                person[f] = match
+            elif core:
+                person[f] = next_id
+                next_id += 1
+    return person
+
+
+def row(name: str, threshold: str, labels: np.ndarray, truth: np.ndarray, seconds: float) -> dict:
+    s = cluster_scores(labels, truth)
+    return {"method": name, "threshold": threshold, **{k: v for k, v in s.as_dict().items()}, "seconds": seconds}
+
+
+def tuned(name: str, fn, grid, truth) -> list[dict]:
+    """Best BCubed F over the grid, and best BCubed F with pairwise precision >= 0.99 (tuned on the test data)."""
+    rows = []
+    for t in grid:
+        start = time.perf_counter()
+        labels = fn(t)
+        rows.append(row(name, f"{t:.4f}", labels, truth, time.perf_counter() - start))
+    best = max(rows, key=lambda r: r["bcubed_f"])
+    precise = [r for r in rows if r["pairwise_precision"] >= 0.99]
+    out = [dict(best, method=f"{name} (tuned: best F)")]
+    if precise:
+        out.append(dict(max(precise, key=lambda r: r["bcubed_f"]), method=f"{name} (tuned: P>=0.99)"))
+    return out
+
+
+def quality(sets: list[str]) -> None:
+    cal = load_calibration("dlib-resnet-v1")
+    params = GroupingParams.from_calibration(cal)
+    print(f"machine: {machine_line()}")
+    print(f"faceindex params: edge {params.edge_threshold:.4f}, link {params.link_threshold:.4f}, k {params.k}")
+    for name in sets:
+        d = load(name)
+        x, truth = d["x"], d["identity"]
+        ids, counts = np.unique(truth, return_counts=True)
+        print(f"\n## {name}: {len(x)} faceprints of {len(ids)} identities "
+              f"({int((counts >= 2).sum())} with >= 2 photos; of {int(d['n_photos'])} photos)")
+        norm = raw_norm([str(p) for p in d["path"]])
+        fr_cos = 1 - (FR_DISTANCE / norm) ** 2 / 2
+        print(f"dlib raw descriptor norm (mean of 40): {norm:.3f}: distance 0.6 -> {FR_DISTANCE / norm:.3f} on unit "
+              f"faceprints = cosine {fr_cos:.3f}")
+        results = []
+        start = time.perf_counter()
+        labels = group(x, params)
+        results.append(row("faceindex", f"edge {params.edge_threshold:.3f} link {params.link_threshold:.3f}",
+                            labels, truth, time.perf_counter() - start))
+        start = time.perf_counter()
+        results.append(row("dlib chinese whispers", f"d {FR_DISTANCE / norm:.3f}", chinese_whispers(x, FR_DISTANCE / norm),
+                           truth, time.perf_counter() - start))
+        start = time.perf_counter()
+        results.append(row("Immich-style DBSCAN", f"cos {fr_cos:.3f}, min 3", immich(x, fr_cos), truth,
+                           time.perf_counter() - start))
+        dist_grid = np.sqrt(2 - 2 * np.arange(0.86, 0.9501, 0.005))  # unit vectors: d = sqrt(2 - 2 cos)
+        results += tuned("dlib chinese whispers", lambda t: chinese_whispers(x, t), dist_grid, truth)
+        results += tuned("Immich-style DBSCAN", lambda t: immich(x, t), np.arange(0.86, 0.9651, 0.005), truth)
+        results += tuned("faceindex", lambda t: group(x, GroupingParams(t - 0.01, t)), np.arange(0.91, 0.9551, 0.005),
+                         truth)
+        print("| method | threshold | pairwise P | pairwise R | pairwise F | BCubed P | BCubed R | BCubed F | s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r['method']} | {r['threshold']} | {r['pairwise_precision']:.4f} | {r['pairwise_recall']:.4f} | "
+                  f"{r['pairwise_f']:.4f} | {r['bcubed_precision']:.4f} | {r['bcubed_recall']:.4f} | "
+                  f"{r['bcubed_f']:.4f} | {r['seconds']:.1f} |")
+
+
+def scale(n_faces: int, n_new: int, threads: int) -> None:
+    import faiss
+
+    from faceindex.store.synthetic import make_gallery
+
+    faiss.omp_set_num_threads(threads)
+    params = GroupingParams.from_calibration(load_calibration("dlib-resnet-v1"))
+    print(f"machine: {machine_line()}; faiss threads {threads}")
+    t0 = time.perf_counter()
+    gallery = make_gallery(n_faces, seed=7)
+    x, truth = gallery.vectors, gallery.identities
+    t1 = time.perf_counter()
+    index = hnsw_index(x)
+    t2 = time.perf_counter()
+    edges = knn_edges(x, params.k, min_sim=params.edge_threshold, index=_with_ef(index, params.k))
+    t3 = time.perf_counter()
+    labels = agglomerate(x, edges, params)
+    t4 = time.perf_counter()
+    s = cluster_scores(labels, truth)
+    print(f"group {n_faces} faces: generate {t1 - t0:.1f} s, HNSW build {t2 - t1:.1f} s, k-NN graph {t3 - t2:.1f} s "
+          f"({len(edges[0])} edges >= {params.edge_threshold:.3f}), agglomerate {t4 - t3:.1f} s; "
+          f"total (without generation) {t4 - t1:.1f} s")
+    print(f"  quality on synthetic: pairwise P {s.pairwise_precision:.4f} R {s.pairwise_recall:.4f}, "
+          f"BCubed P {s.bcubed_precision:.4f} R {s.bcubed_recall:.4f} F {s.bcubed_f:.4f}")
+    # Incremental: n_new fresh photos of gallery identities join the grouped store.
+    new_x, new_truth = gallery.probes(n_new, seed=11)
+    start = np.concatenate([labels, np.full(n_new, -1, np.int64)])
+    t5 = time.perf_counter()
+    index.add(new_x)  # the store's index gains the new faces at ingest; timed here all the same
+    all_x = np.concatenate([x, new_x])
+    rows = np.arange(n_faces, n_faces + n_new)
+    edges = knn_edges(all_x, params.k, queries=rows, min_sim=params.edge_threshold, index=_with_ef(index, params.k))
+    out = agglomerate(all_x, edges, params, start=start)
+    t6 = time.perf_counter()
+    got = out[rows]
+    # A new face is right when it joined the group that holds most of its identity's gallery faces.
+    joined = got >= 0
+    majority = {}
+    for lab, ident in zip(labels[labels >= 0].tolist(), truth[labels >= 0].tolist(), strict=True):
+        majority.setdefault(lab, {}).setdefault(ident, 0)
+        majority[lab][ident] += 1
+    right = sum(1 for g, t in zip(got[joined].tolist(), new_truth[joined].tolist(), strict=True)
+                if g in majority and max(majority[g], key=majority[g].get) == t)
+    print(f"assign {n_new} new faces to {n_faces}: {t6 - t5:.2f} s (index add + k-NN + agglomerate); "
+          f"{int(joined.sum())} joined a person, {right} of them the person of their identity")
+
+
+def _with_ef(index, k: int):
+    index.hnsw.efSearch = max(4 * k, 128)
+    return index
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--sets", nargs="+", default=["people", "lfw"])
+    s = sub.add_parser("scale")
+    s.add_argument("--faces", type=int, default=100_000)
+    s.add_argument("--new", type=int, default=1000)
+    s.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.cmd == "quality":
+        quality(args.sets)
+    else:
+        scale(args.faces, args.new, args.threads)
+
+
+if __name__ == "__main__":
+    main()
