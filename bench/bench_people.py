@@ -199,16 +199,12 @@ def scale(n_faces: int, n_new: int, threads: int) -> None:
     out = agglomerate(all_x, edges, params, start=start)
     t6 = time.perf_counter()
     got = out[rows]
-    # A new face is right when it joined the group that holds most of its identity's gallery faces.
-    joined = got >= 0
-    majority = {}
-    for lab, ident in zip(labels[labels >= 0].tolist(), truth[labels >= 0].tolist(), strict=True):
-        majority.setdefault(lab, {}).setdefault(ident, 0)
-        majority[lab][ident] += 1
-    right = sum(1 for g, t in zip(got[joined].tolist(), new_truth[joined].tolist(), strict=True)
-                if g in majority and max(majority[g], key=majority[g].get) == t)
+    joined_existing = int(np.isin(got, labels[labels >= 0]).sum())
+    after = cluster_scores(out, np.concatenate([truth, new_truth]))
     print(f"assign {n_new} new faces to {n_faces}: {t6 - t5:.2f} s (index add + k-NN + agglomerate); "
-          f"{int(joined.sum())} joined a person, {right} of them the person of their identity")
+          f"{joined_existing} joined an existing person, {int((got >= 0).sum()) - joined_existing} formed new ones; "
+          f"after: pairwise P {after.pairwise_precision:.4f}, BCubed P {after.bcubed_precision:.4f} "
+          f"F {after.bcubed_f:.4f}")
 
 
 def _with_ef(index, k: int):

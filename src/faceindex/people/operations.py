@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceindex.errors import ConflictError, EmptyStoreError, InvalidInputError, NotFoundError, PolicyError
+from faceindex.matching import load_calibration
 from faceindex.people import grouping
 from faceindex.people.schema import MAX_NAME
 from faceindex.people.store import PeopleStore, Person, PersonFace
@@ -41,15 +42,29 @@ class ClusterReport:
 
 
 class PeopleOps:
-    """People of one store. `params` default to thresholds from the model's calibration (see GroupingParams)."""
+    """People of one store. `params` default to thresholds from the model's calibration (see GroupingParams).
+
+    `audit(action, params, counts)` is called inside each change's transaction; `actor` names who decides
+    (kept in person_decisions).
+    """
 
     def __init__(self, catalog: Catalog, *, params: grouping.GroupingParams | None = None,
                  audit: AuditFn | None = None, actor: str = "cli"):
         self.catalog = catalog
         self.store = PeopleStore(catalog)
-        self.params = params or grouping.GroupingParams()
+        self._params = params
         self.audit = audit
         self.actor = actor
+
+    @property
+    def params(self) -> grouping.GroupingParams:
+        """The given params, else thresholds from the calibration of the store's model (read on first use)."""
+        if self._params is None:
+            model_id = self.catalog.get_meta("model_id") if self.catalog.exists else None
+            calibration = load_calibration(model_id) if model_id else None
+            self._params = (grouping.GroupingParams.from_calibration(calibration) if calibration is not None
+                            else grouping.GroupingParams())
+        return self._params
 
     def _record(self, action: str, params: dict, counts: dict) -> None:
         if self.audit is not None:
