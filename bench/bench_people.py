@@ -131,37 +131,42 @@ def quality(sets: list[str]) -> None:
     print(f"machine: {machine_line()}")
     print(f"faceindex params: edge {params.edge_threshold:.4f}, link {params.link_threshold:.4f}, k {params.k}")
     for name in sets:
-        d = load(name)
-        x, truth = d["x"], d["identity"]
-        ids, counts = np.unique(truth, return_counts=True)
-        print(f"\n## {name}: {len(x)} faceprints of {len(ids)} identities "
-              f"({int((counts >= 2).sum())} with >= 2 photos; of {int(d['n_photos'])} photos)")
-        norm = raw_norm([str(p) for p in d["path"]])
-        fr_cos = 1 - (FR_DISTANCE / norm) ** 2 / 2
-        print(f"dlib raw descriptor norm (mean of 40): {norm:.3f}: distance 0.6 -> {FR_DISTANCE / norm:.3f} on unit "
-              f"faceprints = cosine {fr_cos:.3f}")
-        results = []
-        start = time.perf_counter()
-        labels = group(x, params)
-        results.append(row("faceindex", f"edge {params.edge_threshold:.3f} link {params.link_threshold:.3f}",
-                            labels, truth, time.perf_counter() - start))
-        start = time.perf_counter()
-        results.append(row("dlib chinese whispers", f"d {FR_DISTANCE / norm:.3f}", chinese_whispers(x, FR_DISTANCE / norm),
-                           truth, time.perf_counter() - start))
-        start = time.perf_counter()
-        results.append(row("Immich-style DBSCAN", f"cos {fr_cos:.3f}, min 3", immich(x, fr_cos), truth,
-                           time.perf_counter() - start))
-        dist_grid = np.sqrt(2 - 2 * np.arange(0.86, 0.9501, 0.005))  # unit vectors: d = sqrt(2 - 2 cos)
-        results += tuned("dlib chinese whispers", lambda t: chinese_whispers(x, t), dist_grid, truth)
-        results += tuned("Immich-style DBSCAN", lambda t: immich(x, t), np.arange(0.86, 0.9651, 0.005), truth)
-        results += tuned("faceindex", lambda t: group(x, GroupingParams(t - 0.01, t)), np.arange(0.91, 0.9551, 0.005),
-                         truth)
-        print("| method | threshold | pairwise P | pairwise R | pairwise F | BCubed P | BCubed R | BCubed F | s |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in results:
-            print(f"| {r['method']} | {r['threshold']} | {r['pairwise_precision']:.4f} | {r['pairwise_recall']:.4f} | "
-                  f"{r['pairwise_f']:.4f} | {r['bcubed_precision']:.4f} | {r['bcubed_recall']:.4f} | "
-                  f"{r['bcubed_f']:.4f} | {r['seconds']:.1f} |")
+        quality_one(name, params)
+
+
+def quality_one(name: str, params: GroupingParams) -> None:
+    d = load(name)
+    x, truth = d["x"], d["identity"]
+    ids, counts = np.unique(truth, return_counts=True)
+    print(f"\n## {name}: {len(x)} faceprints of {len(ids)} identities "
+          f"({int((counts >= 2).sum())} with >= 2 photos; of {int(d['n_photos'])} photos)")
+    norm = raw_norm([str(p) for p in d["path"]])
+    fr_cos = 1 - (FR_DISTANCE / norm) ** 2 / 2
+    print(f"dlib raw descriptor norm (mean of 40): {norm:.3f}: distance 0.6 -> {FR_DISTANCE / norm:.3f} on unit "
+          f"faceprints = cosine {fr_cos:.3f}")
+    results = []
+    start = time.perf_counter()
+    labels = group(x, params)
+    results.append(row("faceindex", f"edge {params.edge_threshold:.3f} link {params.link_threshold:.3f}",
+                        labels, truth, time.perf_counter() - start))
+    start = time.perf_counter()
+    cw = chinese_whispers(x, FR_DISTANCE / norm)
+    results.append(row("dlib chinese whispers", f"d {FR_DISTANCE / norm:.3f}", cw, truth,
+                       time.perf_counter() - start))
+    start = time.perf_counter()
+    results.append(row("Immich-style DBSCAN", f"cos {fr_cos:.3f}, min 3", immich(x, fr_cos), truth,
+                       time.perf_counter() - start))
+    dist_grid = np.sqrt(2 - 2 * np.arange(0.86, 0.9501, 0.005))  # unit vectors: d = sqrt(2 - 2 cos)
+    results += tuned("dlib chinese whispers", lambda t: chinese_whispers(x, t), dist_grid, truth)
+    results += tuned("Immich-style DBSCAN", lambda t: immich(x, t), np.arange(0.86, 0.9651, 0.005), truth)
+    results += tuned("faceindex", lambda t: group(x, GroupingParams(t - 0.01, t)), np.arange(0.91, 0.9551, 0.005),
+                     truth)
+    print("| method | threshold | pairwise P | pairwise R | pairwise F | BCubed P | BCubed R | BCubed F | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['method']} | {r['threshold']} | {r['pairwise_precision']:.4f} | {r['pairwise_recall']:.4f} | "
+              f"{r['pairwise_f']:.4f} | {r['bcubed_precision']:.4f} | {r['bcubed_recall']:.4f} | "
+              f"{r['bcubed_f']:.4f} | {r['seconds']:.1f} |")
 
 
 def scale(n_faces: int, n_new: int, threads: int) -> None:
