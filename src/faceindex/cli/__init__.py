@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from faceindex.cli import audit, evaluation, index, privacy, search, service
+from faceindex.cli import audit, evaluation, index, people, privacy, search, service
 from faceindex.cli.common import EXIT_CODES_HELP
 
 app = typer.Typer(help="Self-hosted face search over photo collections you lawfully hold.", no_args_is_help=True,
@@ -21,5 +21,6 @@ privacy.register(app)
 audit.register(app)
 service.register(app)
 evaluation.register(app)
+people.register(app)
 
 __all__ = ["app"]

@@ -290,6 +290,16 @@ class Engine(Searching):
                               paths_sha256=paths_digest, report=counts))
         return report
 
+    # -- people -----------------------------------------------------------------------------
+    @property
+    def people(self):
+        """Faces grouped into persons (people.operations.PeopleOps), its decisions audited as this engine's actor."""
+        from faceindex.people.operations import PeopleOps
+        from faceindex.privacy.people_events import record_people_event
+
+        return PeopleOps(self.catalog, actor=self.actor,
+                         audit=lambda action, params, counts: record_people_event(self._record, action, params, counts))
+
     # -- maintenance ------------------------------------------------------------------------
     def stats(self) -> dict:
         """Counts of the store (a read: StoreNotFoundError when it does not exist), with `pending_erasures`."""
