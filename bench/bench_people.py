@@ -117,6 +117,8 @@ def tuned(name: str, fn, grid, truth) -> list[dict]:
         start = time.perf_counter()
         labels = fn(t)
         rows.append(row(name, f"{t:.4f}", labels, truth, time.perf_counter() - start))
+        print(f"  {name} at {t:.4f}: pairwise P {rows[-1]['pairwise_precision']:.4f}, "
+              f"BCubed F {rows[-1]['bcubed_f']:.4f}", flush=True)
     best = max(rows, key=lambda r: r["bcubed_f"])
     precise = [r for r in rows if r["pairwise_precision"] >= 0.99]
     out = [dict(best, method=f"{name} (tuned: best F)")]
@@ -143,7 +145,7 @@ def quality_one(name: str, params: GroupingParams) -> None:
     norm = raw_norm([str(p) for p in d["path"]])
     fr_cos = 1 - (FR_DISTANCE / norm) ** 2 / 2
     print(f"dlib raw descriptor norm (mean of 40): {norm:.3f}: distance 0.6 -> {FR_DISTANCE / norm:.3f} on unit "
-          f"faceprints = cosine {fr_cos:.3f}")
+          f"faceprints = cosine {fr_cos:.3f}", flush=True)
     results = []
     start = time.perf_counter()
     labels = group(x, params)
@@ -156,11 +158,11 @@ def quality_one(name: str, params: GroupingParams) -> None:
     start = time.perf_counter()
     results.append(row("Immich-style DBSCAN", f"cos {fr_cos:.3f}, min 3", immich(x, fr_cos), truth,
                        time.perf_counter() - start))
-    dist_grid = np.sqrt(2 - 2 * np.arange(0.86, 0.9501, 0.005))  # unit vectors: d = sqrt(2 - 2 cos)
+    dist_grid = np.sqrt(2 - 2 * np.arange(0.93, 0.9801, 0.005))  # unit vectors: d = sqrt(2 - 2 cos)
     results += tuned("dlib chinese whispers", lambda t: chinese_whispers(x, t), dist_grid, truth)
-    results += tuned("Immich-style DBSCAN", lambda t: immich(x, t), np.arange(0.86, 0.9651, 0.005), truth)
-    results += tuned("faceindex", lambda t: group(x, GroupingParams(t - 0.01, t)), np.arange(0.91, 0.9551, 0.005),
-                     truth)
+    results += tuned("Immich-style DBSCAN", lambda t: immich(x, t), np.arange(0.90, 0.9651, 0.005), truth)
+    results += tuned("faceindex", lambda t: group(x, GroupingParams(0.918, t, single_threshold=t + 0.004)),
+                     np.arange(0.925, 0.9551, 0.005), truth)
     print("| method | threshold | pairwise P | pairwise R | pairwise F | BCubed P | BCubed R | BCubed F | s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
