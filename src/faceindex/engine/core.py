@@ -27,6 +27,7 @@ from faceindex.events import Event
 from faceindex.ingest.events import IngestBatchCommitted
 from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import ThresholdPolicy, load_calibration
+from faceindex.people.schema import PEOPLE_MIGRATIONS
 from faceindex.pipeline.analyse import FacePipeline
 from faceindex.pipeline.parallel import POOL_FAILED_HINT
 from faceindex.privacy.actions import (
@@ -85,7 +86,7 @@ class Engine(Searching):
                                vectors_url=self.settings.vectors_url,
                                vectors_collection=self.settings.vectors_collection)
         self.catalog = self.store.catalog
-        self.catalog.use_migrations(PRIVACY_MIGRATIONS)  # core + privacy: what the engine's writes need
+        self.catalog.use_migrations(PRIVACY_MIGRATIONS, PEOPLE_MIGRATIONS)  # core + privacy + people
         self.catalog.on_first_write = self.start_writes
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline
@@ -295,10 +296,8 @@ class Engine(Searching):
     def people(self):
         """Faces grouped into persons (people.operations.PeopleOps), its decisions audited as this engine's actor."""
         from faceindex.people.operations import PeopleOps
-        from faceindex.privacy.people_events import record_people_event
 
-        return PeopleOps(self.catalog, actor=self.actor,
-                         audit=lambda action, params, counts: record_people_event(self._record, action, params, counts))
+        return PeopleOps(self.catalog, actor=self.actor, audit=self._record)
 
     # -- maintenance ------------------------------------------------------------------------
     def stats(self) -> dict:

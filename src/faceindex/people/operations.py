@@ -15,14 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceindex.errors import ConflictError, EmptyStoreError, InvalidInputError, NotFoundError, PolicyError
+from faceindex.events import EVENT_TYPES, Event
 from faceindex.matching import load_calibration
+from faceindex.people import events as _events  # noqa: F401  (registers the people actions' event types)
 from faceindex.people import grouping
 from faceindex.people.schema import MAX_NAME
 from faceindex.people.store import PeopleStore, Person, PersonFace
 from faceindex.store.catalog import Catalog
 
-AuditFn = Callable[[str, dict, dict], None]
-"""(action, params, counts): called inside the transaction of the change; ids, counts and short text only."""
+AuditFn = Callable[[Event], None]
+"""Records one typed event (people.events) inside the transaction of the change (the Engine: its `_record`)."""
 
 REVIEW_BELOW = 0.93
 """Auto assignments whose mean cosine to the rest of their person is below this go to the review queue:
@@ -44,8 +46,8 @@ class ClusterReport:
 class PeopleOps:
     """People of one store. `params` default to thresholds from the model's calibration (see GroupingParams).
 
-    `audit(action, params, counts)` is called inside each change's transaction; `actor` names who decides
-    (kept in person_decisions).
+    `audit(event)` gets a typed people.events event inside each change's transaction; `actor` names who
+    decides (kept in person_decisions).
     """
 
     def __init__(self, catalog: Catalog, *, params: grouping.GroupingParams | None = None,
@@ -68,7 +70,7 @@ class PeopleOps:
 
     def _record(self, action: str, params: dict, counts: dict) -> None:
         if self.audit is not None:
-            self.audit(action, params, counts)
+            self.audit(EVENT_TYPES[action].from_parts(None, params, counts))
 
     # -- grouping ----------------------------------------------------------------------------------------
     def cluster(self, collection: str | None = None) -> ClusterReport:

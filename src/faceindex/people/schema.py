@@ -1,13 +1,13 @@
 """Catalog migrations owned by the people layer (people, their faces, operator decisions, the grouping purpose).
 
-`MIGRATIONS` is a named set in the store's format (list of (name, sql)); names never change once released.
-Until the composing layer applies every layer's set (store/migrations.all_migrations), `apply(catalog)`
-applies this one on first use, under the store's write lock; applying twice is a no-op.
+`PEOPLE_MIGRATIONS` is this layer's named set (store/migrations.MigrationSet); step names never change once
+released. The Engine registers it with the other layers' sets; `apply(catalog)` registers it too, so
+PeopleOps also works on a catalog opened without the Engine (tests, scripts).
 """
 
 from __future__ import annotations
 
-from faceindex.store.migrations import apply_migrations, pending_migrations
+from faceindex.store.migrations import MigrationSet
 
 MAX_NAME = 200
 """Longest person name (characters): a full name with titles fits; a pasted document does not."""
@@ -55,9 +55,11 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def apply(catalog) -> list[str]:
-    """Apply the people migrations to a catalog that lacks them; returns the names applied (reads only when none)."""
-    if not pending_migrations(catalog.conn, MIGRATIONS):
-        return []
-    with catalog.write_lock() as conn:
-        return apply_migrations(conn, MIGRATIONS)
+PEOPLE_MIGRATIONS = MigrationSet("people", MIGRATIONS)
+
+
+def apply(catalog) -> bool:
+    """Register the people set on `catalog` and apply what a writable store lacks; False when the tables are
+    missing and cannot be made (a read-only store, or none yet): its reads then treat people as empty."""
+    catalog.use_migrations(PEOPLE_MIGRATIONS)
+    return catalog.upgrade()

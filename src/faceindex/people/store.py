@@ -60,11 +60,16 @@ class PeopleStore:
         self.catalog = catalog
         self._ready = False
 
-    def ready(self) -> None:
-        """Apply the people migrations when missing (call outside any transaction: migrations run their own)."""
+    def ready(self) -> bool:
+        """Apply the people migrations when missing (call outside any transaction: migrations run their own);
+        False when the store lacks them and cannot get them (read-only): reads then find no people."""
         if not self._ready:
-            schema.apply(self.catalog)
-            self._ready = True
+            self._ready = schema.apply(self.catalog)
+        return self._ready
+
+    @property
+    def available(self) -> bool:
+        return self.ready()
 
     @property
     def conn(self):
@@ -119,10 +124,14 @@ class PeopleStore:
                                      (name, now, now)).lastrowid)
 
     def exists(self, person_id: int) -> bool:
+        if not self.available:
+            return False
         return self.conn.execute("SELECT 1 FROM people WHERE id = ?", (person_id,)).fetchone() is not None
 
     def merged_into(self, person_id: int) -> int | None:
         """The person a removed person was merged into (the latest such decision), if any."""
+        if not self.available:
+            return None
         row = self.conn.execute("SELECT person_id FROM person_decisions WHERE action = 'merge' AND other_id = ?"
                                 " ORDER BY id DESC LIMIT 1", (person_id,)).fetchone()
         return None if row is None else int(row[0])
@@ -192,6 +201,8 @@ class PeopleStore:
     # -- reading people ------------------------------------------------------------------------------
     def people(self, *, min_size: int = 1, named: bool | None = None) -> list[Person]:
         """People with at least `min_size` faces, biggest first (then by id); `named` filters on having a name."""
+        if not self.available:
+            return []
         cond = "" if named is None else (" AND p.name IS NOT NULL" if named else " AND p.name IS NULL")
         rows = self.conn.execute(
             "SELECT p.id, p.name, count(pf.face_id), sum(pf.state = 'confirmed') FROM people p JOIN person_faces pf"
@@ -209,6 +220,8 @@ class PeopleStore:
 
     def review(self, limit: int, below: float) -> list[tuple[int, PersonFace]]:
         """Auto assignments with confidence below `below`, least confident first: (person id, face)."""
+        if not self.available:
+            return []
         rows = self.conn.execute(
             "SELECT pf.person_id, pf.face_id, pf.state, pf.confidence, f.image_id, i.uri, f.box_left, f.box_top,"
             " f.box_right, f.box_bottom, c.name FROM person_faces pf JOIN faces f ON f.id = pf.face_id JOIN images i"

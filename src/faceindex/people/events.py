@@ -1,16 +1,13 @@
-"""Typed audit events of the people operations (people.operations reports them through the Engine's `audit`).
-
-The people layer sits below privacy and does not import it: it hands (action, params, counts) to a callback,
-and the Engine records them as these types, which limit them to ids, counts and short text (a name an
-operator gives a person is never in the log: only the person's id).
-"""
+"""Typed audit events of the people operations: ids, counts and short text only (a name an operator gives a
+person is never in the log, only the person's id). people.operations hands them to the `audit` callback the
+Engine wires to the audit log (privacy sits above this layer, so it is not imported here)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from faceindex.privacy.events import Event, param, tally
+from faceindex.events import Event, param, tally
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,10 +62,3 @@ class GroupingChanged(Event):
     collection: str = param("text")
     allowed: str = param("text")
     faces: int = tally()
-
-
-def record_people_event(record, action: str, params: dict, counts: dict) -> None:
-    """Build the typed event for a people action and hand it to `record` (e.g. Engine._record)."""
-    from faceindex.privacy.events import EVENT_TYPES
-
-    record(EVENT_TYPES[action].from_parts(None, params, counts))
