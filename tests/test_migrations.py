@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from faceindex.engine import Engine
+from faceindex.people.schema import PEOPLE_MIGRATIONS
 from faceindex.privacy.schema import PRIVACY_MIGRATIONS
 from faceindex.service.schema import SERVICE_MIGRATIONS, ensure_service_schema
 from faceindex.store import connections
@@ -21,6 +22,7 @@ RELEASED = {
     "core": ["0001_initial", "0006_images_faces_withheld"],
     "privacy": ["0002_subjects_consent", "0003_optout_templates", "0004_erasure_journal", "0005_upload_erasures"],
     "service": ["0100_api_keys", "0101_web_sessions", "0102_ingest_jobs"],
+    "people": ["people_0001_tables"],
 }
 
 # The schemas faceindex has shipped, in the order the steps were added (git history): a store written by
@@ -35,7 +37,9 @@ SHIPPED = [
     ["0001_initial", "0002_subjects_consent", "0003_optout_templates", "0004_erasure_journal", "0100_api_keys",
      "0101_web_sessions", "0005_upload_erasures", "0006_images_faces_withheld"],
 ]
-ALL_SETS = (CORE, PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS)
+ALL_SETS = (CORE, PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS, PEOPLE_MIGRATIONS)
+ENGINE_SETS = RELEASED["core"] + RELEASED["privacy"] + RELEASED["people"]
+"""What the engine's write start-up applies (the service adds its own set)."""
 ALL_STEPS = dict(flatten(ALL_SETS))
 SRC = Path(__file__).resolve().parents[1] / "src" / "faceindex"
 
@@ -86,12 +90,13 @@ def test_the_store_imports_nothing_above_it():
 
 def test_a_fresh_store_applies_every_set(tmp_path):
     (tmp_path / "a").mkdir()
-    Catalog(tmp_path / "a" / "catalog.sqlite", migrations=[PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS]).close()
+    Catalog(tmp_path / "a" / "catalog.sqlite", migrations=[PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS,
+                                                           PEOPLE_MIGRATIONS]).close()
     assert applied(tmp_path / "a" / "catalog.sqlite") == [n for names in RELEASED.values() for n in names]
-    with Engine.open(tmp_path / "b", mode="write") as engine:  # the engine's write start-up: core + privacy
-        assert applied(engine.catalog.path) == RELEASED["core"] + RELEASED["privacy"]
+    with Engine.open(tmp_path / "b", mode="write") as engine:  # the engine's write start-up: core, privacy, people
+        assert applied(engine.catalog.path) == ENGINE_SETS
         assert ensure_service_schema(engine) is True  # the service adds its own
-        assert applied(engine.catalog.path) == [n for names in RELEASED.values() for n in names]
+        assert set(applied(engine.catalog.path)) == {n for names in RELEASED.values() for n in names}
         assert engine.catalog.count("SELECT count(*) FROM api_keys") == 0
 
 
@@ -109,7 +114,7 @@ def test_the_service_set_registered_before_the_store_exists_is_applied_by_its_fi
 def test_a_store_at_a_released_schema_upgrades(tmp_path, names):
     store = old_store(tmp_path / "store", names)
     with Engine.open(store, mode="write") as engine:
-        assert set(applied(engine.catalog.path)) == set(names) | set(RELEASED["core"] + RELEASED["privacy"])
+        assert set(applied(engine.catalog.path)) == set(names) | set(ENGINE_SETS)
         assert ensure_service_schema(engine)
         assert set(applied(engine.catalog.path)) == set(ALL_STEPS)
         assert [c.name for c in engine.catalog.list_collections()] == ["old"]  # its data kept
