@@ -124,9 +124,7 @@ class PeopleOps:
         """Faces already in a person whose group grew: their confidence is recomputed (the review queue uses it)."""
         held = np.flatnonzero(scope.person >= 0)
         if len(held) and len(free):
-            self.catalog.conn.executemany(
-                "UPDATE person_faces SET confidence = ? WHERE face_id = ? AND state = 'auto'",
-                [(_num(conf[k]), int(scope.face_ids[k])) for k in held])
+            self.store.set_confidence([(int(scope.face_ids[k]), _num(conf[k])) for k in held])
 
     # -- reading -----------------------------------------------------------------------------------------
     def list(self, *, faces: bool = False, include_single: bool = False, named: bool | None = None) -> list[Person]:

@@ -165,6 +165,11 @@ class PeopleStore:
         self.conn.executemany("INSERT OR REPLACE INTO person_faces (face_id, person_id, state, confidence, at)"
                               " VALUES (?, ?, ?, ?, ?)", [(*r, now) for r in rows])
 
+    def set_confidence(self, rows: list[tuple[int, float | None]]) -> None:
+        """(face id, confidence) of auto assignments (confirmed faces need none: an operator checked them)."""
+        self.conn.executemany("UPDATE person_faces SET confidence = ? WHERE face_id = ? AND state = 'auto'",
+                              [(c, f) for f, c in rows])
+
     def faces_of(self, person_id: int, states: tuple[str, ...] = ("auto", "confirmed")) -> dict[int, str]:
         return {int(f): s for f, s in self.conn.execute(
             f"SELECT face_id, state FROM person_faces WHERE person_id = ? AND state IN ({marks(list(states))})",
