@@ -185,3 +185,27 @@ def test_add_refuses_an_unknown_detail(tmp_path, faces_dir):
                                       "--store", str(tmp_path / "store")])
     assert result.exit_code == 2 and "fast or thorough" in result.output
     assert not (tmp_path / "store").exists()  # nothing was created
+
+
+def test_tiled_levels_score_the_windows_of_the_whole_level(faces_dir):
+    # Tiles of 768 px (the default is 1024) cut this 2520x1673 level into 12 pieces; every window of
+    # the whole level is found once, with its score (up to the resize of each tile: measured < 0.03).
+    rgb = rgb_of(faces_dir / "groups" / "ultralight__1.jpg")  # 720x478, ~50 faces ~24 px wide
+    whole = MmodDetector(upscale=3.5, threshold=-0.5, tile=100_000).windows(rgb)
+    tiled = MmodDetector(upscale=3.5, threshold=-0.5, tile=768).windows(rgb)
+    assert len(whole) >= 40
+    by_box = {w.box: w.score for w in tiled}
+    assert len(tiled) == len(by_box) == len(whole)  # no window twice (a cell belongs to one tile)
+    for w in whole:
+        assert abs(by_box[w.box] - w.score) < 0.05
+
+
+def test_tiles_cover_the_level_once_and_regions_pick_tiles():
+    from faceindex.pipeline.mmod_runtime import OUTER_PAD, _tiles
+
+    size = (3000, 1700)
+    cores = _tiles(size, 1024, None)
+    area = sum((c[2] - c[0]) * (c[3] - c[1]) for c in cores)
+    assert area == (size[0] + 2 * OUTER_PAD) * (size[1] + 2 * OUTER_PAD)
+    assert all(c[0] % 8 == 0 and c[1] % 8 == 0 and c[2] - c[0] <= 1024 and c[3] - c[1] <= 1024 for c in cores)
+    assert len(_tiles(size, 1024, [(0.45, 0.45, 0.55, 0.55)])) == 1

@@ -34,6 +34,12 @@ OUTER_PAD = 11
 """Black border (px) around each level, as dlib's tiled pyramid has: faces cut by the photo's edge
 are still found, since the stride-2 convs are unpadded."""
 
+TILE = 1024
+"""Side (px) of the square of a pyramid level scored at once (before the margin): bounds memory."""
+TILE_MARGIN = 96
+"""Context (px) added on each side of a tile: the net's reach (its receptive field is 189 px wide,
+so a cell's score depends on pixels up to 94 px away), hence tiled scores equal whole-level ones."""
+
 
 @dataclass(frozen=True)
 class MmodNet:
@@ -173,7 +179,8 @@ class MmodDetector:
     name = "dlib-mmod"
 
     def __init__(self, *, upscale: float = 1.0, threshold: float = 0.0, threads: int | None = 1,
-                 dat_path: str | Path | None = None, min_side: int | None = None, step: float = PYRAMID_STEP):
+                 dat_path: str | Path | None = None, min_side: int | None = None, step: float = PYRAMID_STEP,
+                 tile: int = TILE, margin: int = TILE_MARGIN):
         import onnxruntime as ort
 
         if dat_path is None:
@@ -189,6 +196,8 @@ class MmodDetector:
         self.threshold = threshold
         self.step = step
         self.min_side = min_side or max(self.net.window)
+        self.tile = tile
+        self.margin = margin
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.inter_op_num_threads = 1
@@ -208,27 +217,63 @@ class MmodDetector:
             scale *= self.step
         return out
 
-    def windows(self, rgb: np.ndarray) -> list[Window]:
-        """Every window scoring above `threshold` at every level, before overlap suppression."""
+    def windows(self, rgb: np.ndarray, *, levels: int | None = None,
+                regions: list[tuple[float, float, float, float]] | None = None) -> list[Window]:
+        """Every window scoring above `threshold` at every level, before overlap suppression.
+
+        Each level is run in tiles of at most `tile` px (plus `margin` px of context on each side),
+        each tile resized straight from the photo, so the enlarged level never exists whole: the
+        memory is that of one tile whatever the photo's size and enlargement. A cell belongs to the
+        one tile whose core holds it, and the margin covers the net's reach, so the cells scored are
+        those of the whole level (tests/test_crowd.py compares them). `levels` runs only the first
+        (largest) levels; `regions` ((left, top, right, bottom) as fractions of the photo) runs only
+        the tiles of each level that overlap one of them: both are for a cheap probe.
+        """
         from PIL import Image
 
         height, width = rgb.shape[:2]
         image = Image.fromarray(rgb)
         win_w, win_h = self.net.window
         found: list[Window] = []
-        for scale in self.scales(width, height):
+        for scale in self.scales(width, height)[:levels]:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            level = np.asarray(image if size == (width, height) else image.resize(size, Image.Resampling.BILINEAR))
-            level = np.pad(level, ((OUTER_PAD, OUTER_PAD), (OUTER_PAD, OUTER_PAD), (0, 0)))
-            scores = self._session.run(["scores"], {"image": level[None]})[0][0, 0]
             sx, sy = width / size[0], height / size[1]
-            for row, col in zip(*np.nonzero(_local_maxima(scores, self.threshold)), strict=True):
-                cx = self._offset + self._stride * int(col) - OUTER_PAD
-                cy = self._offset + self._stride * int(row) - OUTER_PAD
-                left, top = cx - win_w // 2, cy - win_h // 2
-                box = (round(left * sx), round(top * sy), round((left + win_w) * sx), round((top + win_h) * sy))
-                found.append(Window(box, float(scores[row, col])))
+            for core in _tiles(size, self.tile, regions):
+                crop, scores = self._score_tile(image, size, core)
+                keep = _local_maxima(scores, self.threshold)
+                for row, col in zip(*np.nonzero(keep), strict=True):
+                    # Cell centre in the padded level's pixels; the crop starts on the 8 px output grid.
+                    cx = crop[0] + self._offset + self._stride * int(col)
+                    cy = crop[1] + self._offset + self._stride * int(row)
+                    if not (core[0] <= cx < core[2] and core[1] <= cy < core[3]):
+                        continue  # another tile's cell: scored there with full context
+                    left, top = cx - OUTER_PAD - win_w // 2, cy - OUTER_PAD - win_h // 2
+                    box = (round(left * sx), round(top * sy), round((left + win_w) * sx), round((top + win_h) * sy))
+                    found.append(Window(box, float(scores[row, col])))
         return found
+
+    def _score_tile(self, image, size: tuple[int, int], core: tuple[int, int, int, int]):
+        """The crop (padded-level px) around `core` with `margin` of context, and its score map.
+
+        The padded level is the level with OUTER_PAD black px around it; only the crop's pixels are
+        made, by resizing the matching part of the photo (PIL's resize `box`)."""
+        from PIL import Image
+
+        pw, ph = size[0] + 2 * OUTER_PAD, size[1] + 2 * OUTER_PAD
+        x0, y0 = max(0, core[0] - self.margin), max(0, core[1] - self.margin)
+        x0, y0 = x0 - x0 % self._stride, y0 - y0 % self._stride  # keep the output grid aligned
+        x1, y1 = min(pw, core[2] + self.margin), min(ph, core[3] + self.margin)
+        crop = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        # The part of the crop inside the level (level px), made from the photo's matching box.
+        lx0, ly0 = max(0, x0 - OUTER_PAD), max(0, y0 - OUTER_PAD)
+        lx1, ly1 = min(size[0], x1 - OUTER_PAD), min(size[1], y1 - OUTER_PAD)
+        if lx1 > lx0 and ly1 > ly0:
+            fx, fy = image.width / size[0], image.height / size[1]
+            part = image.resize((lx1 - lx0, ly1 - ly0), Image.Resampling.BILINEAR,
+                                box=(lx0 * fx, ly0 * fy, lx1 * fx, ly1 * fy))
+            crop[ly0 + OUTER_PAD - y0:ly1 + OUTER_PAD - y0, lx0 + OUTER_PAD - x0:lx1 + OUTER_PAD - x0] = np.asarray(part)
+        scores = self._session.run(["scores"], {"image": crop[None]})[0][0, 0]
+        return (x0, y0), scores
 
     def detect_boxes(self, rgb: np.ndarray) -> list[Window]:
         """Windows kept after suppressing those overlapping a better one (IoU > the file's, ~0.34)."""
@@ -237,3 +282,24 @@ class MmodDetector:
             if all(iou(w.box, k.box) <= self.net.nms_iou for k in kept):
                 kept.append(w)
         return kept
+
+
+def _tiles(size: tuple[int, int], tile: int,
+           regions: list[tuple[float, float, float, float]] | None) -> list[tuple[int, int, int, int]]:
+    """Tile cores (left, top, right, bottom) covering the padded level of `size` (level px), each at
+    most `tile` px a side (a multiple of 8, so every crop starts on the output grid), evenly split;
+    with `regions`, only the cores overlapping one of them (fractions of the level)."""
+    pw, ph = size[0] + 2 * OUTER_PAD, size[1] + 2 * OUTER_PAD
+
+    def cuts(n: int) -> list[int]:
+        parts = max(1, math.ceil(n / tile))
+        step = math.ceil(n / parts / 8) * 8
+        return [min(n, i * step) for i in range(parts)] + [n]
+
+    xs, ys = cuts(pw), cuts(ph)
+    cores = [(xs[i], ys[j], xs[i + 1], ys[j + 1]) for j in range(len(ys) - 1) for i in range(len(xs) - 1)
+             if xs[i + 1] > xs[i] and ys[j + 1] > ys[j]]
+    if regions is None:
+        return cores
+    return [c for c in cores if any(c[0] < r[2] * pw and r[0] * pw < c[2] and c[1] < r[3] * ph and r[1] * ph < c[3]
+                                    for r in regions)]
