@@ -183,7 +183,7 @@ def test_add_refuses_an_unknown_detail(tmp_path, faces_dir):
 
     result = CliRunner().invoke(app, ["add", str(faces_dir / "nonfaces"), "-c", "x", "--detail", "slow",
                                       "--store", str(tmp_path / "store")])
-    assert result.exit_code == 2 and "fast or thorough" in result.output
+    assert result.exit_code == 2 and "auto, fast or thorough" in result.output
     assert not (tmp_path / "store").exists()  # nothing was created
 
 

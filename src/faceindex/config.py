@@ -29,15 +29,17 @@ class Settings(BaseSettings):
         "in 25 of 3 443 photos and the CNN fallback (bounded by fallback_max_side / fallback_gate) finds all 25, "
         "+0.6 % pair accuracy; photos with faces cost nothing more.",
     )
-    detail: Literal["fast", "thorough"] = Field(
-        "fast",
+    detail: Literal["fast", "auto", "thorough"] = Field(
+        "auto",
         description="How hard to look for faces. 'fast': `detector` as set (HOG finds faces down to ~40-80 px "
-        "in the detection image). 'thorough' (replaces `detector`): HOG plus dlib's CNN (MMOD) on onnxruntime "
-        "over the image enlarged so faces of `thorough_min_face` px are found. On the crowd photos of "
-        "shared/faces/groups it finds 0.75 of the faces YuNet finds (fast: 0.09) for ~8 CPU-s per 1-MP photo "
-        "(fast: 0.2-1.7 s), whatever the photo shows (BENCHMARKS.md, bench_crowd); hence fast by default, "
-        "thorough per ingest for crowds. Faces narrower than min_face_px are counted and redacted but refused "
-        "for search.",
+        "in the detection image). 'thorough': HOG plus dlib's CNN (MMOD) on onnxruntime over the image enlarged "
+        "so faces of `thorough_min_face` px are found, on every photo: ~8 CPU-s per 1-MP photo whatever it "
+        "shows. 'auto' (default): fast, then on photos that are not portraits (not 1-2 faces of >= 10 % of the "
+        "shorter side) a probe of the CNN in 9 small tiles (~0.2-0.5 CPU-s), and the thorough CNN pass only "
+        "where the probe finds >= 3 small faces. Measured with bench_crowd on shared/faces (BENCHMARKS.md): "
+        "auto finds the crowd faces thorough finds, costs fast's time on portraits (no probe on 150 LFW or 168 "
+        "of 174 people/ photos) and adds the probe on photos without faces and on groups. Faces narrower than "
+        "min_face_px are counted and redacted but refused for search.",
     )
     thorough_min_face: int = Field(
         12, ge=4, le=80,

@@ -42,7 +42,8 @@ def add(
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     detector: Annotated[str | None, typer.Option(help="hog, cnn, yunet, hog+yunet, hog+cnn.")] = None,
     detail: Annotated[str | None, typer.Option(
-        help="fast (default) or thorough: also finds faces down to ~12 px in crowds, ~10-30x slower.")] = None,
+        help="auto (default: the crowd pass only where a probe sees a crowd), fast, or thorough (looks for "
+        "faces down to ~12 px on every photo, ~10-30x slower).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -50,8 +51,8 @@ def add(
 
     Exits 1 when files were skipped (listed with their reasons); the rest is indexed.
     """
-    if detail not in (None, "fast", "thorough"):
-        raise typer.BadParameter(f"{detail!r}: use fast or thorough", param_hint="--detail")
+    if detail not in (None, "fast", "auto", "thorough"):
+        raise typer.BadParameter(f"{detail!r}: use auto, fast or thorough", param_hint="--detail")
     with open_engine(store, write=True, workers=workers, detector=detector, detail=detail) as engine, Progress(
         TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console, disable=as_json,

@@ -47,16 +47,21 @@ class FacePipeline:
                  embedder: DlibEmbedder | None = None):
         self.settings = settings or Settings()
         s = self.settings
-        if detector is None and s.detail == "thorough":
-            from faceindex.pipeline.crowd_detect import ThoroughDetector
+        if detector is None and s.detail != "fast":
+            from faceindex.pipeline.crowd_detect import AutoDetector, ThoroughDetector
 
-            detector = ThoroughDetector(HogDetector(s.upsample), min_face=s.thorough_min_face,
+            thorough = ThoroughDetector(HogDetector(s.upsample), min_face=s.thorough_min_face,
                                         max_megapixels=s.thorough_max_megapixels, threshold=s.thorough_threshold)
-        self.detector = detector or build_detector(
+            detector = AutoDetector(self._fast_detector(), thorough) if s.detail == "auto" else thorough
+        self.detector = detector or self._fast_detector()
+        self.embedder = embedder or DlibEmbedder(runtime=s.embed_runtime, flip=s.flip_augment)
+
+    def _fast_detector(self) -> FaceDetector:
+        s = self.settings
+        return build_detector(
             s.detector, upsample=s.upsample, yunet_model=s.yunet_model, yunet_sha256=s.yunet_sha256,
             yunet_score=s.yunet_score, fallback_max_side=s.fallback_max_side, fallback_gate=s.fallback_gate,
         )
-        self.embedder = embedder or DlibEmbedder(runtime=s.embed_runtime, flip=s.flip_augment)
 
     @property
     def model_id(self) -> str:
@@ -87,7 +92,8 @@ class FacePipeline:
 
     @functools.cached_property
     def _turned_detector(self) -> FaceDetector:
-        primary = self.detector.primary if isinstance(self.detector, FallbackDetector) else self.detector
+        base = getattr(self.detector, "fast", self.detector)  # auto turns only its fast part
+        primary = base.primary if isinstance(base, FallbackDetector) else base
         primary = getattr(primary, "hog", primary)  # the thorough detector turns only its HOG part
         return HogDetector(rotation.TURNED_HOG_UPSAMPLE) if isinstance(primary, HogDetector) else primary
 
@@ -118,7 +124,7 @@ class FacePipeline:
         faceprint although the stronger detector sees the face. Runs only on photos whose every
         face was rejected, so its cost (~1 s of dlib CNN) stays rare.
         """
-        detector = self.detector
+        detector = getattr(self.detector, "fast", self.detector)  # auto: its fast part's fallback
         if not isinstance(detector, FallbackDetector):
             return []
         if any(d.detector == detector.secondary.name for d in detections):

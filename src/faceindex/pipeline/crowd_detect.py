@@ -1,4 +1,4 @@
-"""The thorough detector for crowds: dlib's CNN (MMOD, on onnxruntime) over an upscaled pyramid, plus HOG.
+"""Crowd detectors: dlib's MMOD CNN (onnxruntime) over an enlarged pyramid, with HOG (thorough) or after a probe (auto).
 
 HOG at one upsampling misses faces under ~80 px in the detection image; the MMOD pyramid enlarged
 `upscale` times finds faces down to 80/upscale px (measured: 12 px faces in ultralight__8.jpg need
@@ -7,6 +7,7 @@ HOG at one upsampling misses faces under ~80 px in the detection image; the MMOD
 small part of the cost) and its faces are kept as they are; the CNN adds the faces no HOG box
 overlaps. So the thorough path finds every face HOG finds, with the same box (measured: the CNN's
 box of a 30 px face is a few px smaller than HOG's, enough to turn a searchable face "too small").
+The pyramid runs in tiles (mmod_runtime.TILE), so memory stays that of one tile at any enlargement.
 """
 
 from __future__ import annotations
@@ -46,13 +47,89 @@ class ThoroughDetector:
         self.cnn = MmodDetector(threshold=threshold, step=step)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
+        hog = self.hog.detect(rgb)
+        return hog + self.cnn_faces(rgb, hog)
+
+    def enlarge_for(self, rgb: np.ndarray) -> None:
+        """Set the CNN's enlargement for this photo (choose_upscale)."""
         height, width = rgb.shape[:2]
         self.cnn.upscale = choose_upscale(width, height, window=min(self.cnn.net.window),
                                           min_face=self.min_face, max_megapixels=self.max_megapixels)
-        hog = self.hog.detect(rgb)
-        cnn = [Detection(_clip(w.box, width, height), w.score, self.cnn.name) for w in self.cnn.detect_boxes(rgb)]
-        cnn = [d for d in cnn if all(iou(d.box, h.box) < SAME_FACE_IOU for h in hog)]
-        return hog + [d for d in cnn if d.box[2] > d.box[0] and d.box[3] > d.box[1]]
+
+    def cnn_faces(self, rgb: np.ndarray, known: list[Detection]) -> list[Detection]:
+        """The CNN's faces over the whole pyramid that overlap none of `known` (kept as they are)."""
+        self.enlarge_for(rgb)
+        return _new_faces(self.cnn.detect_boxes(rgb), known, rgb, self.cnn.name)
+
+
+PORTRAIT_MAX_FACES = 2
+PORTRAIT_MIN_SHARE = 0.1
+"""Auto skips the probe when the fast path found 1-2 faces each at least this share of the photo's
+shorter side wide: a portrait or snapshot (all 150 sampled LFW DevTrain photos, 168 of the 174
+photos of people/; the other 6 are turned copies with no upright face)."""
+PROBE_GRID = (1 / 6, 1 / 2, 5 / 6)
+"""The probe's sample points (fractions of the photo's width and height, a 3x3 grid): a crowd
+spreads over the photo, so a few samples see some of its faces wherever it is framed."""
+PROBE_TILE = 384
+"""Side (px, in the enlarged level) of the square scored around each sample point, without context."""
+PROBE_LEVELS = 3
+"""Pyramid levels the probe runs (the largest: faces ~12 to ~21 px, where HOG sees nothing)."""
+PROBE_MIN_FACES = 3
+"""New CNN faces the probe must find for the whole pyramid to run. Measured on shared/faces (bench_crowd
+--detail auto, BENCHMARKS.md): 11-21 on the 7 crowds whose faces the fast path misses, 0 on every
+other groups/ photo and on nonfaces/."""
+
+
+class AutoDetector:
+    """The fast path, then the thorough CNN only on photos a cheap probe shows to be crowds.
+
+    1. The fast detector (`fast`, e.g. HOG with its CNN fallback) runs as usual.
+    2. 1-2 faces each >= PORTRAIT_MIN_SHARE of the shorter side: a portrait, done (no extra cost).
+    3. Otherwise (no face, a group, or a small face) a probe runs the CNN at the thorough enlargement
+       on PROBE_LEVELS levels, only in 9 tiles of PROBE_TILE px around a 3x3 grid of points
+       (~0.2-0.5 CPU-s, 5-10 % of the full pass).
+    4. If the probe finds >= PROBE_MIN_FACES faces that no fast face overlaps, the full pyramid runs
+       (as with detail='thorough') and its new faces are added to the fast ones.
+    A crowd framed away from all 9 sample points, or with only 1-2 probe hits, is missed: thorough
+    remains the choice that looks everywhere.
+    """
+
+    def __init__(self, fast, thorough: ThoroughDetector):
+        self.fast = fast
+        self.thorough = thorough
+        self.name = f"auto({fast.name})"
+        self.last_probe: int | None = None  # new faces the last probe found (None: skipped), for benches
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        found = self.fast.detect(rgb)
+        self.last_probe = None
+        if self.is_portrait(rgb, found):
+            return found
+        self.last_probe = len(self.probe(rgb, found))
+        if self.last_probe < PROBE_MIN_FACES:
+            return found
+        return found + self.thorough.cnn_faces(rgb, found)
+
+    @staticmethod
+    def is_portrait(rgb: np.ndarray, found: list[Detection]) -> bool:
+        short = min(rgb.shape[:2])
+        return 1 <= len(found) <= PORTRAIT_MAX_FACES and all(
+            d.box[2] - d.box[0] >= PORTRAIT_MIN_SHARE * short for d in found)
+
+    def probe(self, rgb: np.ndarray, known: list[Detection]) -> list[Detection]:
+        """The CNN's faces in the sample tiles that overlap none of `known`."""
+        self.thorough.enlarge_for(rgb)
+        cnn = self.thorough.cnn
+        regions = [(x - 0.01, y - 0.01, x + 0.01, y + 0.01) for y in PROBE_GRID for x in PROBE_GRID]
+        windows = cnn.windows(rgb, levels=PROBE_LEVELS, regions=regions, tile=PROBE_TILE, margin=0)
+        return _new_faces(cnn.suppress(windows), known, rgb, cnn.name)
+
+
+def _new_faces(windows, known: list[Detection], rgb: np.ndarray, name: str) -> list[Detection]:
+    height, width = rgb.shape[:2]
+    out = [Detection(_clip(w.box, width, height), w.score, name) for w in windows]
+    out = [d for d in out if all(iou(d.box, k.box) < SAME_FACE_IOU for k in known)]
+    return [d for d in out if d.box[2] > d.box[0] and d.box[3] > d.box[1]]
 
 
 def _clip(box, width: int, height: int):

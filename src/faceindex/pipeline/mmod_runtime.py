@@ -218,7 +218,8 @@ class MmodDetector:
         return out
 
     def windows(self, rgb: np.ndarray, *, levels: int | None = None,
-                regions: list[tuple[float, float, float, float]] | None = None) -> list[Window]:
+                regions: list[tuple[float, float, float, float]] | None = None,
+                tile: int | None = None, margin: int | None = None) -> list[Window]:
         """Every window scoring above `threshold` at every level, before overlap suppression.
 
         Each level is run in tiles of at most `tile` px (plus `margin` px of context on each side),
@@ -227,7 +228,8 @@ class MmodDetector:
         one tile whose core holds it, and the margin covers the net's reach, so the cells scored are
         those of the whole level (tests/test_crowd.py compares them). `levels` runs only the first
         (largest) levels; `regions` ((left, top, right, bottom) as fractions of the photo) runs only
-        the tiles of each level that overlap one of them: both are for a cheap probe.
+        the tiles of each level that overlap one of them; `tile` and `margin` override the detector's:
+        all four are for a cheap probe (crowd_detect.AutoDetector).
         """
         from PIL import Image
 
@@ -238,8 +240,8 @@ class MmodDetector:
         for scale in self.scales(width, height)[:levels]:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             sx, sy = width / size[0], height / size[1]
-            for core in _tiles(size, self.tile, regions):
-                crop, scores = self._score_tile(image, size, core)
+            for core in _tiles(size, tile or self.tile, regions):
+                crop, scores = self._score_tile(image, size, core, self.margin if margin is None else margin)
                 keep = _local_maxima(scores, self.threshold)
                 for row, col in zip(*np.nonzero(keep), strict=True):
                     # Cell centre in the padded level's pixels; the crop starts on the 8 px output grid.
@@ -252,7 +254,7 @@ class MmodDetector:
                     found.append(Window(box, float(scores[row, col])))
         return found
 
-    def _score_tile(self, image, size: tuple[int, int], core: tuple[int, int, int, int]):
+    def _score_tile(self, image, size: tuple[int, int], core: tuple[int, int, int, int], margin: int):
         """The crop (padded-level px) around `core` with `margin` of context, and its score map.
 
         The padded level is the level with OUTER_PAD black px around it; only the crop's pixels are
@@ -260,9 +262,9 @@ class MmodDetector:
         from PIL import Image
 
         pw, ph = size[0] + 2 * OUTER_PAD, size[1] + 2 * OUTER_PAD
-        x0, y0 = max(0, core[0] - self.margin), max(0, core[1] - self.margin)
+        x0, y0 = max(0, core[0] - margin), max(0, core[1] - margin)
         x0, y0 = x0 - x0 % self._stride, y0 - y0 % self._stride  # keep the output grid aligned
-        x1, y1 = min(pw, core[2] + self.margin), min(ph, core[3] + self.margin)
+        x1, y1 = min(pw, core[2] + margin), min(ph, core[3] + margin)
         crop = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
         # The part of the crop inside the level (level px), made from the photo's matching box.
         lx0, ly0 = max(0, x0 - OUTER_PAD), max(0, y0 - OUTER_PAD)
@@ -271,14 +273,19 @@ class MmodDetector:
             fx, fy = image.width / size[0], image.height / size[1]
             part = image.resize((lx1 - lx0, ly1 - ly0), Image.Resampling.BILINEAR,
                                 box=(lx0 * fx, ly0 * fy, lx1 * fx, ly1 * fy))
-            crop[ly0 + OUTER_PAD - y0:ly1 + OUTER_PAD - y0, lx0 + OUTER_PAD - x0:lx1 + OUTER_PAD - x0] = np.asarray(part)
+            top, left = ly0 + OUTER_PAD - y0, lx0 + OUTER_PAD - x0
+            crop[top:top + part.height, left:left + part.width] = np.asarray(part)
         scores = self._session.run(["scores"], {"image": crop[None]})[0][0, 0]
         return (x0, y0), scores
 
     def detect_boxes(self, rgb: np.ndarray) -> list[Window]:
         """Windows kept after suppressing those overlapping a better one (IoU > the file's, ~0.34)."""
+        return self.suppress(self.windows(rgb))
+
+    def suppress(self, windows: list[Window]) -> list[Window]:
+        """The best of each group of overlapping windows (dlib's loss_mmod suppression)."""
         kept: list[Window] = []
-        for w in sorted(self.windows(rgb), key=lambda w: -w.score):
+        for w in sorted(windows, key=lambda w: -w.score):
             if all(iou(w.box, k.box) <= self.net.nms_iou for k in kept):
                 kept.append(w)
         return kept
