@@ -86,7 +86,10 @@ def main() -> None:
             row[detail] = {"faces": len(faces), "accepted": len(analysis.accepted),
                            "too_small": sum(1 for f in faces if (f.rejected or "").startswith("too small")),
                            "recall": hit / len(reference) if reference else None, "hit": hit,
-                           "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2)}
+                           "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+                           # auto: new faces its probe found (None: a portrait, no probe); ran: the full pass
+                           "probe": getattr(pipeline.detector, "last_probe", None),
+                           "cnn_pass": any(f.detector == "dlib-mmod" for f in faces)}
             unmatched += [(detail, path.name, f.box, f.detector, round(f.score, 2)) for f in faces
                           if all(iou(r, f.box) < MATCH_IOU for r in reference)]
         rows.append(row)
@@ -94,9 +97,13 @@ def main() -> None:
 
     nonfaces = {}
     if not args.skip_nonfaces:
+        photos = [p for p in sorted((FACES / "nonfaces").iterdir())
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
         for detail, pipeline in pipelines.items():
-            nonfaces[detail] = sum(len(pipeline.analyse(p).faces) for p in sorted((FACES / "nonfaces").iterdir())
-                                   if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+            cpu = time.process_time()
+            found = sum(len(pipeline.analyse(p).faces) for p in photos)
+            nonfaces[detail] = {"faces": found, "photos": len(photos),
+                                "cpu_seconds": round(time.process_time() - cpu, 2)}
     report(rows, unmatched, nonfaces, args.detail)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "unmatched": unmatched, "nonfaces": nonfaces}, indent=1))
@@ -120,10 +127,12 @@ def report(rows: list[dict], unmatched: list, nonfaces: dict, details: list[str]
         print(f"{d}: crowd recall {hits}/{total} = {hits / max(1, total):.3f}; seconds per crowd photo "
               f"mean {np.mean(secs):.1f}, max {max(secs):.1f} (CPU mean {np.mean(cpu):.1f}); all groups/ recall "
               f"{sum(r[d]['hit'] for r in rows)}/{sum(r['yunet'] for r in rows)}; seconds for all "
-              f"{len(rows)} groups/ photos {sum(r[d]['seconds'] for r in rows):.1f}")
+              f"{len(rows)} groups/ photos {sum(r[d]['seconds'] for r in rows):.1f} (CPU "
+              f"{sum(r[d]['cpu_seconds'] for r in rows):.1f}); CNN pass on {sum(r[d]['cnn_pass'] for r in rows)}, "
+              f"probe on {sum(r[d]['probe'] is not None for r in rows)} of them")
         print(f"{d}: PASCAL annotated faces: found {sum(min(r[d]['faces'], r['expected']) for r in pascal)} "
               f"of {sum(r['expected'] for r in pascal)}; photos with more faces than annotated: "
-              f"{[r['photo'] for r in pascal if r[d]['faces'] > r['expected']]}; nonfaces/ faces: {nonfaces.get(d)}")
+              f"{[r['photo'] for r in pascal if r[d]['faces'] > r['expected']]}; nonfaces/: {nonfaces.get(d)}")
     print("\nfaceindex faces that no YuNet box overlaps (IoU >= 0.4), for a look by eye:")
     for item in unmatched:
         print("  ", *item)
