@@ -211,3 +211,39 @@ def test_tiles_cover_the_level_once_and_regions_pick_tiles():
     assert all(c[0] % 8 == 0 and c[1] % 8 == 0 and c[2] - c[0] <= 1024 and c[3] - c[1] <= 1024 for c in cores)
     assert _tiles(size, 1024, [(0.1, 0.1, 0.2, 0.2)]) == [cores[0]]
     assert len(_tiles(size, 1024, [(0.45, 0.45, 0.55, 0.55)])) == 2  # the middle row of cuts
+
+
+@pytest.fixture(scope="module")
+def auto() -> FacePipeline:
+    return FacePipeline(Settings(detail="auto"))
+
+
+def test_auto_is_the_default_and_finds_a_crowd_the_fast_path_misses(faces_dir, auto):
+    assert Settings().detail == "auto"
+    faces = auto.analyse(faces_dir / "groups" / "ultralight__8.jpg").faces  # fast: 0 faces, thorough: 66
+    assert auto.detector.last_probe >= 3  # measured 14 (the crowd's faces in the probe's 9 tiles)
+    assert len(faces) >= 60
+    assert all(f.rejected and f.rejected.startswith("too small") for f in faces)
+
+
+def test_auto_leaves_a_portrait_to_the_fast_path_without_a_probe(faces_dir, fast, auto):
+    photo = next(iter(sorted((faces_dir / "lfw-devtrain").rglob("*.jpg"))))
+    quick, checked = fast.analyse(photo), auto.analyse(photo)
+    assert auto.detector.last_probe is None  # 1 face of >= 10 % of the shorter side: a portrait
+    assert [f.box for f in checked.faces] == [f.box for f in quick.faces] and len(quick.faces) == 1
+    assert np.allclose(checked.faces[0].embedding, quick.faces[0].embedding)
+
+
+def test_auto_probes_a_group_photo_without_small_faces_and_adds_nothing(faces_dir, fast, auto):
+    photo = faces_dir / "groups" / "dlib__2008_002470.jpg"  # 6 annotated faces, all found by HOG
+    checked = auto.analyse(photo)
+    assert auto.detector.last_probe == 0  # probed (a group), no small face: the CNN pass does not run
+    assert [f.box for f in checked.faces] == [f.box for f in fast.analyse(photo).faces]
+    assert len(checked.faces) == 6
+
+
+def test_auto_still_turns_a_sideways_photo(faces_dir, auto):
+    # The rotation retry runs the fast part's HOG (not the probe or the CNN) on the turned photo.
+    photo = faces_dir / "people" / "Cai_Xukun" / "insightface__r90.jpg"
+    faces = auto.analyse(photo).accepted
+    assert len(faces) == 1 and "@turned" in faces[0].detector
