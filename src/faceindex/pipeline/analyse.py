@@ -50,9 +50,11 @@ class FacePipeline:
         if detector is None and s.detail != "fast":
             from faceindex.pipeline.crowd_detect import AutoDetector, ThoroughDetector
 
-            thorough = ThoroughDetector(HogDetector(s.upsample), min_face=s.thorough_min_face,
+            def thorough() -> ThoroughDetector:
+                return ThoroughDetector(HogDetector(s.upsample), min_face=s.thorough_min_face,
                                         max_megapixels=s.thorough_max_megapixels, threshold=s.thorough_threshold)
-            detector = AutoDetector(self._fast_detector(), thorough) if s.detail == "auto" else thorough
+
+            detector = AutoDetector(self._fast_detector(), thorough) if s.detail == "auto" else thorough()
         self.detector = detector or self._fast_detector()
         self.embedder = embedder or DlibEmbedder(runtime=s.embed_runtime, flip=s.flip_augment)
 
@@ -82,12 +84,17 @@ class FacePipeline:
         result = AnalysedImage(decoded.width, decoded.height, decoded.format, decoded.captured_at)
         if keep_image:
             result.decoded = decoded
-        detections = self.detector.detect(decoded.detection)
+        auto = getattr(self.detector, "crowd_faces", None)  # detail=auto: the crowd pass comes last
+        detections = (self.detector.fast if auto else self.detector).detect(decoded.detection)
         self._add_faces(result, decoded, detections)
         if detections and not result.accepted:
             self._add_faces(result, decoded, self._second_look(decoded, detections))
         if not result.accepted and self.settings.rotate_retry and not decoded.exif_turned:
             self._turned_look(result, decoded)
+        if auto and not any("@turned" in f.detector for f in result.faces):
+            # After the turned look: a sideways portrait (found turned) is neither probed nor scanned
+            # upright, and the fast path's second look never re-runs on the crowd's refused faces.
+            self._add_faces(result, decoded, auto(decoded.detection, detections))
         return result
 
     @functools.cached_property

@@ -12,6 +12,7 @@ The pyramid runs in tiles (mmod_runtime.TILE), so memory stays that of one tile 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -92,23 +93,34 @@ class AutoDetector:
        (as with detail='thorough') and its new faces are added to the fast ones.
     A crowd framed away from all 9 sample points, or with only 1-2 probe hits, is missed: thorough
     remains the choice that looks everywhere.
+
+    `make_thorough` builds the CNN on the first probe, not with the pipeline: its model load and ONNX
+    graph (~0.5-1 s per worker) are then not paid by ingests of portraits, which never probe.
     """
 
-    def __init__(self, fast, thorough: ThoroughDetector):
+    def __init__(self, fast, make_thorough):
         self.fast = fast
-        self.thorough = thorough
+        self._make_thorough = make_thorough
         self.name = f"auto({fast.name})"
         self.last_probe: int | None = None  # new faces the last probe found (None: skipped), for benches
 
+    @functools.cached_property
+    def thorough(self) -> ThoroughDetector:
+        return self._make_thorough()
+
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         found = self.fast.detect(rgb)
+        return found + self.crowd_faces(rgb, found)
+
+    def crowd_faces(self, rgb: np.ndarray, found: list[Detection]) -> list[Detection]:
+        """Steps 2-4 after the fast path found `found`: the CNN's new faces, or none."""
         self.last_probe = None
         if self.is_portrait(rgb, found):
-            return found
+            return []
         self.last_probe = len(self.probe(rgb, found))
         if self.last_probe < PROBE_MIN_FACES:
-            return found
-        return found + self.thorough.cnn_faces(rgb, found)
+            return []
+        return self.thorough.cnn_faces(rgb, found)
 
     @staticmethod
     def is_portrait(rgb: np.ndarray, found: list[Detection]) -> bool:
