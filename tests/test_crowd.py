@@ -226,10 +226,12 @@ def test_auto_is_the_default_and_finds_a_crowd_the_fast_path_misses(faces_dir, a
     assert all(f.rejected and f.rejected.startswith("too small") for f in faces)
 
 
-def test_auto_leaves_a_portrait_to_the_fast_path_without_a_probe(faces_dir, fast, auto):
+def test_auto_leaves_a_portrait_to_the_fast_path_without_a_probe(faces_dir, fast):
+    auto = FacePipeline(Settings(detail="auto"))
     photo = next(iter(sorted((faces_dir / "lfw-devtrain").rglob("*.jpg"))))
     quick, checked = fast.analyse(photo), auto.analyse(photo)
     assert auto.detector.last_probe is None  # 1 face of >= 10 % of the shorter side: a portrait
+    assert "thorough" not in vars(auto.detector)  # the CNN was not even loaded
     assert [f.box for f in checked.faces] == [f.box for f in quick.faces] and len(quick.faces) == 1
     assert np.allclose(checked.faces[0].embedding, quick.faces[0].embedding)
 
@@ -247,3 +249,4 @@ def test_auto_still_turns_a_sideways_photo(faces_dir, auto):
     photo = faces_dir / "people" / "Cai_Xukun" / "insightface__r90.jpg"
     faces = auto.analyse(photo).accepted
     assert len(faces) == 1 and "@turned" in faces[0].detector
+    assert auto.detector.last_probe is None  # found turned: a portrait, not probed upright

@@ -91,10 +91,11 @@ class FacePipeline:
             self._add_faces(result, decoded, self._second_look(decoded, detections))
         if not result.accepted and self.settings.rotate_retry and not decoded.exif_turned:
             self._turned_look(result, decoded)
-        if auto and not any("@turned" in f.detector for f in result.faces):
+        if auto:
             # After the turned look: a sideways portrait (found turned) is neither probed nor scanned
             # upright, and the fast path's second look never re-runs on the crowd's refused faces.
-            self._add_faces(result, decoded, auto(decoded.detection, detections))
+            turned = any("@turned" in f.detector for f in result.faces)
+            self._add_faces(result, decoded, auto(decoded.detection, detections, turned=turned))
         return result
 
     @functools.cached_property

@@ -112,10 +112,11 @@ class AutoDetector:
         found = self.fast.detect(rgb)
         return found + self.crowd_faces(rgb, found)
 
-    def crowd_faces(self, rgb: np.ndarray, found: list[Detection]) -> list[Detection]:
-        """Steps 2-4 after the fast path found `found`: the CNN's new faces, or none."""
+    def crowd_faces(self, rgb: np.ndarray, found: list[Detection], *, turned: bool = False) -> list[Detection]:
+        """Steps 2-4 after the fast path found `found`: the CNN's new faces, or none. `turned`: the
+        photo's faces were found on it turned (a sideways photo), so it is not scanned upright."""
         self.last_probe = None
-        if self.is_portrait(rgb, found):
+        if turned or self.is_portrait(rgb, found):
             return []
         self.last_probe = len(self.probe(rgb, found))
         if self.last_probe < PROBE_MIN_FACES:
