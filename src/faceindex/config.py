@@ -35,10 +35,11 @@ class Settings(BaseSettings):
         "in the detection image). 'thorough': HOG plus dlib's CNN (MMOD) on onnxruntime over the image enlarged "
         "so faces of `thorough_min_face` px are found, on every photo: ~8 CPU-s per 1-MP photo whatever it "
         "shows. 'auto' (default): fast, then on photos that are not portraits (not 1-2 faces of >= 10 % of the "
-        "shorter side) a probe of the CNN in 9 small tiles (~0.2-0.5 CPU-s), and the thorough CNN pass only "
-        "where the probe finds >= 3 small faces. Measured with bench_crowd on shared/faces (BENCHMARKS.md): "
-        "auto finds the crowd faces thorough finds, costs fast's time on portraits (no probe on 150 LFW or 168 "
-        "of 174 people/ photos) and adds the probe on photos without faces and on groups. Faces narrower than "
+        "shorter side, nor found turned) a probe of the CNN in 9 small tiles (~0.6 CPU-s), and the thorough CNN "
+        "pass only where the probe finds >= 3 small faces. Measured (BENCHMARKS.md, bench_crowd): auto finds the "
+        "crowd faces thorough finds (0.750 of YuNet's vs 0.752), probes 2 of the 300 LFW and 0 of the 60 people/ "
+        "photos of the ingest bench (+8 % time on LFW), and adds ~0.6 CPU-s to photos without faces and groups. "
+        "Faces narrower than "
         "min_face_px are counted and redacted but refused for search.",
     )
     thorough_min_face: int = Field(
