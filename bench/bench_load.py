@@ -72,6 +72,7 @@ class Client:
     def __init__(self, port: int, key: str | None):
         self.port, self.key = port, key
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.last_error = ""
 
     def call(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"):
         headers = {"Content-Type": ctype} if body is not None else {}
@@ -81,7 +82,8 @@ class Client:
             self.conn.request(method, path, body=body, headers=headers)
             response = self.conn.getresponse()
             return response.status, response.read()
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
+            self.last_error = type(exc).__name__
             self.conn.close()
             self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
             return 0, b""  # connection-level failure, counted as status 0
@@ -138,7 +140,7 @@ def run_phase(port: int, keys: list[str], probes: list[bytes], searches: int, de
               ingest: tuple[Client, list[tuple[str, str, bytes]]] | None = None) -> dict:
     """`len(keys)` searcher threads doing `searches` searches each (plus, if given, one upload job meanwhile)."""
     latencies: list[float] = []
-    statuses: Counter[int] = Counter()
+    statuses: Counter[str] = Counter()
     lock = threading.Lock()
     health = HealthProbe(port)
     health.start()
@@ -153,8 +155,8 @@ def run_phase(port: int, keys: list[str], probes: list[bytes], searches: int, de
                                                                     probes[(offset + i) % len(probes)])])
             start = time.perf_counter()
             status, _ = client.call("POST", "/api/v1/search", body, ctype)
-            with lock:
-                statuses[status] += 1
+            with lock:  # a connection-level failure is counted by its exception's name
+                statuses[str(status) if status else f"0 ({client.last_error})"] += 1
                 if status == 200:
                     latencies.append((time.perf_counter() - start) * 1000)
 
@@ -178,9 +180,9 @@ def run_phase(port: int, keys: list[str], probes: list[bytes], searches: int, de
     health.stop.set()
     health.join()
     done = sum(statuses.values())
-    return {"searchers": len(keys), "requests": done, "ok": statuses[200], "wall_s": wall,
-            "per_s": statuses[200] / wall if wall else 0.0,
-            "errors": {str(s): n for s, n in sorted(statuses.items()) if s != 200},
+    return {"searchers": len(keys), "requests": done, "ok": statuses["200"], "wall_s": wall,
+            "per_s": statuses["200"] / wall if wall else 0.0,
+            "errors": {s: n for s, n in sorted(statuses.items()) if s != "200"},
             "timed_out": done < len(keys) * searches,
             "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
             "health_p50_ms": percentile(health.latencies, 50), "health_p99_ms": percentile(health.latencies, 99),
