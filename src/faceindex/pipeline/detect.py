@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -53,7 +54,19 @@ class HogDetector:
         import dlib
 
         self.upsample = upsample
-        self._detector = dlib.get_frontal_face_detector()
+        self._make = dlib.get_frontal_face_detector
+        # One dlib detector per thread: its scan keeps scratch state, and two threads in one detector abort the
+        # process (seen as a SIGABRT/SIGSEGV of `faceindex serve` under concurrent searches). Creating one is
+        # cheap (the HOG filters are built into dlib), so each thread gets its own on first use.
+        self._local = threading.local()
+        self._local.detector = self._make()
+
+    @property
+    def _detector(self):
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = self._make()
+        return detector
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         return self.detect_near(rgb, 0.0)[0]
@@ -92,10 +105,12 @@ class CnnDetector:
         self.upsample = upsample
         self.max_side = max_side
         self._detector = dlib.cnn_face_detection_model_v1(face_recognition_models.cnn_face_detector_model_location())
+        self._lock = threading.Lock()  # a dlib net keeps its layer outputs: one caller at a time
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         small, scale = _shrink(rgb, self.max_side)
-        found = self._detector(small, effective_upsample(small, self.upsample))
+        with self._lock:
+            found = self._detector(small, effective_upsample(small, self.upsample))
         return [
             Detection(
                 _clip(d.rect.left() * scale, d.rect.top() * scale, (d.rect.right() + 1) * scale,
@@ -148,12 +163,14 @@ class YuNetDetector:
             raise ModelFileError("YuNet needs opencv: pip install 'faceindex[yunet]'") from exc
         self._cv2 = cv2
         self._detector = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, 0.3, 5000)
+        self._lock = threading.Lock()  # the input size is state of the detector: one caller at a time
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         height, width = rgb.shape[:2]
-        self._detector.setInputSize((width, height))
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        _, faces = self._detector.detect(bgr)
+        with self._lock:
+            self._detector.setInputSize((width, height))
+            _, faces = self._detector.detect(bgr)
         if faces is None:
             return []
         return [

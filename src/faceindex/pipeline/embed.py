@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 
@@ -45,6 +46,10 @@ class DlibEmbedder:
 
         self._dlib = dlib
         self._shape_predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
+        # dlib's objects are not documented as safe for concurrent calls (its detectors are not: see
+        # detect.HogDetector); alignment takes ~1 ms a face, so one caller at a time costs the service nothing.
+        # The onnxruntime ResNet is safe to run from many threads.
+        self._dlib_lock = threading.Lock()
         self._dlib_net = None
         self._fast = None
         if runtime in ("auto", "fast"):
@@ -66,13 +71,14 @@ class DlibEmbedder:
         """Return the 5 landmarks of each box and the aligned uint8 chips (n, 150, 150, 3)."""
         if not boxes:
             return [], np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
-        shapes = self._dlib.full_object_detections()
-        landmarks = []
-        for left, top, right, bottom in boxes:
-            shape = self._shape_predictor(rgb, self._dlib.rectangle(left, top, right - 1, bottom - 1))
-            shapes.append(shape)
-            landmarks.append([(float(p.x), float(p.y)) for p in shape.parts()])
-        chips = self._dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
+        with self._dlib_lock:
+            shapes = self._dlib.full_object_detections()
+            landmarks = []
+            for left, top, right, bottom in boxes:
+                shape = self._shape_predictor(rgb, self._dlib.rectangle(left, top, right - 1, bottom - 1))
+                shapes.append(shape)
+                landmarks.append([(float(p.x), float(p.y)) for p in shape.parts()])
+            chips = self._dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
         return landmarks, np.stack([np.asarray(c, dtype=np.uint8) for c in chips])
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
@@ -88,4 +94,5 @@ class DlibEmbedder:
         if self._fast is not None:
             return np.asarray(self._fast.compute(chips), dtype=np.float32)
         batch = [np.ascontiguousarray(c) for c in chips]
-        return np.asarray(self._dlib_net.compute_face_descriptor(batch), dtype=np.float32)
+        with self._dlib_lock:
+            return np.asarray(self._dlib_net.compute_face_descriptor(batch), dtype=np.float32)
