@@ -42,7 +42,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # PYTHONFAULTHANDLER: a crash of the server (a signal in native code) prints every thread's stack to its log.
+    return {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "PYTHONFAULTHANDLER": "1"}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -95,10 +97,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOG = Path(tempfile.gettempdir()) / "faceindex-bench-load-serve.log"
+"""The server's own output of the last run (kept after the run: read it when requests failed)."""
+
+
 def start_server(store: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "faceindex", "serve", "--store", str(store), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(),
-                            start_new_session=True)
+    with SERVER_LOG.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "faceindex", "serve", "--store", str(store), "--host",
+                                 "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env(),
+                                start_new_session=True)
     deadline = time.monotonic() + 120
     while Client(port, None).call("GET", "/api/v1/health")[0] != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -234,8 +241,10 @@ def main() -> None:
         loaded = run_phase(port, searcher_keys, probes, args.searches, time.monotonic() + args.budget_s,
                            ingest=(Client(port, admin),
                                    [("files", f"{p.parent.name}-{p.name}", p.read_bytes()) for p in extra]))
+        if server.poll() is not None:
+            print(f"faceindex serve exited during the run (code {server.returncode}); its output: {SERVER_LOG}")
     finally:
-        if server is not None:
+        if server is not None and server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
