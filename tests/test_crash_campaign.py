@@ -26,6 +26,7 @@ from fuzz_support import fuzz_runs
 from privacy_support import faces_in, fresh_copy, open_engine, scan_store
 
 from faceindex.engine import Engine
+from faceindex.privacy.erasure import FAILPOINT_ENV
 from faceindex.store.vector_index import VectorIndex
 
 SEED = int(os.environ.get("FACEINDEX_CRASH_SEED", "9"))
@@ -44,10 +45,10 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "faceindex", *args]
 
 
-def _kill_after(cmd: list[str], delay: float, ready=None) -> bool:
+def _kill_after(cmd: list[str], delay: float, ready=None, **env: str) -> bool:
     """Start `cmd` in its own process group and SIGKILL the group `delay` s after it started (or, with `ready`,
     `delay` s after ready() first holds). True if it was still running when killed."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(**env),
                             start_new_session=True)
     try:
         if ready is not None:
@@ -169,7 +170,10 @@ def test_forget_killed_at_seeded_random_moments_erases_all_or_nothing(faces_dir,
         store = fresh_copy(faces_dir, tmp_path_factory, tmp_path / f"trial{trial}")
         if trial % 2:  # anywhere in the run (most such kills land while it starts up)
             was_running = _kill_after(cmd(store), rng.uniform(0.3, 1.0) * duration)
-        else:  # within 20 ms of the erasure plan being committed: the erasure itself
+        elif trial == 0:  # at the erasure's failpoint right after its plan commits: mid-erasure on any machine
+            was_running = _kill_after(cmd(store), rng.uniform(0.0, 0.02), ready=lambda s=store: _planned(s),
+                                      **{FAILPOINT_ENV: "erasure:planned"})
+        else:  # within 20 ms of the erasure plan being committed: the erasure itself (where the timing allows)
             was_running = _kill_after(cmd(store), rng.uniform(0.0, 0.02), ready=lambda s=store: _planned(s))
         interrupted = _planned(store)  # the plan is still there: killed mid-erasure, the next open finishes it
         check_whole(store)
