@@ -15,6 +15,7 @@ from pathlib import Path
 
 from faceindex.errors import ConflictError
 from faceindex.store.catalog import Catalog
+from faceindex.store.catalog_sql import chunks, marks
 
 # -- API keys -----------------------------------------------------------------------------------------
 Row = sqlite3.Row
@@ -140,10 +141,8 @@ def load_jobs(catalog: Catalog, keep_finished: int) -> list[dict]:
 
 
 def delete_jobs(catalog: Catalog, job_ids: Iterable[str]) -> None:
-    ids = list(job_ids)
-    for start in range(0, len(ids), 500):  # job ids are text: chunked like Catalog.id_chunks does integer ids
-        chunk = ids[start:start + 500]
-        catalog.conn.execute(f"DELETE FROM ingest_jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+    for chunk in chunks(job_ids):  # job ids are text
+        catalog.conn.execute(f"DELETE FROM ingest_jobs WHERE id IN ({marks(chunk)})", chunk)
 
 
 class ServiceDB:
