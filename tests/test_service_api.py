@@ -13,7 +13,7 @@ from test_service_support import (
     NONFACE,
     Service,
     gallery_files,
-    ingest_gallery,
+    gallery_service,
     jpeg_bytes,
     probe,
     start_service,
@@ -37,10 +37,8 @@ def folder_root(tmp_path_factory, faces_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, faces_dir, folder_root) -> Service:
-    service = start_service(tmp_path_factory.mktemp("store"), ServiceConfig(allowed_folders=[folder_root / "inside"]))
-    service.job = ingest_gallery(service, faces_dir)
-    yield service
-    service.close()
+    yield from gallery_service(tmp_path_factory.mktemp("store"), faces_dir,
+                               ServiceConfig(allowed_folders=[folder_root / "inside"]))
 
 
 def search(svc: Service, path: Path, role: str = "searcher", **form):

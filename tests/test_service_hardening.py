@@ -16,7 +16,16 @@ from urllib.parse import urljoin
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_service_support import NONFACE, Service, ingest_gallery, login, probe, start_service, uploaded_as
+from test_service_support import (
+    NONFACE,
+    Service,
+    gallery_service,
+    login,
+    officer,
+    probe,
+    start_service,
+    uploaded_as,
+)
 
 from faceindex.service.config import ServiceConfig
 from faceindex.service.keys import BOOTSTRAP_NAME, KeyStore
@@ -28,14 +37,8 @@ GROUP = "groups/deepface__couple.jpg"
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, faces_dir) -> Service:
-    service = start_service(tmp_path_factory.mktemp("hardening-store"))
-    ingest_gallery(service, faces_dir)
-    yield service
-    service.close()
+    yield from gallery_service(tmp_path_factory.mktemp("hardening-store"), faces_dir)
 
-
-def officer(svc: Service) -> dict[str, str]:
-    return svc.auth("privacy-officer")
 
 
 def images_of(svc: Service, who: str) -> list[dict]:

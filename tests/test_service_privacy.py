@@ -9,21 +9,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_service_support import Service, ingest_gallery, probe, start_service, uploaded_as
+from test_service_support import Service, gallery_service, officer, probe, uploaded_as
 
 from faceindex.service.keys import KeyStore
 
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, faces_dir) -> Service:
-    service = start_service(tmp_path_factory.mktemp("privacy-store"))
-    ingest_gallery(service, faces_dir)
-    yield service
-    service.close()
+    yield from gallery_service(tmp_path_factory.mktemp("privacy-store"), faces_dir)
 
-
-def officer(svc: Service) -> dict[str, str]:
-    return svc.auth("privacy-officer")
 
 
 def face_ids_of(svc: Service, who: str) -> list[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class Service:
     client: TestClient
     keys: dict[str, str] = field(default_factory=dict)
     store: Path | None = None
+    job: dict | None = None
+    """The gallery's ingest job, once `gallery_service` has run it."""
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -107,6 +110,20 @@ def start_service(store: Path, config: ServiceConfig | None = None) -> Service:
     client = TestClient(app)
     client.__enter__()
     return Service(engine, client, secrets, store)
+
+
+def gallery_service(store: Path, faces_dir: Path, config: ServiceConfig | None = None) -> Iterator[Service]:
+    """A module fixture's body: a service over a new store with the gallery ingested through the API (the
+    finished job in `service.job`), closed when the fixture ends."""
+    service = start_service(store, config)
+    service.job = ingest_gallery(service, faces_dir)
+    yield service
+    service.close()
+
+
+def officer(svc: Service) -> dict[str, str]:
+    """Headers of the privacy officer's key."""
+    return svc.auth("privacy-officer")
 
 
 def ingest_gallery(service: Service, faces_dir: Path, collection: str = "people") -> dict:

@@ -7,15 +7,12 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from test_service_support import GALLERY, Service, ingest_gallery, login, probe, start_service
+from test_service_support import GALLERY, Service, gallery_service, login, probe
 
 
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory, faces_dir) -> Service:
-    service = start_service(tmp_path_factory.mktemp("ui-store"))
-    ingest_gallery(service, faces_dir)
-    yield service
-    service.close()
+    yield from gallery_service(tmp_path_factory.mktemp("ui-store"), faces_dir)
 
 
 @pytest.fixture
