@@ -234,3 +234,17 @@ class PeopleStore:
             " AND pf.confidence < ? ORDER BY pf.confidence, pf.face_id LIMIT ?", (below, limit)).fetchall()
         return [(int(r[0]), PersonFace(int(r[1]), r[2], r[3], int(r[4]), r[5], (r[6], r[7], r[8], r[9]), r[10]))
                 for r in rows]
+
+    def covers(self, person_ids: list[int]) -> dict[int, int]:
+        """A face to show for each person (the People page's crop): a confirmed face first, then the most
+        confident, then the oldest. One query per chunk of ids, whatever the people's sizes."""
+        if not self.available:
+            return {}
+        out: dict[int, int] = {}
+        for chunk in id_chunks(person_ids):
+            out.update((int(p), int(f)) for p, f in self.conn.execute(
+                "SELECT person_id, face_id FROM (SELECT person_id, face_id, row_number() OVER (PARTITION BY person_id"
+                " ORDER BY CASE WHEN state = 'confirmed' THEN 0 ELSE 1 END, coalesce(confidence, 0) DESC, face_id)"
+                f" AS rn FROM person_faces WHERE state != 'rejected' AND person_id IN ({marks(chunk)})) WHERE rn = 1",
+                chunk))
+        return out

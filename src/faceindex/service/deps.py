@@ -30,6 +30,9 @@ CanStats = Annotated[Principal, Depends(Require("stats"))]
 CanAudit = Annotated[Principal, Depends(Require("audit:read"))]
 CanPrivacy = Annotated[Principal, Depends(Require("privacy"))]
 CanKeys = Annotated[Principal, Depends(Require("keys"))]
+CanReadPeople = Annotated[Principal, Depends(Require("people:read"))]
+CanWritePeople = Annotated[Principal, Depends(Require("people:write"))]
+CanSetGrouping = Annotated[Principal, Depends(Require("people:grouping"))]
 
 _ERR = {"model": ErrorResponse}
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -1,4 +1,4 @@
-"""Background ingest jobs with progress a client can poll.
+"""Background jobs with progress a client can poll: ingests, and grouping faces into people.
 
 One worker thread runs the jobs one after another (an ingest already uses every core through its process
 pool, so running two at once would only make both slower). Each job opens its own Engine on the same
@@ -32,6 +32,8 @@ from faceindex.store.catalog import utcnow
 
 log = logging.getLogger("faceindex.service.jobs")
 
+CLUSTER = "people.cluster"
+"""The job kind that groups faces into people (people.operations.PeopleOps.cluster); every other kind ingests."""
 KEEP_FINISHED = 200
 """Finished jobs remembered for polling; older ones are forgotten first."""
 PROGRESS_SAVE_S = 2.0
@@ -180,23 +182,34 @@ class JobManager:
                 saved = time.monotonic()
 
         try:
-            if self._pipeline is None:
-                self._pipeline = FacePipeline(self.settings)
-            with Engine(settings=self.settings, actor=job.actor, pipeline=self._pipeline) as engine:
-                report = engine.ingest(job.paths, job.collection, progress=progress)
-            job.counts = report.counts()
-            job.skipped = [{"path": p, "reason": r} for p, r in report.skipped[:100]]
+            if job.kind == CLUSTER:
+                job.counts = self._cluster(job)
+            else:
+                if self._pipeline is None:
+                    self._pipeline = FacePipeline(self.settings)
+                with Engine(settings=self.settings, actor=job.actor, pipeline=self._pipeline) as engine:
+                    report = engine.ingest(job.paths, job.collection, progress=progress)
+                job.counts = report.counts()
+                job.skipped = [{"path": p, "reason": r} for p, r in report.skipped[:100]]
             job.status = "done"
         except FaceIndexError as exc:
             job.error, job.status = exc.to_dict(), "failed"
         except Exception as exc:  # noqa: BLE001 - a job must report failure, not kill the worker thread
-            log.exception("ingest job failed", extra={"fields": {"job": job.id}})
-            job.error, job.status = {"code": "internal", "message": f"ingest failed: {type(exc).__name__}"}, "failed"
+            log.exception("job failed", extra={"fields": {"job": job.id, "kind": job.kind}})
+            job.status = "failed"
+            job.error = {"code": "internal", "message": f"{job.kind} failed: {type(exc).__name__}"}
         job.finished_at, job.seconds = utcnow(), round(time.monotonic() - start, 2)
         self._save(job)
-        log.info("ingest job finished", extra={"fields": {"job": job.id, "status": job.status, **job.counts}})
+        log.info("job finished",
+                 extra={"fields": {"job": job.id, "kind": job.kind, "status": job.status, **job.counts}})
         if self.on_finish is not None:
             try:
                 self.on_finish(job)
             except Exception:  # noqa: BLE001
                 log.exception("job clean-up failed", extra={"fields": {"job": job.id}})
+
+    def _cluster(self, job: Job) -> dict[str, int]:
+        """Group faces into people (`job.collection`, or every collection allowing it when empty): on a big store
+        this runs minutes, so it is a job. Opens its own Engine as an ingest does; needs no face models."""
+        with Engine(settings=self.settings, actor=job.actor) as engine:
+            return engine.people.cluster(job.collection or None).to_dict()

@@ -18,9 +18,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit:read": frozenset({"admin", "auditor"}),
     "privacy": frozenset({"admin", "privacy-officer"}),
     "keys": frozenset({"admin"}),
+    "people:read": frozenset({"admin", "curator", "searcher", "privacy-officer"}),
+    "people:write": frozenset({"admin", "curator"}),
+    "people:grouping": frozenset({"admin", "curator", "privacy-officer"}),
 }
 """Permission → roles holding it. `admin` holds every permission; a searcher may view only the photos
-its own searches returned (see SearchGrants)."""
+its own searches returned (see SearchGrants). People (faces grouped into persons): searchers see people's names
+and sizes, curators group, name, merge and split them; whether a collection may be grouped at all is a purpose
+decision that a privacy officer may also take."""
 
 assert all("admin" in roles and roles <= set(ROLES) for roles in PERMISSIONS.values())
 

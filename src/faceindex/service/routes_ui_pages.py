@@ -100,7 +100,8 @@ def collections_page(request: Request, principal: page("collections:read"), stat
     """`selected`: the collection the ingest forms start on (the one just created or uploaded to)."""
     with state.gate.read(principal) as engine:
         collections = [collection_public(engine, c) for c in engine.catalog.list_collections()]
-    jobs = [j.to_dict() for j in state.jobs.list()[:20]] if principal.can("ingest") else []
+    ingests = [j for j in state.jobs.list() if j.kind != "people.cluster"]  # grouping runs show on /people
+    jobs = [j.to_dict() for j in ingests[:20]] if principal.can("ingest") else []
     return render(request, "collections.html", principal, collections=collections, jobs=jobs, bases=LEGAL_BASES,
                   folders=[str(p) for p in state.config.allowed_folders], selected=selected)
 

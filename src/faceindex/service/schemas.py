@@ -78,7 +78,7 @@ class SkippedFile(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
-    kind: Literal["upload", "folder"]
+    kind: Literal["upload", "folder", "people.cluster"]
     collection: str
     status: Literal["queued", "running", "done", "failed"]
     total: int | None = Field(description="Files found (known once the scan finished).")

@@ -128,8 +128,8 @@ class NavItem:
 
 
 NAV = (NavItem("/search", "Search", "search"), NavItem("/collections", "Collections", "collections:read"),
-       NavItem("/privacy", "Privacy", "privacy"), NavItem("/audit", "Audit", "audit:read"),
-       NavItem("/keys", "Keys", "keys"))
+       NavItem("/people", "People", "people:read"), NavItem("/privacy", "Privacy", "privacy"),
+       NavItem("/audit", "Audit", "audit:read"), NavItem("/keys", "Keys", "keys"))
 HOME = {"searcher": "/search", "curator": "/collections", "auditor": "/audit", "privacy-officer": "/privacy",
         "admin": "/search"}
 
