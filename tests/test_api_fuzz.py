@@ -33,8 +33,9 @@ from faceindex.service.schema import ensure_service_schema
 
 FUZZ_EXAMPLES = max(3, fuzz_runs(80) * 20 // 80)
 """Requests per route and credential kind (valid key of a random role / invalid or no credentials)."""
-DESTRUCTIVE = ("delete", "/erasures/plans/{plan_id}", "/purge", "/opt-outs")
-"""Operations run last, so the others meet a store that still holds faces."""
+DESTRUCTIVE = ("delete", "/erasures/plans/{plan_id}", "/purge", "/opt-outs", "/people/grouping/")
+"""Operations run last, so the others meet a store that still holds faces (and people: switching grouping off
+for a collection takes its faces out of every person)."""
 HOSTILE_TEXT = ["", " ", "..", "../..", "../../etc/passwd", "%00", "\x00", "a" * 5000, "people", "Jack",
                 "<script>alert(1)</script>", "' OR 1=1 --", "名前", "\ud7ff", "DE", "1", "-1", "0",
                 "9999999999999999999999", "NaN", "null", "{}", "people/../people"]
@@ -70,6 +71,7 @@ def service(faces_dir, tmp_path_factory):
     client.__enter__()
     svc = Service(engine, client, role_keys, root / "store")
     ingest_gallery(svc, faces_dir)
+    engine.people.cluster()  # a few people (small ids), so the /api/v1/people/{id} routes get past "not found"
     svc.payloads = [_small_jpeg(probe(faces_dir, "Barack_Obama")), _small_jpeg(probe(faces_dir, "Elon_Musk")),
                     _small_jpeg(faces_dir / NONFACE), *(c.data for c in non_images()[:8]),
                     _small_jpeg(probe(faces_dir, "Angelina_Jolie"))[:2000]]
@@ -126,7 +128,9 @@ def _value(schema: dict, spec: dict, payloads: list[bytes]) -> st.SearchStrategy
         return st.one_of(valid, st.sampled_from(HOSTILE_TEXT))
     if kind == "integer":
         lo, hi = schema.get("minimum"), schema.get("maximum")
-        valid = st.integers(int(lo) if lo is not None else -5, int(hi) if hi is not None else 50)
+        lo, hi = int(lo) if lo is not None else -5, int(hi) if hi is not None else 50
+        # Ids that exist in the fuzz's store are small: draw those often, or id routes only ever answer 404.
+        valid = st.one_of(st.integers(lo, min(hi, lo + 8)), st.integers(lo, hi))
         return st.one_of(valid, st.sampled_from(HOSTILE_INTS))
     if kind == "number":
         return st.one_of(st.floats(allow_nan=False, allow_infinity=False, min_value=-2, max_value=2),

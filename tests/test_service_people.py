@@ -386,6 +386,30 @@ def test_pages_and_their_forms(svc):
     assert confirmed.status_code == 303 and person(svc, aniston["id"]).json()["confirmed"] == 1
     review = web.get("/people/review")
     assert review.status_code == 200 and "Review queue" in review.text
+    from_review = web.post(f"{url}/faces", data={"action": "confirm", "faces": [str(aniston["faces"][1]["face_id"])],
+                                                 "back": "review", "csrf_token": csrf}, follow_redirects=False)
+    assert from_review.headers["location"] == "/people/review?done=confirmed"
+
+    # Merge two people by selecting them, then split one's faces back off by selecting its crops.
+    musk, kit = people_of(svc)["Elon_Musk"], people_of(svc)["Kit_Harington"]
+    merged = web.post("/people/merge", data={"people": [str(kit["id"]), str(musk["id"])], "csrf_token": csrf},
+                      follow_redirects=False)
+    assert merged.status_code == 303 and merged.headers["location"] == f"/people/{musk['id']}?done=merged"
+    assert person(svc, musk["id"]).json()["size"] == musk["size"] + kit["size"]  # into the bigger one
+    again = web.post("/people/merge", data={"people": [str(kit["id"]), str(musk["id"])], "csrf_token": csrf})
+    assert again.status_code == 409 and f"merged into person {musk['id']}" in again.text
+    back = web.post(f"/people/{musk['id']}/faces", follow_redirects=False, data={
+        "action": "split", "faces": [str(f["face_id"]) for f in kit["faces"]], "csrf_token": csrf})
+    assert back.status_code == 303 and "done=split&new=" in back.headers["location"]
+    kit_again = int(back.headers["location"].rsplit("=", 1)[1])
+    assert {identity(f) for f in person(svc, kit_again).json()["faces"]} == {"Kit_Harington"}
+    assert f'href="/people/{kit_again}"' in web.get(back.headers["location"]).text
+
+    # A name is shown as text, never as markup.
+    svc.client.put(f"/api/v1/people/{kit_again}/name", headers=svc.auth("curator"), json={"name": "<b>Kit</b>"})
+    listed = web.get("/people").text
+    assert "&lt;b&gt;Kit&lt;/b&gt;" in listed and "<b>Kit</b>" not in listed
+    svc.client.put(f"/api/v1/people/{kit_again}/name", headers=svc.auth("curator"), json={"name": "Kit Harington"})
 
     searcher, _ = browser_client(svc, "searcher")
     names_only = searcher.get("/people")

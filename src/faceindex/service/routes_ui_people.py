@@ -76,8 +76,8 @@ def merge_selected(request: Request, principal: page("people:write"), state: Sta
         chosen = list(dict.fromkeys(people or []))
         if len(chosen) < 2:
             raise InvalidInputError("select at least two people to merge")
-        with state.gate.write(principal) as engine:
-            sizes = {pid: engine.people.show(pid).size for pid in chosen}
+        with state.gate.write(principal) as engine, views.deciding(engine, *chosen) as ops:
+            sizes = {pid: ops.show(pid).size for pid in chosen}  # a person merged away meanwhile: 409, not 404
             keep = max(chosen, key=lambda pid: (sizes[pid], -pid))
             views.merge(engine, keep, [pid for pid in chosen if pid != keep])
     except FaceIndexError as exc:
