@@ -108,6 +108,8 @@ def test_grouping_job_finds_each_person_apart(svc):
     assert found["Barack_Obama"]["size"] == 3 and found["Mark_Zuckerberg"]["size"] == 3
     events = audit(svc, "people.cluster")
     assert events and events[-1]["actor"] == "key:curator-1" and events[-1]["counts"]["faces"] == 20
+    jobs = svc.client.get("/api/v1/jobs", headers=svc.auth("curator"))
+    assert jobs.status_code == 200 and svc.cluster_job["id"] in [j["id"] for j in jobs.json()]
 
 
 def test_grouping_refuses_what_it_cannot_do(svc):
@@ -284,8 +286,11 @@ def test_confirm_faces(svc):
     url = f"/api/v1/people/{musk['id']}/confirm"
     stranger = client.post(url, headers=curator, json={"faces": [999_999]})
     assert stranger.status_code == 400 and "not faces of person" in stranger.json()["error"]["message"]
-    one = client.post(url, headers=curator, json={"faces": [musk["faces"][0]["face_id"]]})
+    chosen = min(musk["faces"], key=lambda f: f["confidence"])["face_id"]
+    assert musk["cover_face_id"] != chosen  # until now the most confident face was shown
+    one = client.post(url, headers=curator, json={"faces": [chosen]})
     assert one.status_code == 200 and one.json()["confirmed"] == 1 and one.json()["person"]["confirmed"] == 1
+    assert one.json()["person"]["cover_face_id"] == chosen  # a face an operator confirmed is the one shown
     everything = client.post(url, headers=curator)  # no body: all of them
     assert everything.json()["confirmed"] == musk["size"] == everything.json()["person"]["confirmed"]
     states = {f["state"] for f in person(svc, musk["id"]).json()["faces"]}
