@@ -88,6 +88,12 @@ def people_of(svc: Service) -> dict[str, dict]:
     return found
 
 
+def client_json(svc: Service, url: str, role: str = "curator"):
+    response = svc.client.get(url, headers=svc.auth(role))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def audit(svc: Service, action: str) -> list[dict]:
     return [e.to_dict() for e in svc.engine.audit.events(action=action)]
 
@@ -416,11 +422,28 @@ def test_pages_and_their_forms(svc):
     assert "&lt;b&gt;Kit&lt;/b&gt;" in listed and "<b>Kit</b>" not in listed
     svc.client.put(f"/api/v1/people/{kit_again}/name", headers=svc.auth("curator"), json={"name": "Kit Harington"})
 
+    # The grouping switch of a collection, from the page (a privacy officer may take that decision too).
+    officer, officer_csrf = browser_client(svc, "privacy-officer")
+    states = client_json(svc, "/api/v1/people/grouping")
+    empty_id = next(g["collection_id"] for g in states if g["collection"] == "empty")
+    assert f'action="/people/grouping/{empty_id}"' in officer.get("/people").text
+    unticked = officer.post(f"/people/grouping/{empty_id}", data={"allowed": "off", "csrf_token": officer_csrf})
+    assert unticked.status_code == 400 and "tick the box" in unticked.text
+    off = officer.post(f"/people/grouping/{empty_id}", data={"allowed": "off", "confirm": "yes",
+                                                             "csrf_token": officer_csrf}, follow_redirects=False)
+    assert off.headers["location"] == "/people?done=grouping-off"
+    assert {g["collection"]: g["allowed"] for g in client_json(svc, "/api/v1/people/grouping")}["empty"] is False
+    on = officer.post(f"/people/grouping/{empty_id}", data={"allowed": "on", "csrf_token": officer_csrf},
+                      follow_redirects=False)
+    assert on.status_code == 303 and audit(svc, "people.grouping")[-1]["params"] == {"collection": "empty",
+                                                                                      "allowed": "on"}
+    assert 'action="/people/grouping/' in web.get("/people").text  # curators hold the switch as well
+
     searcher, _ = browser_client(svc, "searcher")
     names_only = searcher.get("/people")
     assert names_only.status_code == 200 and "Barack Obama" in names_only.text and "/crop" not in names_only.text
     assert "merge-form" in page.text and 'action="/people/merge"' not in names_only.text
-    assert "Photos are shown to roles" in searcher.get(url).text
+    assert "Photos are shown to roles" in searcher.get(url).text and "/people/grouping/" not in names_only.text
     assert searcher.get(f"/api/v1/faces/{crops[0]}/crop").status_code == 403  # a searcher does not browse faces
     assert searcher.get("/people/review").status_code == 403
     assert searcher.post(f"{url}/name", data={"name": "X", "csrf_token": "x"}).status_code == 403

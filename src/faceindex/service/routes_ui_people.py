@@ -1,5 +1,6 @@
 """Web pages of people: the People page (face crops, counts, names, unnamed filter, merge by selection, grouping
-runs), a person's page (every photo, rename, split/reject/confirm by selecting crops) and the review queue.
+runs and each collection's grouping switch), a person's page (every photo, rename, split/reject/confirm by
+selecting crops) and the review queue.
 
 Pages are server-rendered and their forms are plain HTML posts carrying the session's CSRF token (they work
 without JavaScript); each post calls the same people_views function as the REST route, then redirects back
@@ -21,7 +22,7 @@ from faceindex.service import people_views as views
 from faceindex.service.auth import Principal, Require
 from faceindex.service.deps import MAX_INT, IdPath, Offset, StateDep
 from faceindex.service.jobs import CLUSTER
-from faceindex.service.shared import render
+from faceindex.service.shared import find_collection, render
 from faceindex.service.state import ServiceState
 from faceindex.service.uploads import display_name
 
@@ -33,7 +34,9 @@ FormId = Annotated[int, Field(ge=0, le=MAX_INT)]
 NOTICES = {"renamed": "Name saved.", "merged": "People merged into this person.",
            "split": "The selected faces are now a new person.",
            "rejected": "Rejected: those faces will not join this person again.", "confirmed": "Faces confirmed.",
-           "cluster": "Grouping started: new people appear here when it has finished."}
+           "cluster": "Grouping started: new people appear here when it has finished.",
+           "grouping-on": "Grouping switched on for that collection: group the faces to find its people.",
+           "grouping-off": "Grouping switched off for that collection: its faces left every person."}
 """The notices a redirect may ask for (`?done=`): fixed texts, so a link cannot put words on the page."""
 
 
@@ -63,9 +66,14 @@ def _people(request: Request, principal: Principal, state: ServiceState, *, unna
     jobs = [j.to_dict() for j in state.jobs.list() if j.kind == CLUSTER][:3] if can_write else []
     filters = {k: v for k, v in (("unnamed", "1" if unnamed else ""), ("single", "1" if single else ""), ("q", q))
                if v}
+    grouping = []
+    if principal.can("people:grouping"):
+        with state.gate.read(principal) as engine:
+            grouping = views.grouping_states(engine)
     return render(request, "people.html", principal, status_code=status_code, people=found, unnamed=unnamed,
                   single=single, q=q, can_write=can_write, can_browse=views.can_list_faces(principal), jobs=jobs,
-                  notice=notice, error=error, page_size=PEOPLE_PAGE, offset=offset, query=urlencode(filters))
+                  grouping=grouping, notice=notice, error=error, page_size=PEOPLE_PAGE, offset=offset,
+                  query=urlencode(filters))
 
 
 @router.post("/people/merge", response_class=HTMLResponse)
@@ -92,6 +100,22 @@ def cluster_now(request: Request, principal: page("people:write"), state: StateD
     except FaceIndexError as exc:
         return _people(request, principal, state, error=exc.message, status_code=exc.http_status)
     return RedirectResponse("/people?done=cluster", status_code=303)
+
+
+@router.post("/people/grouping/{collection_id}", response_class=HTMLResponse)
+def switch_grouping(request: Request, collection_id: IdPath, principal: page("people:grouping"), state: StateDep,
+                    allowed: Annotated[Literal["on", "off"], Form()], confirm: Annotated[str, Form()] = ""):
+    """Allow or forbid grouping a collection; forbidding (its faces leave every person) must be ticked to confirm."""
+    try:
+        if allowed == "off" and confirm != "yes":
+            raise InvalidInputError("tick the box to confirm: switching grouping off takes the collection's faces "
+                                    "out of every person, and people left without faces go with their names")
+        with state.gate.write(principal) as engine:
+            found = find_collection(engine, collection_id)
+            engine.people.set_grouping(found.name, allowed == "on")
+    except FaceIndexError as exc:
+        return _people(request, principal, state, error=exc.message, status_code=exc.http_status)
+    return RedirectResponse(f"/people?done=grouping-{allowed}", status_code=303)
 
 
 @router.get("/people/review", response_class=HTMLResponse)
