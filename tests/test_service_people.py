@@ -1,7 +1,7 @@
 """People over the service, on real photos grouped by the real pipeline: every /api/v1/people route, its roles,
 bad input (self-merge, splitting off every face, empty and 10 kB names, unknown ids, two operators merging the
 same people at once), the audit trail, the People / person / review pages with their CSRF-protected forms, and
-a real Chromium renaming a person (screenshots in docs/screenshots/).
+a real Chromium renaming a person (screenshots: see SCREENSHOTS).
 
 One store for the module (the gallery of test_service_support plus a few more photos of the same people, ~20
 photos): the tests run in file order and each works on its own people, so later ones see earlier decisions.
@@ -10,6 +10,7 @@ photos): the tests run in file order and each works on its own people, so later 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -32,7 +33,10 @@ EXTRA = {
 """Added to the service gallery so that each of these people has 2-4 photos: enough to form a person."""
 GROUP_PHOTO = "deepface__couple.jpg"
 """Angelina Jolie with Brad Pitt (../shared/faces/MANIFEST.tsv): two faces of one photo, never one person."""
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+# The docs' screenshots are made with FACEINDEX_SCREENSHOTS=docs/screenshots; by default they go to test-artifacts/
+# (ignored by git), so a test run never rewrites tracked files.
+SCREENSHOTS = Path(os.environ.get("FACEINDEX_SCREENSHOTS")
+                   or Path(__file__).resolve().parents[1] / "test-artifacts")
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
