@@ -159,6 +159,17 @@ class Settings(BaseSettings):
         "byte by byte: on a server deleted rows linger in its segments until compaction and garbage collection; "
         "a Milvus Lite collection is rebuilt from the catalog after each erasure (Lite does not compact).",
     )
+    catalog_url: str = Field(
+        "",
+        description="Where the catalog (collections, images, faces, subjects, consent, opt-outs, audit log, keys, "
+        "jobs) lives. '' (default): `<store>/catalog.sqlite`, embedded, erasure proven byte by byte. A PostgreSQL "
+        "URL (`postgresql://user:password@host:5432/database`, libpq parameters as query string) puts it on that "
+        "server (`pip install 'faceindex[cluster]'`), one database per store: the first write creates the "
+        "schema (and the database when the role may). The store directory still holds the write lock, the "
+        "opt-out key and uploads. Several machines may share the database: writers take turns through an "
+        "advisory lock. Erasure there is verified by query and VACUUM, not byte by byte: WAL segments, backups "
+        "and replicas keep old rows until they are recycled or expire.",
+    )
     vectors_collection: str = Field(
         "faceindex_faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$",
         description="Milvus collection of this store (one per store: a collection records the store it mirrors "

@@ -10,10 +10,11 @@ from __future__ import annotations
 import typer
 
 from faceindex.cli import audit, evaluation, index, people, privacy, search, service
-from faceindex.cli.common import EXIT_CODES_HELP
+from faceindex.cli.common import EXIT_CODES_HELP, global_options
 
 app = typer.Typer(help="Self-hosted face search over photo collections you lawfully hold.", no_args_is_help=True,
                   pretty_exceptions_enable=False, epilog=EXIT_CODES_HELP)
+app.callback()(global_options)  # --catalog-url / --vectors-url before the command name
 
 index.register(app)  # add, embed, stats, remove, reindex
 search.register(app)  # search, verify

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,6 +49,17 @@ out = Console()
 StoreOpt = Annotated[Path | None, typer.Option("--store", envvar="FACEINDEX_STORE",
                                                help="Store directory (default ./faceindex-data).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CatalogUrlOpt = Annotated[str | None, typer.Option(
+    "--catalog-url", show_default=False,
+    help="Catalog database: postgresql://user@host:5432/database, one database per store (default: the store's "
+    "own catalog.sqlite). Same as FACEINDEX_CATALOG_URL.")]
+VectorsUrlOpt = Annotated[str | None, typer.Option(
+    "--vectors-url", show_default=False,
+    help="Faceprints: faiss (default, in the store), a Milvus URI (http://host:19530) or a Milvus Lite path "
+    "(*.db). Same as FACEINDEX_VECTORS_URL.")]
+BACKEND_ENV = {"catalog_url": "FACEINDEX_CATALOG_URL", "vectors_url": "FACEINDEX_VECTORS_URL"}
+"""The backend options and the environment variables they set: an option is exactly its variable, so every
+Settings the command builds (the Engine's, the service's, eval's, worker processes') sees it."""
 CaseOpt = Annotated[str | None, typer.Option("--case", help="Purpose or case reference (recorded in the audit log).")]
 
 
@@ -103,12 +116,49 @@ def partial_failure(message: str) -> None:
     raise typer.Exit(EXIT_PARTIAL)
 
 
+def use_backends(**urls: str | None) -> Callable[[], None]:
+    """Set the backend variables (BACKEND_ENV) given as options; returns what puts the environment back."""
+    saved = {env: os.environ.get(env) for name, env in BACKEND_ENV.items() if urls.get(name) is not None}
+    for name, env in BACKEND_ENV.items():
+        if urls.get(name) is not None:
+            os.environ[env] = str(urls[name])
+
+    def restore() -> None:
+        for env, value in saved.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
+
+    return restore
+
+
+def global_options(ctx: typer.Context, catalog_url: CatalogUrlOpt = None, vectors_url: VectorsUrlOpt = None) -> None:
+    """Options before the command name (`faceindex --catalog-url URL add ...`), for every command."""
+    ctx.call_on_close(use_backends(catalog_url=catalog_url, vectors_url=vectors_url))
+
+
+def _with_backend_options(command: Callable[..., None], run: Callable[..., None]) -> None:
+    """Give `run` (the wrapper of `command`) the --catalog-url and --vectors-url options too, so they may also
+    follow the command name; typer reads the signature from `__signature__` and the hints from annotations."""
+    signature = inspect.signature(command)
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+             for name, hint in (("catalog_url", CatalogUrlOpt), ("vectors_url", VectorsUrlOpt))
+             if name not in signature.parameters]
+    params = list(signature.parameters.values())
+    run.__signature__ = signature.replace(parameters=params + extra)
+    run.__annotations__ = {**getattr(command, "__annotations__", {}), **{p.name: p.annotation for p in extra}}
+
+
 def guarded(command: Callable[..., None]) -> Callable[..., None]:
     """The error boundary every command runs inside: a FaceIndexError becomes its message and EXIT_ERROR,
-    Ctrl-C a one-line message and EXIT_INTERRUPTED (no traceback in either case)."""
+    Ctrl-C a one-line message and EXIT_INTERRUPTED (no traceback in either case). Every command also takes
+    --catalog-url and --vectors-url (BACKEND_ENV), in force while it runs."""
 
     @functools.wraps(command)  # typer reads the signature and annotations through __wrapped__
     def run(*args: Any, **kwargs: Any) -> None:
+        restore = use_backends(catalog_url=kwargs.pop("catalog_url", None),
+                               vectors_url=kwargs.pop("vectors_url", None))
         try:
             command(*args, **kwargs)
         except FaceIndexError as exc:
@@ -124,7 +174,10 @@ def guarded(command: Callable[..., None]) -> Callable[..., None]:
             console.print(Text("no answer to the question (its input ended): nothing done; answer it, or give "
                                "--yes where the command has it"), soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
+        finally:
+            restore()
 
+    _with_backend_options(command, run)
     return run
 
 

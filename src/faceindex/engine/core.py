@@ -84,7 +84,8 @@ class Engine(Searching):
                                params=IndexParams(layout=self.settings.index_layout),
                                ef_search=self.settings.index_ef_search, lazy=True,
                                vectors_url=self.settings.vectors_url,
-                               vectors_collection=self.settings.vectors_collection)
+                               vectors_collection=self.settings.vectors_collection,
+                               catalog_url=self.settings.catalog_url)
         self.catalog = self.store.catalog
         self.catalog.use_migrations(PRIVACY_MIGRATIONS, PEOPLE_MIGRATIONS)  # core + privacy + people
         self.catalog.on_first_write = self.start_writes

@@ -186,8 +186,10 @@ class PeopleStore:
                 f" ({marks(chunk)}) AND state != 'rejected'", (to_person, state, utcnow(), *chunk))
 
     def move_rejections(self, from_person: int, to_person: int) -> None:
-        self.conn.execute("UPDATE OR IGNORE person_faces SET person_id = ? WHERE person_id = ? AND state = 'rejected'",
-                          (to_person, from_person))
+        # Skips rejections `to_person` already has (what SQLite's UPDATE OR IGNORE did; PostgreSQL has none).
+        self.conn.execute("UPDATE person_faces SET person_id = ? WHERE person_id = ? AND state = 'rejected' AND face_id"
+                          " NOT IN (SELECT face_id FROM person_faces WHERE person_id = ?)",
+                          (to_person, from_person, to_person))
         self.conn.execute("DELETE FROM person_faces WHERE person_id = ? AND state = 'rejected'", (from_person,))
 
     def reject(self, face_id: int, person_id: int) -> None:
@@ -210,9 +212,10 @@ class PeopleStore:
             return []
         cond = "" if named is None else (" AND p.name IS NOT NULL" if named else " AND p.name IS NULL")
         rows = self.conn.execute(
-            "SELECT p.id, p.name, count(pf.face_id), sum(pf.state = 'confirmed') FROM people p JOIN person_faces pf"
-            f" ON pf.person_id = p.id AND pf.state != 'rejected' WHERE 1{cond} GROUP BY p.id HAVING count(pf.face_id)"
-            " >= ? ORDER BY count(pf.face_id) DESC, p.id", (min_size,)).fetchall()
+            "SELECT p.id, p.name, count(pf.face_id), sum(CASE WHEN pf.state = 'confirmed' THEN 1 ELSE 0 END)"
+            " FROM people p JOIN person_faces pf"
+            f" ON pf.person_id = p.id AND pf.state != 'rejected' WHERE 1 = 1{cond} GROUP BY p.id"
+            " HAVING count(pf.face_id) >= ? ORDER BY count(pf.face_id) DESC, p.id", (min_size,)).fetchall()
         return [Person(int(r[0]), r[1], int(r[2]), int(r[3] or 0)) for r in rows]
 
     def person_faces(self, person_id: int, states: tuple[str, ...] = ("auto", "confirmed")) -> list[PersonFace]:

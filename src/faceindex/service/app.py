@@ -43,7 +43,6 @@ from faceindex.service.schema import ensure_service_schema
 from faceindex.service.shared import sweep
 from faceindex.service.state import EngineGate, RateLimiter, SearchGrants, ServiceState
 from faceindex.service.storage import ServiceDB
-from faceindex.store.catalog import Catalog
 
 PACKAGE_DIR = Path(str(resources.files("faceindex.service")))
 
@@ -187,8 +186,8 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     engine.start_writes()  # the service's start-up: resume erasures, retention purge (idempotent)
     ensure_service_schema(engine)  # the service's own tables (keys, sessions, jobs)
     config = config or ServiceConfig()
-    jobs = JobManager(engine.settings, records=JobRecords(Catalog(engine.catalog.path)))  # resumes unfinished jobs
-    state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs, db=ServiceDB(engine.catalog.path),
+    jobs = JobManager(engine.settings, records=JobRecords(engine.catalog.twin()))  # resumes unfinished jobs
+    state = ServiceState(gate=EngineGate(engine), config=config, jobs=jobs, db=ServiceDB(engine.catalog),
                          decodes=threading.BoundedSemaphore(config.max_concurrent_decodes),
                          anon_limiter=RateLimiter(config.anonymous_per_minute,
                                                   max(10, int(2 * config.anonymous_per_minute))),

@@ -16,6 +16,7 @@ from pathlib import Path
 from faceindex.errors import ConflictError
 from faceindex.store.catalog import Catalog
 from faceindex.store.catalog_sql import chunks, marks
+from faceindex.store.sql_dialect import IntegrityError
 
 # -- API keys -----------------------------------------------------------------------------------------
 Row = sqlite3.Row
@@ -27,7 +28,7 @@ def insert_key(catalog: Catalog, name: str, role: str, key_hash: str, hint: str,
         cur = catalog.conn.execute(
             "INSERT INTO api_keys (name, role, key_hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
             (name, role, key_hash, hint, created_at))
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         raise ConflictError(f"a key named {name!r} already exists") from exc
     return int(cur.lastrowid)
 
@@ -155,15 +156,21 @@ class ServiceDB:
     Opened on first use; `close()` at shutdown (a later use opens it again).
     """
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, source: Catalog | Path):
+        """`source`: the engine's catalog (this one opens its twin: the same database, SQLite or PostgreSQL), or
+        the path of a catalog file."""
+        self._source = source if isinstance(source, Catalog) else Path(source)
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
 
     def catalog(self) -> Catalog:
         with self._lock:
             if self._catalog is None:
-                self._catalog = Catalog(self.path)
+                if isinstance(self._source, Catalog):
+                    self._catalog = self._source.twin()
+                    self._catalog.open_for_writing()
+                else:
+                    self._catalog = Catalog(self._source)
             return self._catalog
 
     def close(self) -> None:

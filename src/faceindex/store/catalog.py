@@ -1,4 +1,5 @@
-"""The SQLite catalog: collections, images with provenance, faces with faceprints (source of truth).
+"""The catalog: collections, images with provenance, faces with faceprints (source of truth), on SQLite
+(the store's own file, the default) or PostgreSQL (`url="postgresql://…"`: store.pg_connections).
 
 `Catalog` holds the connections, schema, transactions and meta here; its collection, image and face methods
 live in catalog_collections, catalog_images and catalog_faces (mixins), the SQL helpers in catalog_sql.
@@ -11,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from faceindex.store.catalog_collections import Collection, CollectionRecords
@@ -19,8 +21,32 @@ from faceindex.store.catalog_images import ImageRecords
 from faceindex.store.catalog_sql import ID_CHUNK, id_chunks, marks, utcnow
 from faceindex.store.connections import Connections, RoutedConnection
 from faceindex.store.migrations import CORE, LEGAL_BASES, MigrationSet, apply_migrations, flatten, pending_migrations
+from faceindex.store.pg_connections import PgConnections, is_postgres_url, redact
+from faceindex.store.sql_dialect import POSTGRESQL, SQLITE
 
-__all__ = ["ID_CHUNK", "LEGAL_BASES", "Catalog", "Collection", "id_chunks", "marks", "utcnow"]
+__all__ = ["ID_CHUNK", "LEGAL_BASES", "Catalog", "CatalogCapabilities", "Collection", "id_chunks", "marks", "utcnow"]
+
+PG_RESIDUE = (
+    "PostgreSQL at {url}: the rows were deleted in one transaction with the audit event and the database was "
+    "vacuumed, so no query returns them and their space is marked for reuse. Their bytes may stay in the "
+    "table's data pages until overwritten, in the server's WAL segments until a checkpoint recycles them "
+    "(checkpoint_timeout, 5 min by default, and max_wal_size; longer with wal_keep_size or a replication slot), "
+    "in WAL archives and base backups until they expire, and on replicas as on the primary. faceindex cannot "
+    "read the server's files, so this erasure is not proven byte by byte"
+)
+
+
+@dataclass(frozen=True)
+class CatalogCapabilities:
+    """What the catalog's database can promise after a delete (read by privacy's erasure, not guessed).
+
+    ``backend``: "sqlite" or "postgresql". ``proves_erasure_bytes``: True only for the store's own SQLite file
+    (secure_delete, WAL checkpoint and VACUUM, then a byte scan). ``residue_note``: what may linger and until
+    when ("" when proven)."""
+
+    backend: str
+    proves_erasure_bytes: bool
+    residue_note: str = ""
 
 
 class Catalog(CollectionRecords, ImageRecords, FaceRecords):
@@ -46,17 +72,50 @@ class Catalog(CollectionRecords, ImageRecords, FaceRecords):
     """
 
     def __init__(self, path: Path, *, lazy: bool = False, lock_timeout: float | None = None,
-                 migrations: Sequence[MigrationSet] = ()):
+                 migrations: Sequence[MigrationSet] = (), url: str | None = None):
         self.path = Path(path)
+        self.url = url if is_postgres_url(url) else None
+        if url and self.url is None and str(url).strip() not in ("", "sqlite"):
+            from faceindex.errors import InvalidInputError
+
+            raise InvalidInputError(f"catalog_url {redact(str(url))!r} is not understood: leave it empty (the "
+                                    "store's own SQLite file) or give postgresql://user@host:5432/database")
         extra = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
         self._sets: list[MigrationSet] = [CORE]
         self._complete = 0  # how many of `_sets` upgrade() last found applied (steps are never removed)
-        self._db = Connections(self.path, migrate=lambda conn: apply_migrations(conn, self.migration_steps()),
-                               pending=lambda conn: pending_migrations(conn, self.migration_steps()), **extra)
+        migrate = lambda conn: apply_migrations(conn, self.migration_steps())  # noqa: E731
+        pending = lambda conn: pending_migrations(conn, self.migration_steps())  # noqa: E731
+        if self.url is None:
+            self._db = Connections(self.path, migrate=migrate, pending=pending, **extra)
+        else:  # the store directory (the path's parent) still holds the write lock and the local files
+            self._db = PgConnections(self.url, self.path.parent, migrate=migrate, pending=pending, **extra)
         self.on_first_write: Callable[[], object] | None = None
         self.use_migrations(*migrations)
         if not lazy:
             self.open_for_writing()
+
+    def twin(self) -> Catalog:
+        """Another Catalog on the same database (own connections), opened lazily: for a component that must not
+        share this one's connections (the service's key checks, its job records)."""
+        twin = Catalog(self.path, lazy=True, url=self.url, migrations=self._sets[1:])
+        twin._db.lock.timeout = self._db.lock.timeout
+        return twin
+
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql": which database answers (for the few callers whose SQL must differ)."""
+        return SQLITE if self.url is None else POSTGRESQL
+
+    @property
+    def location(self) -> str:
+        """Where the catalog lives, for messages: the SQLite file, or the URL without its password."""
+        return str(self.path) if self.url is None else redact(self.url)
+
+    @property
+    def capabilities(self) -> CatalogCapabilities:
+        if self.url is None:
+            return CatalogCapabilities(SQLITE, True)
+        return CatalogCapabilities(POSTGRESQL, False, PG_RESIDUE.format(url=redact(self.url)))
 
     # -- schema -------------------------------------------------------------------------------
     @property
@@ -137,7 +196,14 @@ class Catalog(CollectionRecords, ImageRecords, FaceRecords):
 
     def checkpoint(self, tries: int = 20) -> bool:
         """Copy the WAL into the database and truncate it to 0 bytes, so deleted rows' bytes do not linger in
-        the -wal file; False if a reader kept it busy for all `tries` (0.1 s apart)."""
+        the -wal file; False if a reader kept it busy for all `tries` (0.1 s apart).
+
+        On PostgreSQL: VACUUM the store's database (outside any transaction), so deleted rows' tuples are
+        removed from the tables and their indexes; what may still linger is `capabilities.residue_note`.
+        VACUUM skips pages the visibility map marks all-visible, so untouched tables cost little."""
+        if self.url is not None:
+            self.conn.execute("VACUUM")
+            return True
         for _ in range(tries):
             if not self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
                 return True

@@ -11,6 +11,7 @@ from typing import Any
 from faceindex.errors import ConflictError, InvalidInputError, NotFoundError
 from faceindex.store.catalog_sql import utcnow
 from faceindex.store.migrations import LEGAL_BASES
+from faceindex.store.sql_dialect import IntegrityError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class CollectionRecords:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (name, legal_basis, purpose.strip(), juris, retention_days, owner, utcnow()),
             )
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise ConflictError(f"collection {name!r} already exists") from exc
         return self.get_collection(name)
 

@@ -86,12 +86,14 @@ class ImageRecords:
         deleted = 0
         for chunk in id_chunks(sorted({int(i) for i in face_ids})):
             per_image = self.conn.execute(
-                f"SELECT image_id, count(*), sum(embedding IS NOT NULL) FROM faces WHERE id IN ({marks(chunk)})"
+                f"SELECT image_id, count(*), count(embedding) FROM faces WHERE id IN ({marks(chunk)})"
                 " GROUP BY image_id", chunk).fetchall()
             deleted += self.conn.execute(f"DELETE FROM faces WHERE id IN ({marks(chunk)})", chunk).rowcount
+            # CASE, not SQLite's scalar max(a, b): the same statement runs on PostgreSQL.
             self.conn.executemany(
-                "UPDATE images SET n_faces = max(n_faces - ?, 0), faces_withheld = faces_withheld + ? WHERE id = ?",
-                [(usable, n, image_id) for image_id, n, usable in per_image])
+                "UPDATE images SET n_faces = CASE WHEN n_faces > ? THEN n_faces - ? ELSE 0 END,"
+                " faces_withheld = faces_withheld + ? WHERE id = ?",
+                [(usable, usable, n, image_id) for image_id, n, usable in per_image])
         if deleted:
             self.bump_epoch()
         return deleted

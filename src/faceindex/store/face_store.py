@@ -44,6 +44,9 @@ class FaceStore:
     the catalog, `rebuild_index` and `forget_vectors` take an exclusive lock, so a search never sees an
     index being mutated. The index file itself is written under the store's write lock.
 
+    Catalog elsewhere: `catalog_url` "postgresql://…" keeps the catalog in that database (store.pg_connections)
+    instead of `<root>/catalog.sqlite`; the directory still holds the write lock and the store's local files.
+
     Vectors elsewhere: `vectors_url` other than "faiss" (a Milvus URI or a Milvus Lite `*.db` path) keeps the
     faceprints in Milvus instead of the index file, with the same catalog-first ordering and its watermark in
     the catalog's meta (store.milvus_mirror); every method below then delegates to that mirror.
@@ -55,9 +58,9 @@ class FaceStore:
 
     def __init__(self, root: Path, *, approximate_above: int = VectorIndex.DEFAULT_APPROXIMATE_ABOVE,
                  params: IndexParams | None = None, ef_search: int | None = None, lazy: bool = False,
-                 vectors_url: str | None = None, vectors_collection: str = COLLECTION):
+                 vectors_url: str | None = None, vectors_collection: str = COLLECTION, catalog_url: str | None = None):
         self.root = Path(root)
-        self.catalog = Catalog(self.root / CATALOG_FILE, lazy=True)
+        self.catalog = Catalog(self.root / CATALOG_FILE, lazy=True, url=catalog_url)
         self.vectors_url = vectors_url or FAISS
         self._mirror = None
         if backend_of(self.vectors_url) != FAISS:
@@ -81,7 +84,7 @@ class FaceStore:
         that a crash interrupted; idempotent."""
         if self._writes:
             return
-        if not self.catalog.exists:
+        if not self.root.exists() or not self.catalog.exists:
             if self.root.exists() and not os.access(self.root, os.W_OK):
                 raise StoreError(f"cannot create a store in {self.root}: the directory is read-only")
             make_private_dir(self.root)

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from faceindex.store.sql_dialect import SQLITE, dialect_of, translate_ddl
+
 
 @dataclass(frozen=True)
 class MigrationSet:
@@ -23,7 +25,9 @@ class MigrationSet:
     steps: tuple[tuple[str, str], ...]
 
     def __post_init__(self):
-        object.__setattr__(self, "steps", tuple((str(n), str(sql)) for n, sql in self.steps))
+        # A DialectSQL (a str carrying its PostgreSQL text) is kept as it is.
+        object.__setattr__(self, "steps", tuple((str(n), sql if isinstance(sql, str) else str(sql))
+                                                for n, sql in self.steps))
         names = self.names
         if len(set(names)) != len(names):
             raise ValueError(f"migration set {self.name!r} repeats a step name")
@@ -144,7 +148,11 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[tuple[str, s
 
     Whether a step is done is read again inside its transaction, so two processes opening a new store at
     once never both run it ("table meta already exists"); the store's write lock serialises them first anyway.
+
+    On PostgreSQL (`conn.dialect`) each step's script is translated (sql_dialect.translate_ddl) and run in one
+    call; DDL is transactional there too, so the all-or-nothing rule holds on both.
     """
+    sqlite = dialect_of(conn) == SQLITE
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     applied = []
@@ -152,13 +160,16 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[tuple[str, s
         if name in done:
             continue
         # executescript would COMMIT implicitly; run statements one by one inside our transaction.
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
         try:
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
                 conn.execute("COMMIT")
                 continue
-            for statement in _split_sql(sql):
-                conn.execute(statement)
+            if sqlite:
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
+            else:
+                conn.script(translate_ddl(sql))
             conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, datetime.now(UTC).isoformat()))
             conn.execute("COMMIT")
         except Exception:
@@ -171,7 +182,10 @@ def apply_migrations(conn: sqlite3.Connection, migrations: Sequence[tuple[str, s
 def pending_migrations(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]] | None = None) -> list[str]:
     """Names of the steps (default: the core set) a database still lacks (all for a new, empty file). Reads only."""
     names = [name for name, _ in (MIGRATIONS if migrations is None else migrations)]
-    has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
+    if dialect_of(conn) == SQLITE:
+        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
+    else:
+        has_table = conn.execute("SELECT to_regclass('_migrations') IS NOT NULL").fetchone()[0]
     done = {row[0] for row in conn.execute("SELECT name FROM _migrations")} if has_table else set()
     return [name for name in names if name not in done]
 
