@@ -141,13 +141,14 @@ def global_options(ctx: typer.Context, catalog_url: CatalogUrlOpt = None, vector
 def _with_backend_options(command: Callable[..., None], run: Callable[..., None]) -> None:
     """Give `run` (the wrapper of `command`) the --catalog-url and --vectors-url options too, so they may also
     follow the command name; typer reads the signature from `__signature__` and the hints from annotations."""
-    signature = inspect.signature(command)
+    signature = inspect.signature(command, eval_str=True)  # annotations evaluated in the command's module
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
              for name, hint in (("catalog_url", CatalogUrlOpt), ("vectors_url", VectorsUrlOpt))
              if name not in signature.parameters]
     params = list(signature.parameters.values())
     run.__signature__ = signature.replace(parameters=params + extra)
-    run.__annotations__ = {**getattr(command, "__annotations__", {}), **{p.name: p.annotation for p in extra}}
+    run.__annotations__ = {p.name: p.annotation for p in run.__signature__.parameters.values()
+                           if p.annotation is not inspect.Parameter.empty}
 
 
 def guarded(command: Callable[..., None]) -> Callable[..., None]:

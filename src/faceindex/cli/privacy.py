@@ -140,6 +140,8 @@ def forget(
         f"{result.subjects} subject(s); {state}")
     if result.vectors_residue:
         say(f"note ({result.vectors_backend}): {result.vectors_residue}", err=True)
+    if result.catalog_residue:
+        say(f"note ({result.catalog_backend}): {result.catalog_residue}", err=True)
     if result.shared_with_copies:
         say(f"note: {result.shared_with_copies} erased faceprint(s) are also held by identical photos kept in "
             "other collections; those copies were not erased (forget them by --image or --selfie if they must go "

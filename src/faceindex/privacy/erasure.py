@@ -93,6 +93,11 @@ class ErasureResult:
     vectors_residue: str = ""
     """Empty when the backend proves erasure byte by byte; otherwise what may still linger there, and until when
     (Milvus: deleted rows in sealed segments until compaction and garbage collection). Never reported verified."""
+    catalog_backend: str = "sqlite"
+    """Where the catalog's rows were deleted: "sqlite" (the store's own file) or "postgresql"."""
+    catalog_residue: str = ""
+    """Empty when the catalog's deletion is proven byte by byte (SQLite: secure_delete, checkpoint, scan); on
+    PostgreSQL what may still linger (WAL segments until recycled, backups, replicas) and until when."""
     shared_with_copies: int = 0
     """Erased faceprints that faces outside the erasure hold byte for byte (identical photos kept in other
     collections): those copies are not erased by this request; erase them by image or selfie if they must go."""
@@ -240,6 +245,8 @@ class Eraser:
         caps = self.ctx.store.vector_capabilities
         result.vectors_backend = caps.backend
         result.vectors_residue = "" if caps.proves_erasure_bytes else caps.residue_note
+        catalog = self.catalog.capabilities
+        result.catalog_backend, result.catalog_residue = catalog.backend, catalog.residue_note
         if result.complete:
             with self.catalog.transaction():
                 conn.execute("DELETE FROM erasure_jobs WHERE id = ?", (job_id,))

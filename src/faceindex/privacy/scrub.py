@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from faceindex.errors import StoreError
 from faceindex.privacy.context import PrivacyContext
 from faceindex.store.face_store import CATALOG_FILE
+from faceindex.store.sql_dialect import OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,13 @@ class Scrubber:
         return [v for v in vectors if v not in held]
 
     def vacuum(self) -> bool:
-        """Rewrite the catalog without free pages, then checkpoint; False if another connection blocked it."""
+        """Rewrite the catalog without free pages, then checkpoint; False if another connection blocked it.
+        On PostgreSQL the checkpoint is itself the VACUUM of the store's database."""
+        if not self.catalog.capabilities.proves_erasure_bytes:
+            return self.checkpoint()
         try:
             self.catalog.conn.execute("VACUUM")
-        except sqlite3.OperationalError as exc:
+        except OperationalError as exc:
             log.warning("VACUUM failed: %s", exc)
             return False
         return self.checkpoint()
@@ -104,12 +107,15 @@ class Scrubber:
         another tool) triggers VACUUM, a hit in the index a rebuild. After a crash the faceprints are no
         longer known, so a resumed erasure always VACUUMs (cost: one copy of the catalog).
 
-        `verified` is True only when the vector backend can prove erasure byte by byte (the embedded FAISS
-        files). On Milvus the store's files (a Milvus Lite directory inside the store included) are scanned
+        `verified` is True only when both the catalog and the vector backend can prove erasure byte by byte
+        (the embedded SQLite file and FAISS files): never with the catalog on PostgreSQL, whose pages, WAL and
+        backups faceindex cannot read (the erasure result carries the catalog's residue note).
+        On Milvus the store's files (a Milvus Lite directory inside the store included) are scanned
         all the same, but a server's segments lie elsewhere and Lite's are compressed, where a scan that finds
         nothing proves nothing: never reported verified (the erasure result carries the backend's residue note).
         """
         caps = self.store.vector_capabilities
+        proves = caps.proves_erasure_bytes and self.catalog.capabilities.proves_erasure_bytes
         if not self.checkpoint() or (vacuum and not self.vacuum()):
             log.warning("catalog busy (another reader); the erasure's scrub finishes at the next open")
             return False, False, 0
@@ -117,7 +123,7 @@ class Scrubber:
         vectors = self.not_held_elsewhere(vectors)
         shared = erased - len(vectors)
         if not vectors:  # nothing left to look for: every erased faceprint is held by a face kept on purpose
-            return True, (bool(erased) or vacuum) and caps.proves_erasure_bytes, shared
+            return True, (bool(erased) or vacuum) and proves, shared
         residue = find_residue(self.store.root, vectors)
         if any(name.startswith(CATALOG_FILE) for name in residue) and not self.vacuum():
             return False, False, shared
@@ -127,7 +133,7 @@ class Scrubber:
             residue = find_residue(self.store.root, vectors)
             if residue:
                 raise StoreError(f"erased faceprints still found in {sorted(residue)}")
-        return True, caps.proves_erasure_bytes, shared
+        return True, proves, shared
 
 
 

@@ -101,7 +101,8 @@ def erasure_public(result: ErasureResult, uploads_deleted: int = 0) -> ErasureRe
                                verified=result.verified, upload_files_deleted=result.uploads_deleted + uploads_deleted,
                                upload_files_redacted=result.uploads_redacted,
                                shared_with_copies=result.shared_with_copies,
-                               vectors_backend=result.vectors_backend, vectors_residue=result.vectors_residue)
+                               vectors_backend=result.vectors_backend, vectors_residue=result.vectors_residue,
+                               catalog_backend=result.catalog_backend, catalog_residue=result.catalog_residue)
 
 
 def _privacy_call(state: ServiceState, principal: Principal, fn):

@@ -315,6 +315,9 @@ class ErasureResultPublic(BaseModel):
     vectors_backend: str = Field("faiss", description="Where faceprints are searched: faiss, milvus-lite or milvus.")
     vectors_residue: str = Field("", description="Empty when the vector backend proves erasure byte by byte (faiss); "
                                  "otherwise what may still linger there and until when (never reported verified).")
+    catalog_backend: str = Field("sqlite", description="Where the catalog's rows were deleted: sqlite or postgresql.")
+    catalog_residue: str = Field("", description="Empty when the catalog proves erasure byte by byte (sqlite); on "
+                                 "postgresql what may still linger there and until when (never reported verified).")
     upload_files_deleted: int = Field(0, description="Photos the service had kept for erased images.")
     upload_files_redacted: int = Field(
         0, description="Kept photos still showing other people, rewritten with the erased faces obscured.")
