@@ -9,8 +9,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The privacy tests' shared store fixtures (`root`, `store`) live beside their helpers.
-pytest_plugins = ["privacy_support"]
+# The privacy tests' shared store fixtures (`root`, `store`) live beside their helpers; the PostgreSQL server
+# (`postgres`, `pg_url`) in pg_support.
+pytest_plugins = ["privacy_support", "pg_support"]
 
 
 def shared_dir() -> Path:

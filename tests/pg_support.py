@@ -82,6 +82,13 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql)
 
+    def admin_in(self, url: str, sql: str) -> None:
+        """Run `sql` in the database of `url` (set-up a test needs, e.g. a foreign table)."""
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql)
+
     def new_database(self, template: str | None = None) -> str:
         """A new empty database (or a copy of `template`); returns its URL."""
         name = f"fi_{os.getpid()}_{next(_counter)}"
@@ -108,3 +115,44 @@ def postgres():
 def pg_url(postgres) -> str:
     """A fresh, empty database on the session's server, as a postgresql:// URL."""
     return postgres.new_database()
+
+
+# -- the privacy tests' shared store on PostgreSQL + Milvus Lite -----------------------------------------------------
+BACKENDS = ["embedded", "cluster"]
+"""Values of the `store` fixture's indirect parameter: the default backends, or PostgreSQL + Milvus Lite."""
+VECTORS_DIR = "v.db"
+"""The Milvus Lite database of a cluster store, inside the store directory (copied with it)."""
+_cluster: dict[str, object] = {}
+
+
+def cluster_pristine(postgres: PostgresServer, faces_dir: Path, tmp_path_factory) -> tuple[str, Path]:
+    """(template database name, store directory) of privacy_support's shared store ingested through PostgreSQL
+    and Milvus Lite (the real ingest path, not a copy of the SQLite catalog); built once per session."""
+    if "pristine" not in _cluster:
+        from privacy_support import ingest_pristine, pipeline, pristine
+
+        from faceindex.config import Settings
+        from faceindex.engine import Engine
+
+        root = pristine(faces_dir, tmp_path_factory)  # the photos and selfies both stores share
+        url = postgres.new_database()
+        store = tmp_path_factory.mktemp("cluster-pristine") / "store"
+        settings = Settings(workers=1, catalog_url=url, vectors_url=str(store / VECTORS_DIR))
+        with Engine.open(store, settings, pipeline=pipeline(), mode="write") as engine:
+            ingest_pristine(engine, root)
+        _cluster["pristine"] = (url.rsplit("/", 1)[1], store)
+    return _cluster["pristine"]  # type: ignore[return-value]
+
+
+def cluster_copy(request, faces_dir: Path, tmp_path_factory, tmp_path: Path) -> Path:
+    """A private copy of the cluster store for one test (a database made from the pristine one as template, the
+    store directory with its Milvus Lite data copied), named by the environment for the test's duration."""
+    postgres = request.getfixturevalue("postgres")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    name, pristine_store = cluster_pristine(postgres, faces_dir, tmp_path_factory)
+    url = postgres.new_database(template=name)
+    store = tmp_path / "store"
+    shutil.copytree(pristine_store, store)
+    monkeypatch.setenv("FACEINDEX_CATALOG_URL", url)
+    monkeypatch.setenv("FACEINDEX_VECTORS_URL", str(store / VECTORS_DIR))
+    return store

@@ -71,15 +71,22 @@ def build_photos(faces_dir: Path, root: Path) -> Path:
     return root
 
 
+def ingest_pristine(engine: Engine, root: Path) -> None:
+    """The shared store's two collections (see the module docstring)."""
+    engine.ingest([root / "photos" / "press"], "press", basis="legitimate-interests",
+                  purpose="press archive", jurisdictions=["DE"])
+    engine.ingest([root / "photos" / "canada"], "canada", basis="consent", purpose="event photos",
+                  jurisdictions=["CA"])
+
+
 def pristine(faces_dir: Path, tmp_path_factory) -> Path:
-    """The root (photos/, selfies/, store/) of the shared store, built on first use in this session."""
+    """The root (photos/, selfies/, store/) of the shared store, built on first use in this session (always on
+    the embedded backends, whatever FACEINDEX_CATALOG_URL / FACEINDEX_VECTORS_URL a test has set)."""
     if "root" not in _cache:
         root = build_photos(faces_dir, tmp_path_factory.mktemp("privacy-pristine"))
-        with open_engine(root / "store") as engine:
-            engine.ingest([root / "photos" / "press"], "press", basis="legitimate-interests",
-                          purpose="press archive", jurisdictions=["DE"])
-            engine.ingest([root / "photos" / "canada"], "canada", basis="consent", purpose="event photos",
-                          jurisdictions=["CA"])
+        embedded = Settings(workers=1, catalog_url="", vectors_url="faiss")
+        with Engine.open(root / "store", embedded, pipeline=pipeline(), mode="write") as engine:
+            ingest_pristine(engine, root)
         _cache["root"] = root
     return _cache["root"]  # type: ignore[return-value]
 
@@ -98,8 +105,14 @@ def root(faces_dir, tmp_path_factory):
 
 
 @pytest.fixture()
-def store(faces_dir, tmp_path_factory, tmp_path):
-    """A private copy of the shared store for one test."""
+def store(request, faces_dir, tmp_path_factory, tmp_path):
+    """A private copy of the shared store for one test. Parametrised indirectly with "cluster" (e.g.
+    `@pytest.mark.parametrize("store", BACKENDS, indirect=True)`), the copy's catalog is a PostgreSQL database
+    and its vectors Milvus Lite, both named by FACEINDEX_CATALOG_URL / FACEINDEX_VECTORS_URL for the test."""
+    if getattr(request, "param", "embedded") == "cluster":
+        from pg_support import cluster_copy
+
+        return cluster_copy(request, faces_dir, tmp_path_factory, tmp_path)
     return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
 
 

@@ -302,6 +302,7 @@ class PgConnections:
 
     def _open_reader(self) -> PgConnection:
         if not self.exists:
+            self._connect().close()  # a missing database: StoreNotFoundError saying so
             raise StoreNotFoundError(f"no store at {self.location} (the database has no faceindex catalog): check "
                                      "--catalog-url / FACEINDEX_CATALOG_URL, or create one with `faceindex add ...`")
         if not self._checked:
