@@ -125,6 +125,11 @@ VECTORS_DIR = "v.db"
 _cluster: dict[str, object] = {}
 
 
+def on_cluster() -> bool:
+    """Whether the running test's store is the PostgreSQL + Milvus Lite copy (cluster_copy set the variable)."""
+    return os.environ.get("FACEINDEX_CATALOG_URL", "").startswith("postgresql://")
+
+
 def cluster_pristine(postgres: PostgresServer, faces_dir: Path, tmp_path_factory) -> tuple[str, Path]:
     """(template database name, store directory) of privacy_support's shared store ingested through PostgreSQL
     and Milvus Lite (the real ingest path, not a copy of the SQLite catalog); built once per session."""

@@ -7,12 +7,12 @@ import json
 import shutil
 
 import pytest
+from pg_support import BACKENDS, on_cluster
 from privacy_support import (
     GROUP,
     candidate_paths,
     faces_in,
     found_people,
-    fresh_copy,
     open_engine,
     scan_store,
     selfie,
@@ -21,11 +21,6 @@ from privacy_support import (
 from faceindex.errors import InvalidInputError, PolicyError
 from faceindex.privacy.jurisdictions import covers as jurisdiction_covers
 from faceindex.privacy.jurisdictions import jurisdiction_code
-
-
-@pytest.fixture()
-def store(faces_dir, tmp_path_factory, tmp_path):
-    return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
 
 
 def _no_faceprint_in_audit(engine) -> None:
@@ -45,6 +40,7 @@ def test_baseline_every_selfie_finds_its_person_only(store, root):
         assert found_people(engine, selfie(root, "John_Simm")) == {"John_Simm"}
 
 
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)  # also on PostgreSQL + Milvus Lite
 def test_forget_by_selfie_lists_then_erases_completely(store, root):
     with open_engine(store) as engine:
         jack = faces_in(engine, "Jack_Dorsey")
@@ -56,7 +52,9 @@ def test_forget_by_selfie_lists_then_erases_completely(store, root):
         assert plan.params["threshold"] >= 0.94
         assert len(faces_in(engine, "Jack_Dorsey")) == 4  # planning deleted nothing
         result = engine.privacy.erase(plan)
-        assert (result.faces, result.complete, result.verified) == (4, True, True)
+        # Proven byte by byte only on the embedded store; elsewhere the result says what may linger.
+        assert (result.faces, result.complete, result.verified) == (4, True, not on_cluster())
+        assert bool(result.catalog_residue) == on_cluster()
         assert found_people(engine, selfie(root, "Jack_Dorsey")) == set()
         assert found_people(engine, selfie(root, "Mark_Zuckerberg")) == {"Mark_Zuckerberg"}
         erase = engine.audit.events(action="erase")[-1]
@@ -67,6 +65,7 @@ def test_forget_by_selfie_lists_then_erases_completely(store, root):
         assert found_people(engine, selfie(root, "Jack_Dorsey")) == set()
 
 
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)
 def test_forget_by_subject_erases_enrolled_faces_and_record(store, root):
     with open_engine(store) as engine:
         group_face = [f for f in faces_in(engine, GROUP)
@@ -93,6 +92,7 @@ def test_forget_by_subject_erases_enrolled_faces_and_record(store, root):
     assert scan_store(store, vectors) == []
 
 
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)
 def test_forget_by_collection(store, root):
     with open_engine(store) as engine:
         vectors = engine.privacy.faceprints(faces_in(engine, "John_Simm"))

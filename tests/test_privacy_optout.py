@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pg_support import BACKENDS
 from privacy_support import faces_in, found_people, open_engine, scan_store, selfie
 
 from faceindex.errors import NotFoundError, PolicyError
 from faceindex.privacy.optout import BITS, KEY_FILE, TemplateKey, estimate_cosine
 
 
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)  # also on PostgreSQL + Milvus Lite
 def test_opt_out_then_reingest_indexes_none_of_that_person(store, root):
     photo = selfie(root, "Jack_Dorsey")
     with open_engine(store) as engine:

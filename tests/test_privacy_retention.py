@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pg_support import BACKENDS
 from privacy_support import (
     faces_in,
     found_people,
@@ -21,6 +23,7 @@ def at(moment: datetime):
     return lambda: moment
 
 
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)  # also on PostgreSQL + Milvus Lite
 def test_expired_images_are_purged_on_open(store, root):
     start = datetime.now(UTC)
     with open_engine(store) as engine:
