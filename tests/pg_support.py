@@ -61,15 +61,19 @@ class PostgresServer:
             pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}", pytrace=False)
         return proc
 
-    def start(self) -> PostgresServer:
+    def start(self, *, durable: bool = False) -> PostgresServer:
+        """initdb and start. Tests run without fsync (a throw-away server); `durable=True` keeps PostgreSQL's
+        defaults (benchmarks)."""
         if os.geteuid() == 0:
             entry = pwd.getpwnam("postgres")
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         self._run(self.initdb, "-D", str(self.data), "-U", self.user, "--auth=trust", "--encoding=UTF8",
                   "--locale=C", "--no-sync")
-        # fsync off and a socket in our own directory: a test server, never shared, thrown away at the end.
+        # A socket in our own directory and (tests) fsync off: a test server, never shared, thrown away at the end.
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                   "-c max_connections=200")
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
         return self
 

@@ -50,7 +50,9 @@ class CatalogCapabilities:
 
 
 class Catalog(CollectionRecords, ImageRecords, FaceRecords):
-    """One SQLite database in WAL mode: many reader threads at once, one writer (see Connections).
+    """One SQLite database in WAL mode: many reader threads at once, one writer (see Connections). With `url`
+    a PostgreSQL database instead, with the same contract (store.pg_connections; SQL translated by
+    store.sql_dialect), `path`'s directory still holding the write lock.
 
     `conn` is the calling thread's connection (its own reader, or the writer inside its transaction); every
     write belongs in `transaction()`, which holds the store's write lock (threads and processes) around
@@ -202,6 +204,8 @@ class Catalog(CollectionRecords, ImageRecords, FaceRecords):
         removed from the tables and their indexes; what may still linger is `capabilities.residue_note`.
         VACUUM skips pages the visibility map marks all-visible, so untouched tables cost little."""
         if self.url is not None:
+            if self._depth:  # VACUUM cannot run inside a transaction: as on SQLite, a busy checkpoint is False
+                return False
             self.conn.execute("VACUUM")
             return True
         for _ in range(tries):

@@ -8,6 +8,10 @@ machines sharing the database take turns too. Nested transactions join the outer
 a missing database, or one without a faceindex schema, is StoreNotFoundError; the first write creates the
 schema (and the database itself when the role may). Every connection failure is a StoreError naming the
 URL (password redacted) and what failed. SQL is SQLite's dialect, translated by store.sql_dialect.
+
+One difference callers see: a statement that fails inside a transaction aborts the whole transaction on
+PostgreSQL (SQLite keeps it open). No caller goes on after a failed statement: the error ends the
+`transaction()` block, which rolls back, on both.
 """
 
 from __future__ import annotations
@@ -140,6 +144,23 @@ class PgConnection:
             if rows:
                 cur.executemany(text, rows)
             return PgCursor(cur, False)
+
+    def insert_returning_ids(self, sql: str, rows: list[tuple]) -> list[int]:
+        """Run one INSERT per row in a single pipelined round trip; the generated ids, in row order."""
+        text, returns_id = self._translate(sql)
+        if not returns_id:
+            raise PgDatabaseError(f"no generated id to return: {sql[:80]}")
+        ids: list[int] = []
+        if not rows:
+            return ids
+        with self._errors():
+            cur = self.raw.cursor()
+            cur.executemany(text, [tuple(r) for r in rows], returning=True)
+            while True:
+                ids.append(int(cur.fetchone()[0]))
+                if not cur.nextset():
+                    break
+        return ids
 
     def script(self, sql: str) -> None:
         """Run a PostgreSQL script as written (several statements, no parameters): migrations."""

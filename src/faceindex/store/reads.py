@@ -1,8 +1,9 @@
 """Typed catalog reads the adapters need (pages of images and faces, counts), so no adapter writes SQL.
 
 Functions take the Catalog; they only read, so they run on whichever connection the caller's catalog holds
-(the service passes the engine's catalog under its read gate). Rows are `sqlite3.Row` with the columns
-named in each docstring; callers turn them into their own response models.
+(the service passes the engine's catalog under its read gate). Rows are `sqlite3.Row` (on PostgreSQL
+`sql_dialect.Row`, which reads the same: by name or position) with the columns named in each docstring;
+callers turn them into their own response models.
 """
 
 from __future__ import annotations

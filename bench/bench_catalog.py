@@ -1,0 +1,113 @@
+"""The catalog on PostgreSQL vs the embedded SQLite file, in the same run: insert and lookup rates.
+
+    python bench/bench_catalog.py                        # 20 000 images x 2 faces, throw-away local server
+    python bench/bench_catalog.py --url postgresql://user@host/db   # an existing (empty) database instead
+
+Insert: faces/s written as ingest writes them (store.Catalog.insert_image + insert_faces, BATCH_FILES images per
+transaction, each face with its 512-byte faceprint), over the whole run. Lookups, single thread, after the
+inserts: `face_details` of 10 random face ids per call (what a search does for its top 10), and
+`indexed_twin` by sha256 (what ingest asks of every file before analysing it), calls/s. PostgreSQL runs twice:
+with its defaults (synchronous_commit=on: every commit waits for its WAL flush) and with synchronous_commit=off
+given in the URL (`?options=-c%20synchronous_commit%3Doff`), closer to SQLite's synchronous=NORMAL, which does
+not flush at each commit either. Without --url a throw-away server is started on loopback with the tests'
+helper (initdb + pg_ctl; fsync left on) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from benchlib import machine_line  # noqa: E402
+from store_support import MODEL, synthetic_faces  # noqa: E402
+
+from faceindex.ingest.runner import BATCH_FILES  # noqa: E402
+from faceindex.store.catalog import Catalog  # noqa: E402
+
+ASYNC = "options=-c%20synchronous_commit%3Doff"
+
+
+def run(label: str, catalog: Catalog, images: int, faces_per_image: int, lookups: int, seed: int) -> dict:
+    faces = synthetic_faces(BATCH_FILES * faces_per_image, seed)  # reused per batch: content does not matter
+    with catalog.transaction():
+        collection = catalog.create_collection("bench", "consent", "benchmark").id
+        catalog.bind_model(MODEL)
+    start = time.perf_counter()
+    for lo in range(0, images, BATCH_FILES):
+        with catalog.transaction():
+            for i in range(lo, min(lo + BATCH_FILES, images)):
+                image = catalog.insert_image(collection, f"/bench/{i}.jpg", sha256=f"{i:064x}", size_bytes=1,
+                                             width=640, height=480, n_faces=faces_per_image)
+                j = (i - lo) * faces_per_image
+                catalog.insert_faces(image, faces[j:j + faces_per_image], MODEL)
+    insert_s = time.perf_counter() - start
+    total = images * faces_per_image
+    rng = random.Random(seed)
+    top = catalog.max_face_id()
+    start = time.perf_counter()
+    for _ in range(lookups):
+        details = catalog.face_details(rng.sample(range(top - total + 1, top + 1), 10))
+        assert len(details) == 10
+    details_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(lookups):
+        assert catalog.indexed_twin(f"{rng.randrange(images):064x}", MODEL) is not None
+    twin_s = time.perf_counter() - start
+    row = {"backend": label, "faces_per_s": total / insert_s, "details_per_s": lookups / details_s,
+           "sha256_per_s": lookups / twin_s}
+    print(f"{label:<40} insert {row['faces_per_s']:9.0f} faces/s   face_details(10 ids) "
+          f"{row['details_per_s']:7.0f}/s   image by sha256 {row['sha256_per_s']:7.0f}/s", flush=True)
+    catalog.close()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--faces-per-image", type=int, default=2)
+    parser.add_argument("--lookups", type=int, default=5_000)
+    parser.add_argument("--url", help="an existing empty PostgreSQL database (default: a throw-away server)")
+    args = parser.parse_args()
+    print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_line()}")
+    print(f"# {args.images} images x {args.faces_per_image} faces, batches of {BATCH_FILES} images, "
+          f"{args.lookups} lookups of each kind")
+    server = None
+    if args.url is None:
+        from pg_support import PostgresServer
+
+        server = PostgresServer().start(durable=True)
+    try:
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "a").mkdir()
+            rows.append(run("sqlite (WAL, synchronous=NORMAL)", Catalog(Path(tmp) / "a" / "catalog.sqlite"),
+                            args.images, args.faces_per_image, args.lookups, 1))
+            if args.url:  # a caller's database: one run, with the URL's own settings
+                runs = [("postgresql (as the URL says)", args.url)]
+            else:
+                runs = [("postgresql (defaults)", server.new_database()),
+                        ("postgresql (synchronous_commit=off)", server.new_database() + "?" + ASYNC)]
+            for n, (label, url) in enumerate(runs):
+                (Path(tmp) / f"p{n}").mkdir()
+                rows.append(run(label, Catalog(Path(tmp) / f"p{n}" / "catalog.sqlite", url=url, lazy=True),
+                                args.images, args.faces_per_image, args.lookups, 1))
+        base = rows[0]
+        for row in rows[1:]:
+            print(f"# {row['backend']} / sqlite: insert {row['faces_per_s'] / base['faces_per_s']:.2f}x, "
+                  f"face_details {row['details_per_s'] / base['details_per_s']:.2f}x, "
+                  f"sha256 lookup {row['sha256_per_s'] / base['sha256_per_s']:.2f}x")
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
