@@ -1,12 +1,14 @@
 """The catalog on PostgreSQL vs the embedded SQLite file, in the same run: insert and lookup rates.
 
-    python bench/bench_catalog.py                        # 20 000 images x 2 faces, throw-away local server
+    python bench/bench_catalog.py                        # 4 000 images x 2 faces, throw-away local server
     python bench/bench_catalog.py --url postgresql://user@host/db   # an existing (empty) database instead
 
 Insert: faces/s written as ingest writes them (store.Catalog.insert_image + insert_faces, BATCH_FILES images per
 transaction, each face with its 512-byte faceprint), over the whole run. Lookups, single thread, after the
 inserts: `face_details` of 10 random face ids per call (what a search does for its top 10), and
-`indexed_twin` by sha256 (what ingest asks of every file before analysing it), calls/s. PostgreSQL runs twice:
+`indexed_twin` by sha256 (what ingest asks of every file before analysing it), calls/s; and the time of a
+bare `SELECT 1` through the catalog, the floor each statement pays (a round trip to the server on PostgreSQL).
+PostgreSQL runs twice:
 with its defaults (synchronous_commit=on: every commit waits for its WAL flush) and with synchronous_commit=off
 given in the URL (`?options=-c%20synchronous_commit%3Doff`), closer to SQLite's synchronous=NORMAL, which does
 not flush at each commit either. Without --url a throw-away server is started on loopback with the tests'
@@ -61,19 +63,24 @@ def run(label: str, catalog: Catalog, images: int, faces_per_image: int, lookups
     for _ in range(lookups):
         assert catalog.indexed_twin(f"{rng.randrange(images):064x}", MODEL) is not None
     twin_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(lookups):
+        catalog.conn.execute("SELECT 1").fetchone()
+    trip_ms = 1000 * (time.perf_counter() - start) / lookups
     row = {"backend": label, "faces_per_s": total / insert_s, "details_per_s": lookups / details_s,
-           "sha256_per_s": lookups / twin_s}
-    print(f"{label:<40} insert {row['faces_per_s']:9.0f} faces/s   face_details(10 ids) "
-          f"{row['details_per_s']:7.0f}/s   image by sha256 {row['sha256_per_s']:7.0f}/s", flush=True)
+           "sha256_per_s": lookups / twin_s, "round_trip_ms": trip_ms}
+    print(f"{label:<37} insert {row['faces_per_s']:7.0f} faces/s  face_details(10 ids) "
+          f"{row['details_per_s']:6.0f}/s  image by sha256 {row['sha256_per_s']:6.0f}/s  "
+          f"SELECT 1 {trip_ms:.3f} ms", flush=True)
     catalog.close()
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--images", type=int, default=4_000)
     parser.add_argument("--faces-per-image", type=int, default=2)
-    parser.add_argument("--lookups", type=int, default=5_000)
+    parser.add_argument("--lookups", type=int, default=1_000)
     parser.add_argument("--url", help="an existing empty PostgreSQL database (default: a throw-away server)")
     args = parser.parse_args()
     print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_line()}")

@@ -65,7 +65,12 @@ class PostgresServer:
         """initdb and start. Tests run without fsync (a throw-away server); `durable=True` keeps PostgreSQL's
         defaults (benchmarks)."""
         if os.geteuid() == 0:
-            entry = pwd.getpwnam("postgres")
+            try:
+                entry = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("running as root, the PostgreSQL tests start the server as the `postgres` user, which "
+                            "does not exist: install Debian's `postgresql` package (it creates the user) or run "
+                            "the tests as an ordinary user", pytrace=False)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         self._run(self.initdb, "-D", str(self.data), "-U", self.user, "--auth=trust", "--encoding=UTF8",
                   "--locale=C", "--no-sync")
