@@ -211,3 +211,24 @@ def test_an_unreachable_server_is_a_clear_error_naming_the_url_without_password(
         assert proc.returncode == 2, text
         assert "PostgreSQL at postgresql://fi:***@127.0.0.1" in text and "connect failed" in text, text
         assert "s3cret" not in text and "Traceback" not in text
+
+
+def test_a_server_restart_costs_one_clear_error_then_the_catalog_reconnects(pg_url, postgres, tmp_path):
+    cat = catalog(pg_url, tmp_path)
+    with cat.transaction():
+        cat.create_collection("a", "consent", "p")
+    assert cat.count("SELECT count(*) FROM collections") == 1
+    postgres.admin_in(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(StoreError, match="connection was lost"):
+        cat.count("SELECT count(*) FROM collections")
+    assert cat.count("SELECT count(*) FROM collections") == 1  # a new reader connection
+    for attempt in range(3):  # the writer and the lock's connection each fail once, then are replaced
+        try:
+            with cat.transaction():
+                cat.create_collection("b", "consent", "p")
+            break
+        except StoreError as exc:
+            assert "connection was lost" in str(exc)
+    assert attempt <= 2 and [c.name for c in cat.list_collections()] == ["a", "b"]
+    cat.close()

@@ -1,5 +1,6 @@
 """The REST service over a store whose catalog is on PostgreSQL and faceprints on Milvus Lite (real models,
-real photos): keys, search, access report, selfie erasure with its per-backend residue, audit verification."""
+real photos): keys, an upload ingest job, search, access report, selfie erasure with its per-backend residue,
+audit verification."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from privacy_support import selfie
-from test_service_support import start_service
+from test_service_support import GALLERY, ingest_gallery, start_service
 
 pytest.importorskip("milvus_lite")
 
@@ -17,12 +18,17 @@ def post_photo(svc, url: str, path: Path, role: str, **fields):
 
 
 @pytest.mark.parametrize("store", ["cluster"], indirect=True)
-def test_service_search_and_privacy_routes_on_postgresql(store, root):
+def test_service_search_and_privacy_routes_on_postgresql(store, root, faces_dir):
     svc = start_service(store)  # its Settings come from FACEINDEX_CATALOG_URL / FACEINDEX_VECTORS_URL
     try:
         assert svc.engine.catalog.dialect == "postgresql"
         stats = svc.client.get("/api/v1/stats", headers=svc.auth("admin")).json()
         assert stats["faces"] == 16 and stats["index"] == "milvus-lite:flat"
+        # An upload ingest job: its record (ingest_jobs) is written and re-written in the same database.
+        job = ingest_gallery(svc, faces_dir, "uploads")
+        n = sum(len(v) for v in GALLERY.values())
+        assert (job["total"], job["done"], job["counts"]["faces"]) == (n, n, n)
+        assert svc.engine.catalog.count("SELECT count(*) FROM ingest_jobs WHERE status = 'done'") == 1
         jack = selfie(root, "Jack_Dorsey")
         found = post_photo(svc, "/api/v1/search", jack, "searcher", purpose="case 7").json()
         paths = [c["path"] for f in found["faces"] for c in f["candidates"]]

@@ -142,6 +142,7 @@ class Catalog(CollectionRecords, ImageRecords, FaceRecords):
         if self.open_for_writes:
             with self._db.write_lock() as writer:
                 apply_migrations(writer, self.migration_steps())
+            self._db.schema_changed()  # new tables: PostgreSQL's statement translation reads them again
 
     def pending_migrations(self) -> list[str]:
         """Names of the registered steps the database lacks (all of them when it does not exist). Reads only."""
@@ -164,6 +165,7 @@ class Catalog(CollectionRecords, ImageRecords, FaceRecords):
             if self.pending_migrations():  # a writer that was open already: apply what it lacks
                 with self._db.write_lock() as writer:
                     apply_migrations(writer, self.migration_steps())
+                self._db.schema_changed()
         self._complete = len(self._sets)
         return True
 

@@ -377,12 +377,14 @@ class PgConnections:
             admin.close()
 
     def open_for_writing(self) -> None:
-        """Connect the writer, create the database if missing, and apply migrations, under the write lock."""
-        if self._writer is not None:
+        """Connect the writer, create the database if missing, and apply migrations, under the write lock. A
+        writer whose connection was lost (a server restart) is replaced: a long-running service carries on."""
+        if self._writer is not None and not self._writer.raw.closed:
             return
         with self.lock:
-            if self._writer is not None:
+            if self._writer is not None and not self._writer.raw.closed:
                 return
+            self._writer = None
             writer = self._connect(missing_ok=True)
             if writer is None:
                 self._create_database()
