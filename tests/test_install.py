@@ -10,7 +10,8 @@ from importlib.metadata import PackageNotFoundError, distribution, packages_dist
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIONAL = {"cv2": "yunet", "face_recognition": "bench", "pymilvus": "cluster", "milvus_lite": "cluster"}
+OPTIONAL = {"cv2": "yunet", "face_recognition": "bench", "pymilvus": "cluster", "milvus_lite": "cluster",
+            "psycopg": "cluster"}
 """Modules only optional parts import (each behind a message naming its extra)."""
 
 
