@@ -248,6 +248,7 @@ class PeopleStore:
             out.update((int(p), int(f)) for p, f in self.conn.execute(
                 "SELECT person_id, face_id FROM (SELECT person_id, face_id, row_number() OVER (PARTITION BY person_id"
                 " ORDER BY CASE WHEN state = 'confirmed' THEN 0 ELSE 1 END, coalesce(confidence, 0) DESC, face_id)"
-                f" AS rn FROM person_faces WHERE state != 'rejected' AND person_id IN ({marks(chunk)})) WHERE rn = 1",
+                f" AS rn FROM person_faces WHERE state != 'rejected' AND person_id IN ({marks(chunk)})) AS ranked"
+                " WHERE rn = 1",  # the alias: PostgreSQL before 16 needs one on a sub-select
                 chunk))
         return out
