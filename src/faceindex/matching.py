@@ -99,6 +99,110 @@ class ThresholdPolicy:
         return None if self.calibration is None else float(self.calibration.fmr_at(score))
 
 
+FUSED_FALLBACK_THRESHOLD = 0.942
+"""Fused threshold when the model has no fusion calibration (FMR then unknown): the highest FMR-1e-3 threshold
+of any probe count measured for dlib-resnet-v1+flip on LFW DevTrain (0.9418 at 12 probes; see BENCHMARKS.md)."""
+
+
+@dataclass
+class FusedCandidate(Candidate):
+    """A candidate of a fused search: `score` is the fused score (cosine to the probes' mean faceprint), `fmr`
+    its false-match rate for this many probes; `best_single` the best score of one probe alone."""
+
+    best_single: float | None = None
+    person: int | None = None
+    """The person (people grouping) this face belongs to, if any; `person_name` its name, if named."""
+    person_name: str | None = None
+
+
+@dataclass
+class FusedResult:
+    """The result of one fused search (a person's faces, or several photos of one person): one probe, whose
+    `face` holds the threshold, the expected false candidates and the candidates, as a ProbeFace of search."""
+
+    probe: str
+    route: str
+    """'person' (the faces of a person) or 'photos' (several photos of one person)."""
+    face: ProbeFace
+    probes: int
+    source: str
+    """'confirmed' (the person's confirmed faces), 'assigned' (all its faces: none is confirmed) or 'photos'."""
+    gallery_size: int = 0
+    person: int | None = None
+    name: str | None = None
+    probe_faces: list[dict] = field(default_factory=list)
+    """Person route: {face_id, state}; photos route: {photo, face (1-based, largest first), of, box}."""
+    skipped: list[dict] = field(default_factory=list)
+    """Photos route: {photo, reason} of each photo that gave no usable face (the others were fused)."""
+    warnings: list[str] = field(default_factory=list)
+    """E.g. two probes that score below the 1:1 threshold against each other (maybe not one person)."""
+    calibration: str = ""
+    """How the fused threshold and FMRs were obtained (bucket of probe counts, or 'uncalibrated')."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape of search's JSON (probe, gallery_size, faces: [one face]) plus a `fused` object."""
+        item = asdict(self.face)
+        item["box"] = None if self.face.box is None else list(self.face.box)
+        item["match"] = self.face.match
+        item["note"] = "candidates for human review" if self.face.match else "no match"
+        for cand in item["candidates"]:
+            cand["box"] = list(cand["box"])
+        fused = {"route": self.route, "probes": self.probes, "source": self.source, "person": self.person,
+                 "name": self.name, "probe_faces": self.probe_faces, "skipped": self.skipped,
+                 "warnings": self.warnings, "calibration": self.calibration}
+        return {"probe": self.probe, "gallery_size": self.gallery_size, "fused": fused, "faces": [item]}
+
+
+class ShiftedCalibration:
+    """A calibration whose scores are read `shift` lower: FMR(t) = cal.FMR(t - shift), thresholds + shift.
+    Used for more probes than the largest measured bucket (fusion.FusionCalibration.drift)."""
+
+    def __init__(self, calibration, shift: float):
+        self.calibration = calibration
+        self.shift = float(shift)
+        self.score_max = calibration.score_max
+
+    def fmr_at(self, threshold: float) -> float:
+        return self.calibration.fmr_at(threshold - self.shift)
+
+    def threshold_for_fmr(self, fmr: float) -> float:
+        return self.calibration.threshold_for_fmr(fmr) + self.shift
+
+    def threshold_for_gallery(self, n_gallery: int, max_expected_false: float = 0.1) -> float:
+        t = self.calibration.threshold_for_gallery(n_gallery, max_expected_false, ceiling=float("inf")) + self.shift
+        return t if self.score_max is None else min(t, float(self.score_max))
+
+
+def fusion_policy(single: ThresholdPolicy, fusion, probes: int) -> ThresholdPolicy:
+    """The ThresholdPolicy of a fused score of `probes` probes: the single-probe policy itself for one probe;
+    else the fusion calibration's bucket (see evaluation/fusion.py), or, without one, the fallback threshold
+    with FMRs unknown. A fixed threshold (`Settings.threshold`) stays fixed; its FMR is read on the fused scale."""
+    if probes < 1:
+        raise InvalidInputError("a fused search needs at least one probe")
+    if probes == 1:
+        return single
+    if fusion is None:
+        return ThresholdPolicy(None, fixed=single.fixed if single.fixed is not None else FUSED_FALLBACK_THRESHOLD,
+                               max_expected_false=single.max_expected_false)
+    _, calibration, shift = fusion.for_probes(probes)
+    chosen = calibration if shift == 0 else ShiftedCalibration(calibration, shift)
+    return ThresholdPolicy(chosen, fixed=single.fixed, max_expected_false=single.max_expected_false)
+
+
+def load_fusion_calibration(model_id: str):
+    """The fused-score calibration shipped for a model id (`faceindex/data/fusion-<model id, + as ->.json`), or
+    None when there is none (fused searches then use FUSED_FALLBACK_THRESHOLD and report FMRs as unknown)."""
+    from faceindex.evaluation.fusion import FusionCalibration
+
+    name = f"fusion-{model_id.replace('+', '-')}.json"
+    try:
+        text = resources.files("faceindex").joinpath("data", name).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        return None
+    fusion = FusionCalibration.from_json(text)
+    return fusion if fusion.model_id == model_id else None
+
+
 def load_calibration(model_id: str, path: str | os.PathLike | None = None):
     """The calibration for a model id, or None when there is none (FMRs are then reported as unknown).
 

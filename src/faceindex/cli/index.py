@@ -39,6 +39,9 @@ def add(
     purpose: Annotated[str | None, typer.Option(help="Why this collection is processed.")] = None,
     jurisdiction: Annotated[list[str] | None, typer.Option(help="ISO 3166 code(s), e.g. DE, US-IL.")] = None,
     retention_days: Annotated[int | None, typer.Option(help="Delete faces this many days after ingest.")] = None,
+    grouping: Annotated[str | None, typer.Option(
+        help="on (default) or off: whether a new collection's faces may be grouped into people (`people "
+        "cluster`); change it later with `people grouping`.")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
     detector: Annotated[str | None, typer.Option(help="hog, cnn, yunet, hog+yunet, hog+cnn.")] = None,
     detail: Annotated[str | None, typer.Option(
@@ -53,6 +56,9 @@ def add(
     """
     if detail not in (None, "fast", "auto", "thorough"):
         raise typer.BadParameter(f"{detail!r}: use auto, fast or thorough", param_hint="--detail")
+    if grouping not in (None, "on", "off"):
+        raise typer.BadParameter(f"{grouping!r}: use on or off", param_hint="--grouping")
+    policy = {} if grouping is None else {"grouping": grouping == "on"}
     with open_engine(store, write=True, workers=workers, detector=detector, detail=detail) as engine, Progress(
         TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console, disable=as_json,
@@ -65,7 +71,7 @@ def add(
             bar.update(task, completed=done)
 
         report = engine.ingest(paths, collection, basis=basis, purpose=purpose, progress=progress,
-                               jurisdictions=tuple(jurisdiction or ()), retention_days=retention_days)
+                               jurisdictions=tuple(jurisdiction or ()), retention_days=retention_days, **policy)
     if as_json:
         emit_json({**report.counts(), "seconds": round(report.seconds, 2),
                    "skipped_files": [{"path": p, "reason": r} for p, r in report.skipped]})

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from faceindex.cli.common import JsonOpt, StoreOpt, add_commands, add_row, emit_json, open_engine, out, say, table
+from faceindex.errors import NotFoundError
 
 PersonArg = Annotated[str, typer.Argument(help="Person id, or the exact name an operator gave it.")]
 
@@ -133,9 +134,31 @@ def review(limit: Annotated[int, typer.Option(help="At most this many faces.")] 
     out.print(tbl)
 
 
-def grouping(collection: Annotated[str, typer.Argument(help="Collection name.")],
-             state: Annotated[str, typer.Argument(help="on or off.")], store: StoreOpt = None) -> None:
-    """Allow (on) or forbid (off) grouping the faces of a collection into people; off removes them from people."""
+def grouping(collection: Annotated[str | None, typer.Argument(help="Collection name.")] = None,
+             state: Annotated[str | None, typer.Argument(help="on or off.")] = None, store: StoreOpt = None,
+             as_json: JsonOpt = False) -> None:
+    """Allow (on) or forbid (off) grouping the faces of a collection into people; off removes them from people.
+
+    Without STATE: show whether grouping is allowed (for COLLECTION, or for every collection).
+    """
+    if state is None:
+        with open_engine(store) as engine:
+            rows = engine.people.groupings()
+        if collection is not None:
+            rows = [r for r in rows if r[0] == collection]
+            if not rows:
+                raise NotFoundError(f"no collection named {collection!r}")
+        if as_json:
+            for name_, allowed, faces in rows:
+                emit_json({"collection": name_, "grouping": "on" if allowed else "off", "faces_in_people": faces})
+            return
+        tbl = table("collection", "grouping", "faces in people")
+        for name_, allowed, faces in rows:
+            add_row(tbl, name_, "on" if allowed else "off", faces)
+        out.print(tbl)
+        return
+    if collection is None:
+        raise typer.BadParameter("give the collection", param_hint="COLLECTION")
     if state not in ("on", "off"):
         raise typer.BadParameter(f"{state!r}: use on or off", param_hint="STATE")
     with open_engine(store, write=True) as engine:

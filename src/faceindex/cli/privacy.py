@@ -106,8 +106,12 @@ def forget(
     include_face: Annotated[list[int] | None, typer.Option(
         "--include-face", help="With --selfie: erase these face ids as well, e.g. ones the plan lists as found by "
         "an ordinary search but left by the strict match.")] = None,
+    person: Annotated[str | None, typer.Option(
+        "--person", help="Erase a person of `people list` (id or name): every face of it and its record.")] = None,
     expand: Annotated[bool, typer.Option("--expand", help="With --selfie: also the faces its matches find "
-                                                          "(one hop, stricter threshold; listed with 'via').")]
+                                                          "(one hop, stricter threshold; listed with 'via'). With "
+                                                          "--person: also the faces its fused search finds at the "
+                                                          "strict threshold and no other person holds.")]
     = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be erased.")] = False,
@@ -120,7 +124,8 @@ def forget(
     with open_engine(store, write=True) as engine:
         plan = engine.privacy.plan_erasure(subject=subject, selfie=[str(p) for p in selfie] if selfie else None,
                                            collection=collection, jurisdiction=jurisdiction, image=image,
-                                           case=case, expand=expand, **by_face)
+                                           case=case, expand=expand, **by_face,
+                                           **({"person": person} if person is not None else {}))
         summary = engine.privacy.eraser.summary(plan)
         if not as_json:
             _print_plan(summary)
@@ -150,12 +155,19 @@ def forget(
 
 def _print_plan(summary: dict) -> None:
     say(f"erasure by {summary['route']}: {summary['faces']} face(s), {summary['images']} whole image(s), "
-        f"{summary['collections']} collection(s), {summary['subjects']} subject record(s)")
+        f"{summary['collections']} collection(s), {summary['subjects']} subject record(s)" +
+        (f", {summary['people']} person record(s)" if summary.get("people") else ""))
+    if summary["route"] == "person":
+        photos = len({m["image_id"] for m in summary["matches"]})
+        say(f"person {summary['person_id']}: {summary['faces']} face(s) in {photos} photo(s) (byte-identical "
+            "copies included); score = cosine to the person's mean faceprint")
     if summary["matches"]:
         tbl = table("face", "score", "collection", "path", "flag")
         for m in summary["matches"]:
             flags = (["same photo as another match"] if m["same_photo_as"] else []) + (
-                [f"found via face {m['via']}"] if m.get("via") else [])
+                [f"found via face {m['via']}"] if m.get("via") else []) + (
+                [{"search": "found by the person's search (expand)"}.get(m["state"], m["state"])]
+                if m.get("state") else [])
             add_row(tbl, m["face_id"], f"{m['score']:.3f}", m["collection"], m["path"], "; ".join(flags))
         out.print(tbl)
     left = summary.get("also_found_by_search") or []
@@ -180,15 +192,29 @@ def _print_plan(summary: dict) -> None:
 
 
 def opt_out(
-    selfie: Annotated[Path, typer.Argument(help="A photo of the person who does not want to be indexed.")],
+    selfie: Annotated[Path | None, typer.Argument(help="A photo of the person who does not want to be indexed.")]
+    = None,
+    person: Annotated[str | None, typer.Option(
+        "--person", help="Instead of a photo: a person of `people list` (id or name); a template of each of its "
+        "faces is kept, and its faces and record are erased.")] = None,
     reference: Annotated[str | None, typer.Option(help="Request reference (recorded in the audit log).")] = None,
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Never index this person: keep a protected template (not the photo), erase their indexed faces."""
+    if (selfie is None) == (person is None):
+        usage_error("give a photo of the person or --person ID (one of them)")
     with open_engine(store, write=True) as engine:
-        result = engine.privacy.opt_out(str(selfie), reference)
+        if person is not None:
+            result = engine.privacy.opt_out_person(person, reference)
+        else:
+            result = engine.privacy.opt_out(str(selfie), reference)
     if as_json:
-        emit_json({"optout_id": result.optout_id, "threshold": result.threshold, "erasure": asdict(result.erasure)})
+        emit_json({"optout_id": result.optout_id, "threshold": result.threshold, "templates": result.templates,
+                   "person": result.person, "erasure": asdict(result.erasure)})
+    elif person is not None:
+        say(f"opt-out {result.optout_id} recorded for person {result.person}: {result.templates} template(s) kept "
+            f"(threshold {result.threshold:.3f}); {result.erasure.faces} indexed face(s) and the person record "
+            "erased.")
     else:
         say(f"opt-out {result.optout_id} recorded (threshold {result.threshold:.3f}); "
             f"{result.erasure.faces} indexed face(s) erased. The photo was not kept.")
@@ -201,9 +227,9 @@ def opt_outs(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json([r.to_dict() for r in rows])
         return
-    tbl = table("id", "reference", "recorded", "scheme")
+    tbl = table("id", "reference", "recorded", "scheme", "templates")
     for r in rows:
-        add_row(tbl, r.id, r.reference or "-", r.created_at, r.scheme)
+        add_row(tbl, r.id, r.reference or "-", r.created_at, r.scheme, r.templates)
     out.print(tbl)
 
 
@@ -236,9 +262,13 @@ def access_report(
         report = engine.privacy.access_report(str(selfie), out_dir, subject=subject, case=case)
     counts = report.data["counts"]
     if as_json:
-        emit_json({"json": str(report.json_path), "html": str(report.html_path), **counts})
+        emit_json({"json": str(report.json_path), "html": str(report.html_path), **counts,
+                   "people": report.data.get("people", [])})
     else:
         say(f"{counts['images']} image(s), {counts['faces']} face(s): {report.html_path} and {report.json_path}")
+        for group in report.data.get("people", []):
+            say(f"  people group {group['id']}" + (f" ({group['name']})" if group["name"] else "") +
+                f": {group['faces_in_report']} of its {group['faces']} face(s) in this report")
 
 
 def purge(

@@ -1,4 +1,5 @@
-"""Commands that compare faces: `search` (one probe against the store) and `verify` (two photos, 1:1)."""
+"""Commands that compare faces: `search` (probes against the store; by person, or several photos of one person
+fused) and `verify` (two photos, 1:1)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from faceindex.cli.common import (
     partial_failure,
     say,
     table,
+    usage_error,
 )
-from faceindex.matching import ProbeResult
+from faceindex.matching import FusedResult, ProbeResult
 
 FaceOpt = Annotated[int | None, typer.Option(
     min=1, help="Only face N of each probe, numbered from 1, largest first: the numbers search prints and the "
@@ -63,20 +65,76 @@ def _print_result(result: ProbeResult, face: int | None) -> None:
             out.print(tbl)
 
 
+def _print_fused(result: FusedResult) -> None:
+    data = result.to_dict()
+    fused, item = data["fused"], data["faces"][0]
+    what = {"confirmed": "confirmed faces", "assigned": "faces (none confirmed yet: all assigned faces used)",
+            "photos": "photos"}[result.source]
+    say((result.probe, "bold"), f": {result.probes} {what} fused into one probe, gallery of {result.gallery_size}")
+    for used in fused["probe_faces"] if result.route == "photos" else []:
+        if used["of"] > 1:
+            say(f"  {used['photo']}: face {used['face']} of {used['of']} at {used['box']}")
+    for skipped in fused["skipped"]:
+        say(f"  skipped {skipped['photo']}: {skipped['reason']}", err=True)
+    for warning in fused["warnings"]:
+        say(("  warning: ", "yellow"), warning, err=True)
+    fmr = f", FMR {item['threshold_fmr']:.1e}" if item["threshold_fmr"] is not None else ""
+    expected = item["expected_false_candidates"]
+    say(f"  {item['note']} (threshold {item['threshold']}{fmr}" +
+        (f", {expected:.2g} expected false candidates" if expected is not None else "") +
+        f"; {fused['calibration']})")
+    if item["candidates"]:
+        tbl = table("score", "FMR", "best single", "person", "box", "collection", "subject", "flag")
+        tbl.add_column("path", overflow="fold")
+        for cand in item["candidates"]:
+            person = "" if cand["person"] is None else str(cand["person"]) + (
+                f" ({cand['person_name']})" if cand["person_name"] else "")
+            flag = "same photo as another candidate" if cand["same_photo_as"] else ""
+            add_row(tbl, f"{cand['score']:.3f}", _fmr(cand["fmr"]), cand["best_single"], person, cand["box"],
+                    cand["collection"], cand["subject"] or "", flag, cand["path"])
+        out.print(tbl)
+
+
 def search(
-    photos: Annotated[list[Path], typer.Argument(help="Probe photo(s).")],
     purpose: Annotated[str, typer.Option(help="Purpose or case reference (recorded in the audit log).")],
+    photos: Annotated[list[Path] | None, typer.Argument(help="Probe photo(s).")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Candidates per face.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Cosine threshold (default: calibrated).")] = None,
     face: FaceOpt = None,
+    person: Annotated[str | None, typer.Option(
+        "--person", help="Search with a person's faces (id or name, see `people list`): its confirmed faces, or "
+        "all its faces when none is confirmed, fused into one probe.")] = None,
+    same_person: Annotated[bool, typer.Option(
+        "--same-person", help="PHOTOS show one person: fuse their faces (the prominent face of each, or face N with "
+        "--face) into one probe.")] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Find where the faces in PHOTOS appear in the store. Results are candidates for human review.
 
-    Every face of each probe is searched, or only face N with --face N.
+    Every face of each probe is searched, or only face N with --face N. With --person or --same-person several
+    faces of one person are fused into one probe, with a threshold calibrated for that many probes.
     A probe that is missing, not an image or without a usable face is named, and the command exits 1.
     """
+    if person is not None and (photos or same_person):
+        usage_error("give either --person or probe photos, not both")
+    if person is None and not photos:
+        usage_error("give probe photo(s), or --person ID")
+    if person is not None or same_person:
+        with open_engine(store) as engine:
+            if person is not None:
+                fused = engine.search_person(person, purpose, top_k=top_k, threshold=threshold)
+            else:
+                fused = engine.search_same_person([str(p) for p in photos or []], purpose, top_k=top_k,
+                                                  threshold=threshold, face=None if face is None else face - 1)
+        if as_json:
+            emit_json(fused.to_dict())
+        else:
+            _print_fused(fused)
+        if fused.skipped:
+            partial_failure(f"{len(fused.skipped)} of {len(fused.skipped) + fused.probes} photo(s) not used: "
+                            + "; ".join(f"{s['photo']}: {s['reason']}" for s in fused.skipped))
+        return
     with open_engine(store) as engine:
         # The Engine numbers faces from 0; the CLI, like the web UI, from 1.
         results = engine.search([str(p) for p in photos], purpose, top_k=top_k, threshold=threshold,

@@ -221,7 +221,10 @@ class Engine(Searching):
 
     # -- collections ------------------------------------------------------------------------
     def create_collection(self, name: str, basis: str, purpose: str, *, jurisdictions: Sequence[str] = (),
-                          retention_days: int | None = None, owner: str | None = None) -> Collection:
+                          retention_days: int | None = None, owner: str | None = None,
+                          grouping: bool | None = None) -> Collection:
+        """Create a collection. `grouping`: whether its faces may be grouped into people (a processing purpose
+        of its own; None = on, the default, unrecorded; given, it is recorded and audited as people.grouping)."""
         codes = jurisdiction_codes(jurisdictions)  # ISO 3166 or an InvalidInputError naming the format
         self.start_writes()
         with self.catalog.transaction():
@@ -229,6 +232,8 @@ class Engine(Searching):
                                                         retention_days=retention_days, owner=owner)
             self._record(CollectionCreated(purpose=purpose, collection=name, basis=basis,
                                            jurisdictions=list(collection.jurisdictions), retention_days=retention_days))
+            if grouping is not None:
+                self.people.set_grouping(name, grouping)
         return collection
 
     def collection(self, name: str, basis: str | None = None, purpose: str | None = None, **policy) -> Collection:
@@ -237,7 +242,9 @@ class Engine(Searching):
         Get-or-create is one write transaction: two processes adding to the same new collection at once
         both use it (one creates it), neither fails with "already exists".
         """
+        grouping = policy.pop("grouping", None)
         existing = self.catalog.find_collection(name) if self.catalog.exists else None
+        created = False
         if existing is None:
             if not basis or not purpose:
                 raise PolicyError(f"collection {name!r} does not exist; creating it needs a legal basis and a purpose")
@@ -250,8 +257,14 @@ class Engine(Searching):
                     self._record(CollectionCreated(
                         purpose=purpose, collection=name, basis=basis, jurisdictions=list(existing.jurisdictions),
                         retention_days=existing.retention_days))
+                    if grouping is not None:
+                        self.people.set_grouping(name, grouping)
         if basis and basis != existing.legal_basis:
             raise InvalidInputError(f"collection {name!r} exists with basis {existing.legal_basis!r}, not {basis!r}")
+        if grouping is not None and not created and self.people.store.collection_grouping(name)[1] != grouping:
+            now = "on" if not grouping else "off"
+            raise InvalidInputError(f"collection {name!r} exists with grouping {now}: change it with `faceindex "
+                                    f"people grouping {name} {'on' if grouping else 'off'}`")
         return existing
 
     # -- ingest -----------------------------------------------------------------------------

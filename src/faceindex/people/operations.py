@@ -261,6 +261,10 @@ class PeopleOps:
                          {"faces": dropped})
         return dropped
 
+    def groupings(self) -> list[tuple[str, bool, int]]:
+        """(collection, grouping allowed, faces of it in people) for every collection."""
+        return self.store.groupings()
+
     def _transaction(self):
         self.store.ready()  # migrations take the write lock and their own transaction: before ours
         return self.catalog.transaction()

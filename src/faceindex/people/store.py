@@ -252,3 +252,21 @@ class PeopleStore:
                 " WHERE rn = 1",  # the alias: PostgreSQL before 16 needs one on a sub-select
                 chunk))
         return out
+
+    # -- for search and privacy by person (engine/search.py, privacy/) ------------------------------------
+    def persons_of(self, face_ids: list[int]) -> dict[int, tuple[int, str | None]]:
+        """Face id -> (person id, name) of the faces that belong to a person (rejections are not belonging)."""
+        if not face_ids or not self.available:
+            return {}
+        return {int(r[0]): (int(r[1]), r[2]) for chunk in id_chunks(face_ids) for r in self.conn.execute(
+            "SELECT pf.face_id, p.id, p.name FROM person_faces pf JOIN people p ON p.id = pf.person_id"
+            f" WHERE pf.state != 'rejected' AND pf.face_id IN ({marks(chunk)})", chunk)}
+
+    def groupings(self) -> list[tuple[str, bool, int]]:
+        """(collection name, grouping allowed, faces of it in people) of every collection, by name."""
+        if not self.available:
+            return []
+        return [(r[0], bool(r[1]), int(r[2])) for r in self.conn.execute(
+            "SELECT c.name, c.grouping, (SELECT count(*) FROM person_faces pf JOIN faces f ON f.id = pf.face_id"
+            " JOIN images i ON i.id = f.image_id WHERE i.collection_id = c.id AND pf.state != 'rejected')"
+            " FROM collections c ORDER BY c.name")]

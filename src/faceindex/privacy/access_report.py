@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from faceindex.errors import FaceIndexError
+from faceindex.people.store import PeopleStore
 from faceindex.privacy.actions import AccessReported
 from faceindex.privacy.context import ImageSource, PrivacyContext
 from faceindex.privacy.obscure import blur_all_but, detect_boxes
@@ -57,6 +58,8 @@ def build_access_report(ctx: PrivacyContext, people: Subjects, selfie: ImageSour
     enrolled = {f: s.name for s in subjects for f in people.face_ids(s.id)}
     face_ids = sorted(set(scores) | set(enrolled))
     details = ctx.catalog.face_details(face_ids)
+    groups = PeopleStore(ctx.catalog)
+    person_of = groups.persons_of(face_ids)
     images: dict[int, dict[str, Any]] = {}
     for fid in face_ids:
         row = details.get(fid)
@@ -69,12 +72,14 @@ def build_access_report(ctx: PrivacyContext, people: Subjects, selfie: ImageSour
             "face_id": fid, "box": [row["box_left"], row["box_top"], row["box_right"], row["box_bottom"]],
             "score": round(scores[fid], 4) if fid in scores else None,
             "found_by": "selfie match" if fid in scores else "enrolment",
-            "enrolled_as": enrolled.get(fid) or names.get(fid), "created_at": face["created_at"]})
+            "enrolled_as": enrolled.get(fid) or names.get(fid), "created_at": face["created_at"],
+            "person": person_of[fid][0] if fid in person_of else None})
     data = {
         "format": FORMAT, "generated_at": ctx.clock().isoformat(timespec="seconds"), "case": case,
         "threshold": round(threshold, 4), "gallery_size": gallery, "note": NOTE,
         "subjects": [{**s.to_dict(), "consents": people.consents(s.id)} for s in subjects],
         "images": sorted(images.values(), key=lambda i: i["image_id"]),
+        "people": _people_groups(groups, person_of),
     }
     data["counts"] = {"images": len(images), "faces": sum(len(i["faces"]) for i in images.values())}
     out = Path(out_dir)
@@ -88,6 +93,18 @@ def build_access_report(ctx: PrivacyContext, people: Subjects, selfie: ImageSour
         ctx.record(AccessReported(purpose=case, subject_ids=[s.id for s in subjects], threshold=round(threshold, 4),
                                   **data["counts"]))
     return AccessReport(json_path, html_path, data)
+
+
+def _people_groups(groups: PeopleStore, person_of: dict[int, tuple[int, str | None]]) -> list[dict[str, Any]]:
+    """The people groups (faces grouped into persons, named only by an operator) the requester's faces fell
+    into: id, name, how many faces the group holds and how many of them this report lists. A group holding
+    more faces than listed here may hold more of the requester's photos: the officer reviews it."""
+    listed: dict[int, int] = {}
+    for person, _ in person_of.values():
+        listed[person] = listed.get(person, 0) + 1
+    names = {person: name for person, name in person_of.values()}
+    return [{"id": person, "name": names[person], "faces": len(groups.faces_of(person)), "faces_in_report": n}
+            for person, n in sorted(listed.items())]
 
 
 def _image_entry(ctx: PrivacyContext, image_id: int) -> dict[str, Any]:
@@ -147,6 +164,13 @@ def _html(data: dict[str, Any], pictures: dict[int, dict[str, Any] | None]) -> s
                      "<th>evidence</th><th>scope</th></tr>")
         parts += [f"<tr><td>{e(c['status'])}</td><td>{e(c['at'])}</td><td>{e(c['evidence'] or '')}</td>"
                   f"<td>{e(c['scope'] or '')}</td></tr>" for c in subject["consents"]]
+        parts.append("</table>")
+    if data["people"]:
+        parts.append("<h2>People groups</h2><p>The faces above were grouped with these people (faces the "
+                     "system judged to be one person, named only by an operator):</p><table><tr><th>group</th>"
+                     "<th>name</th><th>faces in the group</th><th>of them in this report</th></tr>")
+        parts += [f"<tr><td>{g['id']}</td><td>{e(g['name'] or '(unnamed)')}</td><td>{g['faces']}</td>"
+                  f"<td>{g['faces_in_report']}</td></tr>" for g in data["people"]]
         parts.append("</table>")
     for item in data["images"]:
         rows = [("collection", item["collection"]), ("legal basis", item["legal_basis"]),

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from faceindex.errors import NotFoundError, StoreError
+from faceindex.people.store import PeopleStore
 from faceindex.privacy.actions import Erased, Purged
 from faceindex.privacy.context import PrivacyContext, chunked_query
 from faceindex.privacy.deletion import delete_images
@@ -39,6 +40,8 @@ class Match:
     """With `expand`: the matched face whose faceprint found this one (None: the selfie found it)."""
     fmr: float | None = None
     """False-match rate of `score` (None: the model has no calibration)."""
+    state: str | None = None
+    """Person route: 'confirmed' or 'auto' (the face's membership), 'search' (added by expand)."""
 
 
 @dataclass
@@ -51,6 +54,8 @@ class ErasurePlan:
     image_ids: list[int] = field(default_factory=list)
     collection_ids: list[int] = field(default_factory=list)
     subject_ids: list[int] = field(default_factory=list)
+    person_ids: list[int] = field(default_factory=list)
+    """People (grouping) whose records (and names) go too; journaled as params["person_id"]."""
     purpose: str | None = None
     params: dict = field(default_factory=dict)
     matches: list[Match] = field(default_factory=list)
@@ -68,7 +73,7 @@ class ErasurePlan:
 
     @property
     def empty(self) -> bool:
-        return not (self.face_ids or self.image_ids or self.collection_ids or self.subject_ids)
+        return not (self.face_ids or self.image_ids or self.collection_ids or self.subject_ids or self.person_ids)
 
 
 @dataclass
@@ -145,7 +150,8 @@ class Eraser:
                                                                   (cid,)))
         faces = set(plan.face_ids) | set(self._faces_of(sorted(images)))
         return {"route": plan.route, "faces": len(faces), "images": len(images),
-                "collections": len(plan.collection_ids), "subjects": len(plan.subject_ids), **plan.params,
+                "collections": len(plan.collection_ids), "subjects": len(plan.subject_ids),
+                "people": len(plan.person_ids), **plan.params,
                 "matches": [asdict(m) for m in plan.matches],
                 "also_found_by_search": [asdict(m) for m in plan.also_found_by_search],
                 "search_threshold": plan.search_threshold, "search_threshold_fmr": plan.search_threshold_fmr,
@@ -211,6 +217,8 @@ class Eraser:
             raise NotFoundError(f"no erasure job {job_id}")
         if conn.in_transaction:
             raise StoreError("an erasure must run outside any open transaction (its WAL scrub needs that)")
+        people = PeopleStore(self.catalog)
+        has_people = people.ready()  # outside the transaction: a store without the people tables gets them here
         route = job["route"]
         face_ids, image_ids = json.loads(job["face_ids"]), json.loads(job["image_ids"])
         collection_ids, subject_ids = json.loads(job["collection_ids"]), json.loads(job["subject_ids"])
@@ -226,10 +234,17 @@ class Eraser:
         result = ErasureResult(job_id, route, images=len(image_ids), collections=len(collection_ids),
                                subjects=len(subject_ids))
         _failpoint("erasure:planned")
-        if image_ids or face_ids or collection_ids or subject_ids or not resumed:
+        person = json.loads(job["params"]).get("person_id") if route in ("person", "opt-out") else None
+        if image_ids or face_ids or collection_ids or subject_ids or person is not None or not resumed:
 
             def drop_records() -> dict[str, int]:
                 conn.executemany("DELETE FROM subjects WHERE id = ?", [(i,) for i in subject_ids])
+                if has_people:
+                    # The person erased by the person route (or its opt-out), and any person this erasure left
+                    # without faces: a group's name is personal data and must not outlive its faces.
+                    if person is not None:
+                        people.delete_person(int(person))
+                    people.prune_empty()
                 self.uploads.journal(job_id, uploads)  # commits with the deletion: a crash after it resumes
                 return {"collections": len(collection_ids), "subjects": len(subject_ids)}
 

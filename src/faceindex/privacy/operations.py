@@ -20,7 +20,7 @@ from faceindex.privacy.redact import RedactResult, redact_photo
 from faceindex.privacy.retention import Retention
 from faceindex.privacy.subjects import Subjects
 
-ROUTES = ("subject", "selfie", "collection", "jurisdiction", "image", "faces")
+ROUTES = ("subject", "selfie", "person", "collection", "jurisdiction", "image", "faces")
 
 
 class PrivacyOps:
@@ -66,23 +66,26 @@ class PrivacyOps:
     def plan_erasure(self, *, subject: str | None = None, selfie: ImageSource | list[ImageSource] | None = None,
                      collection: str | None = None, jurisdiction: str | None = None, image: str | int | None = None,
                      faces: Sequence[int] | None = None, case: str | None = None, expand: bool = False,
-                     include_faces: Sequence[int] = ()) -> ErasurePlan:
+                     include_faces: Sequence[int] = (), person: int | str | None = None) -> ErasurePlan:
         """Plan one erasure (exactly one route). Nothing is deleted until `erase(plan)`.
 
-        `expand` (selfie route only): also the faces that the selfie's matches find (see ErasurePlanner.plan_selfie).
+        `person`: a person of the people grouping (id or name): its faces and its record (ErasurePlanner.plan_person).
+        `expand` (selfie and person routes): also the faces that the selfie's matches find (see
+        ErasurePlanner.plan_selfie), or that the person's fused probe finds at the strict threshold.
         `include_faces`: face ids to erase as well, e.g. chosen from a first plan's `also_found_by_search`.
         Making a plan is audited ("erasure.plan", with the case): a preview by selfie is a face search.
         """
         routes = {k: v for k, v in {"subject": subject, "selfie": selfie, "collection": collection,
-                                    "jurisdiction": jurisdiction, "image": image, "faces": faces}.items()
+                                    "jurisdiction": jurisdiction, "image": image, "faces": faces,
+                                    "person": person}.items()
                   if v is not None}
         if len(routes) != 1:
             raise InvalidInputError(f"give exactly one of {', '.join(ROUTES)}")
         (route, value), = routes.items()
-        if expand and route != "selfie":
-            raise InvalidInputError("expand applies to an erasure by selfie only")
-        if route == "selfie":
-            plan = self.planner.plan_selfie(value, purpose=case, expand=expand)
+        if expand and route not in ("selfie", "person"):
+            raise InvalidInputError("expand applies to an erasure by selfie or by person only")
+        if route in ("selfie", "person"):
+            plan = getattr(self.planner, f"plan_{route}")(value, purpose=case, expand=expand)
         else:
             plan = getattr(self.planner, f"plan_{route}")(value, purpose=case)
         if include_faces:
@@ -105,6 +108,10 @@ class PrivacyOps:
     # -- the other operations -------------------------------------------------------------------
     def opt_out(self, selfie: ImageSource, reference: str | None = None) -> OptOutResult:
         return self.optouts.add(selfie, reference)
+
+    def opt_out_person(self, person: int | str, reference: str | None = None) -> OptOutResult:
+        """Opt out a person of the people grouping (id or name): templates of all its faces (OptOuts.add_person)."""
+        return self.optouts.add_person(person, reference)
 
     def opt_outs(self) -> list[OptOutRecord]:
         return self.optouts.list()

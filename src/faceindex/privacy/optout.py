@@ -31,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from faceindex.errors import NotFoundError, PolicyError, StoreError
+from faceindex.errors import NoFaceError, NotFoundError, PolicyError, StoreError
+from faceindex.evaluation.fusion import fuse
 from faceindex.ingest.runner import FaceFilter
+from faceindex.matching import fusion_policy, load_fusion_calibration
+from faceindex.people.operations import PeopleOps
 from faceindex.privacy.actions import OptedOut, OptOutWithdrawn
 from faceindex.privacy.context import ImageSource, PrivacyContext
 from faceindex.privacy.erasure import Eraser, ErasurePlan, ErasureResult
@@ -107,9 +110,12 @@ class OptOutRecord:
     reference: str | None
     created_at: str
     scheme: str
+    templates: int = 1
+    """Templates this opt-out holds: one per face of the person for an opt-out by person."""
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "reference": self.reference, "created_at": self.created_at, "scheme": self.scheme}
+        return {"id": self.id, "reference": self.reference, "created_at": self.created_at, "scheme": self.scheme,
+                "templates": self.templates}
 
 
 @dataclass
@@ -117,6 +123,8 @@ class OptOutResult:
     optout_id: int
     threshold: float
     erasure: ErasureResult
+    templates: int = 1
+    person: int | None = None
 
 
 class TemplateCache:
@@ -146,8 +154,9 @@ class OptOuts:
 
     def list(self) -> list[OptOutRecord]:
         rows = self.catalog.conn.execute(
-            "SELECT id, reference, created_at, scheme FROM optout_templates ORDER BY id").fetchall()
-        return [OptOutRecord(int(r[0]), r[1], r[2], r[3]) for r in rows]
+            "SELECT coalesce(request_id, id) AS request, min(reference), min(created_at), min(scheme), count(*)"
+            " FROM optout_templates GROUP BY request ORDER BY request").fetchall()
+        return [OptOutRecord(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
 
     def withdraw(self, optout_id: int, reason: str | None = None) -> None:
         """The person withdraws their opt-out: delete the template so later ingests index them again.
@@ -157,7 +166,8 @@ class OptOuts:
         is checkpointed, so its bytes leave the store's files.
         """
         with self.catalog.transaction() as conn:
-            if conn.execute("DELETE FROM optout_templates WHERE id = ?", (optout_id,)).rowcount == 0:
+            if conn.execute("DELETE FROM optout_templates WHERE id = ? OR request_id = ?",
+                            (optout_id, optout_id)).rowcount == 0:
                 raise NotFoundError(f"no opt-out {optout_id}")
             self.ctx.record(OptOutWithdrawn(purpose=reason, optout_id=optout_id))
         self.catalog.checkpoint()
@@ -186,6 +196,52 @@ class OptOuts:
             job = eraser.journal(plan)  # the template and the sweep it promises commit together
         erasure = eraser.run(job)
         return OptOutResult(optout_id, threshold, erasure)
+
+    def add_person(self, person: int | str, reference: str | None = None) -> OptOutResult:
+        """Opt a person of the people grouping out: keep a protected template of each of its faces (so a new
+        photo of them is dropped at ingest if it matches any, at the strict threshold for that many templates),
+        and erase its faces, the person record (its name) and the faces its fused probe finds at the strict
+        threshold calibrated for that many probes, unless they belong to another person or were rejected from
+        this one. One opt-out (one id, all templates) in `opt-outs`; withdrawn as one.
+        """
+        ops = PeopleOps(self.catalog)
+        person_id = ops.resolve(person)
+        states = ops.store.faces_of(person_id)
+        rows = self.catalog.face_vectors(sorted(states))
+        if not rows:
+            raise NoFaceError(f"person {person_id} has no faces to make opt-out templates from (all were split "
+                              "off, rejected or erased): opt out with a photo of them instead")
+        vectors = np.stack([v for _, v in rows])
+        key = self._template_key(create=True)
+        templates = key.protect(vectors)
+        gallery = len(self.ctx.store.index())
+        model_id = self.ctx.store.model_id or self.ctx.model_id()
+        policy = fusion_policy(self.ctx.policy(), load_fusion_calibration(model_id), len(rows))
+        threshold = strict_threshold(policy, gallery)
+        found = [f for f, _ in self.ctx.store.search_above(fuse(vectors), threshold, limit=1_000_000)
+                 if f not in states]
+        del vectors
+        others = ops.store.persons_of(found)
+        rejected = ops.store.rejected_from(person_id)
+        hits = sorted(set(states) | {f for f in found if f not in others and f not in rejected})
+        eraser = self.eraser
+        now = utcnow()
+        with self.catalog.transaction() as conn:
+            first = None
+            for template in templates:
+                cur = conn.execute("INSERT INTO optout_templates (scheme, key_id, template, reference, created_at,"
+                                   " request_id) VALUES (?, ?, ?, ?, ?, ?)",
+                                   (SCHEME, key.key_id, template.tobytes(), reference, now, first))
+                first = first or int(cur.lastrowid)
+            conn.execute("UPDATE optout_templates SET request_id = ? WHERE id = ?", (first, first))
+            plan = ErasurePlan("opt-out", face_ids=eraser.with_copies(hits), person_ids=[person_id], purpose=reference,
+                               params={"optout_id": first, "threshold": round(threshold, 4), "gallery": gallery,
+                                       "person_id": person_id, "templates": len(templates)})
+            self.ctx.record(OptedOut(purpose=reference, optout_id=first, scheme=SCHEME,
+                                     threshold=round(threshold, 4), faces_matched=len(plan.face_ids)))
+            job = eraser.journal(plan)  # the templates and the sweep they promise commit together
+        erasure = eraser.run(job)
+        return OptOutResult(first, threshold, erasure, len(templates), person_id)
 
     def face_filter(self, vectors: np.ndarray) -> np.ndarray:
         """Ingest filter: True for each faceprint (n, 128) that matches an opt-out template (drop it)."""

@@ -1,4 +1,5 @@
-"""Erasure plans by route (subject, selfie, collection, jurisdiction, image, face ids): what will be deleted, by id.
+"""Erasure plans by route (subject, selfie, person, collection, jurisdiction, image, face ids): what will be
+deleted, by id.
 
 Nothing here deletes: a plan is shown to the officer first, then `Eraser.execute` carries it out.
 """
@@ -7,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from faceindex.errors import InvalidInputError, NotFoundError
+from faceindex.evaluation.fusion import fuse
+from faceindex.matching import fusion_policy, load_fusion_calibration
+from faceindex.people.operations import PeopleOps
 from faceindex.privacy.context import ImageSource, PrivacyContext, chunked_query
 from faceindex.privacy.erasure import ErasurePlan, Match, with_copies
 from faceindex.privacy.jurisdictions import covers, jurisdiction_code, unrecognised
@@ -71,6 +77,50 @@ class ErasurePlanner:
         return ErasurePlan("selfie", face_ids=with_copies(self.catalog, [m.face_id for m in matches]),
                            purpose=purpose, params=params, matches=matches,
                            also_found_by_search=self._matches(left, {}),
+                           search_threshold=round(search_limit, 4), search_threshold_fmr=policy.fmr(search_limit))
+
+    def plan_person(self, person: int | str, purpose: str | None = None, expand: bool = False) -> ErasurePlan:
+        """Every face of a person of the people grouping (auto and confirmed, with byte-identical copies) and the
+        person record itself (its name): what an operator reviewed, listed face by face before anything goes.
+
+        Each listed face has its cosine to the person's mean faceprint as its score (a low one is worth a look).
+        `also_found_by_search` lists the faces a search by this person finds (fused probe, search threshold)
+        that the plan leaves, as the selfie route does. `expand`: also erase those of them scoring >= the strict
+        threshold for the fused probe (FMR 1e-5, calibrated for this many probes) that belong to no other person
+        and were never rejected from this one (state 'search').
+        """
+        ops = PeopleOps(self.catalog)
+        person_id = ops.resolve(person)
+        states = ops.store.faces_of(person_id)
+        rows = self.catalog.face_vectors(sorted(states))
+        params: dict = {"person_id": person_id, "faces": len(states)}
+        if not rows:  # a person without faces: only its record (and name) goes
+            return ErasurePlan("person", person_ids=[person_id], purpose=purpose, params=params)
+        vectors = np.stack([v for _, v in rows])
+        probe = fuse(vectors)
+        scores = {f: float(v @ probe) for f, v in rows}
+        model_id = self.ctx.store.model_id or self.ctx.model_id()
+        policy = fusion_policy(self.ctx.policy(), load_fusion_calibration(model_id), len(rows))
+        gallery = len(self.ctx.store.index())
+        search_limit = policy.threshold(gallery)
+        strict = max(search_limit, strict_threshold(policy, gallery))
+        found = {f: s for f, s in self.ctx.store.search_above(probe, search_limit, limit=1_000_000) if f not in states}
+        del vectors, probe
+        state = dict(states)
+        if expand and found:
+            rejected = ops.store.rejected_from(person_id)
+            others = ops.store.persons_of(sorted(found))
+            added = {f: s for f, s in found.items() if s >= strict and f not in rejected and f not in others}
+            scores.update(added)
+            state.update({f: "search" for f in added})
+            params.update(expanded=True, expand_threshold=round(strict, 4), found_by_search=len(added))
+        matches = self._matches(scores, {}, policy)
+        for m in matches:
+            m.state = state.get(m.face_id)
+        left = {f: s for f, s in found.items() if f not in scores}
+        return ErasurePlan("person", face_ids=with_copies(self.catalog, sorted(scores)), person_ids=[person_id],
+                           purpose=purpose, params=params, matches=matches,
+                           also_found_by_search=self._matches(left, {}, policy),
                            search_threshold=round(search_limit, 4), search_threshold_fmr=policy.fmr(search_limit))
 
     def plan_faces(self, face_ids: Sequence[int], purpose: str | None = None) -> ErasurePlan:
@@ -146,9 +196,10 @@ class ErasurePlanner:
             hits[fid] = max(score, hits.get(fid, -1.0))
         return new
 
-    def _matches(self, scores: dict[int, float], via: dict[int, int]) -> list[Match]:
-        """Matches (best first) with their photo, collection, FMR and the other listed faces of the same photo."""
-        policy = self.ctx.policy()
+    def _matches(self, scores: dict[int, float], via: dict[int, int], policy=None) -> list[Match]:
+        """Matches (best first) with their photo, collection, FMR (of `policy`, default the single-probe one) and
+        the other listed faces of the same photo."""
+        policy = policy or self.ctx.policy()
         details = {r["face_id"]: r for r in chunked_query(
             self.catalog, "SELECT f.id AS face_id, f.image_id, i.uri, c.name AS collection FROM faces f"
             " JOIN images i ON i.id = f.image_id JOIN collections c ON c.id = i.collection_id"
