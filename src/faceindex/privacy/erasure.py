@@ -108,6 +108,14 @@ class ErasureResult:
     collections): those copies are not erased by this request; erase them by image or selfie if they must go."""
 
 
+def _match_dict(match: Match) -> dict:
+    """A match as the plan summary lists it; `state` only where the route sets one (the person route)."""
+    out = asdict(match)
+    if out["state"] is None:
+        del out["state"]
+    return out
+
+
 def _failpoint(name: str) -> None:
     if os.environ.get(FAILPOINT_ENV) == name:
         sys.stderr.write(f"failpoint {name}\n")
@@ -152,8 +160,8 @@ class Eraser:
         return {"route": plan.route, "faces": len(faces), "images": len(images),
                 "collections": len(plan.collection_ids), "subjects": len(plan.subject_ids),
                 "people": len(plan.person_ids), **plan.params,
-                "matches": [asdict(m) for m in plan.matches],
-                "also_found_by_search": [asdict(m) for m in plan.also_found_by_search],
+                "matches": [_match_dict(m) for m in plan.matches],
+                "also_found_by_search": [_match_dict(m) for m in plan.also_found_by_search],
                 "search_threshold": plan.search_threshold, "search_threshold_fmr": plan.search_threshold_fmr,
                 "included_faces": list(plan.included_faces),
                 "unrecognised_jurisdictions": list(plan.unrecognised_jurisdictions)}

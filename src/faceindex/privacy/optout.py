@@ -154,9 +154,8 @@ class OptOuts:
 
     def list(self) -> list[OptOutRecord]:
         rows = self.catalog.conn.execute(
-            "SELECT coalesce(request_id, id) AS request, min(reference), min(created_at), min(scheme), count(*)"
-            " FROM optout_templates GROUP BY request ORDER BY request").fetchall()
-        return [OptOutRecord(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
+            "SELECT id, reference, created_at, scheme, length(template) FROM optout_templates ORDER BY id").fetchall()
+        return [OptOutRecord(int(r[0]), r[1], r[2], r[3], int(r[4]) // (BITS // 8)) for r in rows]
 
     def withdraw(self, optout_id: int, reason: str | None = None) -> None:
         """The person withdraws their opt-out: delete the template so later ingests index them again.
@@ -166,8 +165,7 @@ class OptOuts:
         is checkpointed, so its bytes leave the store's files.
         """
         with self.catalog.transaction() as conn:
-            if conn.execute("DELETE FROM optout_templates WHERE id = ? OR request_id = ?",
-                            (optout_id, optout_id)).rowcount == 0:
+            if conn.execute("DELETE FROM optout_templates WHERE id = ?", (optout_id,)).rowcount == 0:
                 raise NotFoundError(f"no opt-out {optout_id}")
             self.ctx.record(OptOutWithdrawn(purpose=reason, optout_id=optout_id))
         self.catalog.checkpoint()
@@ -227,13 +225,11 @@ class OptOuts:
         eraser = self.eraser
         now = utcnow()
         with self.catalog.transaction() as conn:
-            first = None
-            for template in templates:
-                cur = conn.execute("INSERT INTO optout_templates (scheme, key_id, template, reference, created_at,"
-                                   " request_id) VALUES (?, ?, ?, ?, ?, ?)",
-                                   (SCHEME, key.key_id, template.tobytes(), reference, now, first))
-                first = first or int(cur.lastrowid)
-            conn.execute("UPDATE optout_templates SET request_id = ? WHERE id = ?", (first, first))
+            # One row, one opt-out: its templates side by side in one blob (n x BITS/8 bytes), so it is listed,
+            # audited and withdrawn as one request (no schema change: a selfie's opt-out is the n = 1 case).
+            cur = conn.execute("INSERT INTO optout_templates (scheme, key_id, template, reference, created_at)"
+                               " VALUES (?, ?, ?, ?, ?)", (SCHEME, key.key_id, templates.tobytes(), reference, now))
+            first = int(cur.lastrowid)
             plan = ErasurePlan("opt-out", face_ids=eraser.with_copies(hits), person_ids=[person_id], purpose=reference,
                                params={"optout_id": first, "threshold": round(threshold, 4), "gallery": gallery,
                                        "person_id": person_id, "templates": len(templates)})
@@ -271,5 +267,5 @@ class OptOuts:
                 raise PolicyError("some opt-out templates were made with another key than "
                                   f"{key_path(self.ctx.store.root)}: restore that key before ingesting")
             data = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.uint8)
-            self.cache.templates = (state, data.reshape(len(rows), BITS // 8))
+            self.cache.templates = (state, data.reshape(-1, BITS // 8))  # an opt-out by person holds several
         return self.cache.templates[1]

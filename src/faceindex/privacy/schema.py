@@ -84,15 +84,6 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
-    (
-        # An opt-out by person keeps one template per face of that person: the templates of one request share
-        # its first template's id (NULL: the template is a request of its own), so it is listed and withdrawn
-        # as one.
-        "0006_optout_requests",
-        """
-        ALTER TABLE optout_templates ADD COLUMN request_id INTEGER;
-        """,
-    ),
 ]
 
 PRIVACY_MIGRATIONS = MigrationSet("privacy", MIGRATIONS)
