@@ -4,17 +4,18 @@ Usage: python bench/bench_people_forget.py [--bystanders 1500] [--workers 2] [--
 
 A real store through the Engine: every photo of ../shared/faces/people except one "selfie" per person (the
 first photo of each folder with >= 2 photos; a new user's fresh photo, never indexed), plus LFW DevTrain photos
-of people not in people/ as bystanders (one per identity), then `people cluster`. For each person with a face
-left in the store, four erasure plans (`faceindex forget ... --dry-run`; erase deletes exactly a plan's faces,
-tests/test_people_privacy.py checks that):
+of people not in people/ as bystanders (one per identity), then `people cluster`. For each person with >= 2
+faces left in the store (a single face forms no group), four erasure plans (`faceindex forget ... --dry-run`;
+erase deletes exactly a plan's faces, tests/test_people_privacy.py checks that):
 
 - `--selfie S`, `--selfie S --expand` (the strict threshold, one hop through the matches);
 - `--person ID`, `--person ID --expand`, where ID is the person an operator would pick: the people group
   holding most of the person's faces (none: the person route erases nothing for them).
 
-A person's faces: in each photo of their folder, the face nearest the mean faceprint of the folder's one-face
-photos. Reported: faces gone / faces held (pooled over people, and the mean of per-person shares), people left
-with none, and faces of anyone else that the plans would erase (false erasures).
+Run twice: on the groups as `people cluster` made them, and after an operator's review (the groups holding one
+person's faces only merged, as on the People page). A person's faces: in each photo of their folder, the face
+nearest the mean faceprint of the folder's one-face photos. Reported: faces gone / faces held (pooled, and the
+mean of per-person shares), people left with none, and faces of anyone else the plans would erase.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from people_data import FACES  # noqa: E402
 
 from faceindex.config import Settings  # noqa: E402
 from faceindex.engine import Engine  # noqa: E402
+from faceindex.errors import FaceIndexError  # noqa: E402
 
 
 def build(store: Path, bystanders: int, workers: int) -> dict[str, Path]:
@@ -91,55 +93,91 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
     store = args.store or Path(tempfile.mkdtemp(prefix="bench-people-forget-")) / "store"
-    if (store / "catalog.sqlite").exists():
+    if (store / "catalog.sqlite").exists():  # note: the review step merges people in this store
         selfies = {f.name: sorted(p for p in f.iterdir() if p.is_file())[0]
                    for f in (FACES / "people").iterdir() if f.is_dir() and len(list(f.iterdir())) >= 2}
     else:
         selfies = build(store, args.bystanders, args.workers)
-    methods = ("selfie", "selfie --expand", "person", "person --expand")
-    gone = {m: 0 for m in methods}
-    shares = {m: [] for m in methods}
-    none_left = {m: 0 for m in methods}
-    wrong = {m: 0 for m in methods}
-    others = {m: 0 for m in methods}
-    held = 0
     start = time.perf_counter()
     with Engine.open(store, Settings(workers=1), mode="write") as engine:
         truth = labelled_faces(engine)
-        everyone = set().union(*truth.values())
-        people = engine.people.list(faces=True, include_single=True)
-        print(f"gallery: {engine.store.gallery_size()} faces; {len(truth)} people with faces held; "
-              f"{len(people)} people groups")
-        for name, faces in sorted(truth.items()):
-            held += len(faces)
-            group = max(people, key=lambda p: len(faces & {f.face_id for f in p.faces or []}), default=None)
-            if group is not None and not faces & {f.face_id for f in group.faces or []}:
-                group = None
-            for method in methods:
-                if method.startswith("selfie"):
-                    if name not in selfies:
-                        plan_faces: set[int] = set()
-                    else:
-                        plan = engine.privacy.plan_erasure(selfie=str(selfies[name]), expand="expand" in method)
-                        plan_faces = set(plan.face_ids)
-                else:
-                    plan_faces = set() if group is None else set(
-                        engine.privacy.plan_erasure(person=group.id, expand="expand" in method).face_ids)
-                hit = faces & plan_faces
-                gone[method] += len(hit)
-                shares[method].append(len(hit) / len(faces))
-                none_left[method] += hit == faces
-                # Anyone else's face: another person's labelled face, a bystander (LFW, or another face in a
-                # people/ photo). An unlabelled face of the same person in someone else's photo would count too.
-                wrong[method] += len(plan_faces - faces)
-                others[method] += len(plan_faces & (everyone - faces))
-    print(f"plans made in {time.perf_counter() - start:.0f} s\n")
-    print(f"| forget by | faces gone (pooled, of {held}) | mean share per person | people with none left "
-          f"(of {len(truth)}) | other faces in the plans (of them another person's) |")
+        print(f"gallery: {engine.store.gallery_size()} faces; {len(truth)} people with faces held, "
+              f"{sum(len(f) >= 2 for f in truth.values())} with >= 2 (a single face forms no group); "
+              f"{len(engine.people.list(include_single=True))} people groups")
+        table(measure(engine, truth, selfies), "as grouped (no operator review)")
+        merged = review(engine, truth)
+        print(f"\noperator review: {merged} merges of groups that hold the same person")
+        table(measure(engine, truth, selfies), "after review")
+    print(f"\n{time.perf_counter() - start:.0f} s")
+
+
+METHODS = ("selfie", "selfie --expand", "selfie --expand + listed", "person", "person --expand",
+           "person --expand + listed")
+"""'+ listed': the officer also includes every face the plan lists as found by an ordinary search but left by
+the strict match (`--include-face`), unchecked: the upper bound of that review."""
+
+
+def measure(engine: Engine, truth: dict[str, set[int]], selfies: dict[str, Path]) -> dict:
+    """Per method: faces gone, shares, people cleared, other faces in the plans; over people with >= 2 faces."""
+    everyone = set().union(*truth.values())
+    people = engine.people.list(faces=True, include_single=True)
+    rows = {m: {"gone": 0, "shares": [], "cleared": 0, "wrong": 0, "others": 0} for m in METHODS}
+    held = [(name, faces) for name, faces in sorted(truth.items()) if len(faces) >= 2]
+    for name, faces in held:
+        group = max(people, key=lambda p: len(faces & {f.face_id for f in p.faces or []}), default=None)
+        if group is not None and not faces & {f.face_id for f in group.faces or []}:
+            group = None
+        for method in METHODS:
+            if method.startswith("selfie"):
+                plan = engine.privacy.plan_erasure(selfie=str(selfies[name]), expand="expand" in method)
+            else:
+                plan = None if group is None else engine.privacy.plan_erasure(person=group.id,
+                                                                              expand="expand" in method)
+            plan_faces = set() if plan is None else set(plan.face_ids)
+            if plan is not None and method.endswith("listed"):
+                plan_faces |= {m.face_id for m in plan.also_found_by_search}
+            hit = faces & plan_faces
+            row = rows[method]
+            row["gone"] += len(hit)
+            row["shares"].append(len(hit) / len(faces))
+            row["cleared"] += hit == faces
+            # Anyone else's face: another person's labelled face, a bystander (LFW, or another face in a people/
+            # photo). An unlabelled face of the same person in someone else's photo would count too.
+            row["wrong"] += len(plan_faces - faces)
+            row["others"] += len(plan_faces & (everyone - faces))
+    rows["_held"] = (sum(len(f) for _, f in held), len(held))
+    return rows
+
+
+def review(engine: Engine, truth: dict[str, set[int]]) -> int:
+    """What an operator does on the People page: merge the groups whose faces are all one person's."""
+    label = {f: name for name, faces in truth.items() for f in faces}
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for p in engine.people.list(faces=True):
+        names = {label.get(f.face_id) for f in p.faces or []} - {None}
+        if len(names) == 1:
+            by_name[names.pop()].append(p.id)
+    merged = 0
+    for ids in by_name.values():
+        for other in ids[1:]:
+            try:
+                engine.people.merge(ids[0], other)
+                merged += 1
+            except FaceIndexError as exc:
+                print(f"  merge {ids[0]} + {other} refused: {exc.message}")
+    return merged
+
+
+def table(rows: dict, title: str) -> None:
+    faces, people = rows["_held"]
+    print(f"\n{title}: people with >= 2 faces held ({people} people, {faces} faces)\n")
+    print(f"| forget by | faces gone (pooled) | mean share per person | people with none left (of {people}) |"
+          " other faces in the plans (of them another person's) |")
     print("|---|---|---|---|---|")
-    for m in methods:
-        print(f"| `--{m}` | {gone[m]} ({gone[m] / held:.1%}) | {np.mean(shares[m]):.1%} | {none_left[m]} | "
-              f"{wrong[m]} ({others[m]}) |")
+    for m in METHODS:
+        r = rows[m]
+        print(f"| `--{m}` | {r['gone']} ({r['gone'] / faces:.1%}) | {np.mean(r['shares']):.1%} | {r['cleared']} | "
+              f"{r['wrong']} ({r['others']}) |")
 
 
 if __name__ == "__main__":
