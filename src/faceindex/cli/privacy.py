@@ -162,7 +162,9 @@ def _print_plan(summary: dict) -> None:
         say(f"person {summary['person_id']}: {summary['faces']} face(s) in {photos} photo(s) (byte-identical "
             "copies included); score = cosine to the person's mean faceprint")
     if summary["matches"]:
-        tbl = table("face", "score", "collection", "path", "flag")
+        tbl = table("face", "score", "collection")
+        tbl.add_column("path", overflow="fold")  # the photo is what the officer checks: never cut short
+        tbl.add_column("flag")
         for m in summary["matches"]:
             flags = (["same photo as another match"] if m["same_photo_as"] else []) + (
                 [f"found via face {m['via']}"] if m.get("via") else []) + (
