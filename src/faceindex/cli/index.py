@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from faceindex.cli.common import (
     say,
     usage_error,
 )
+from faceindex.ingest.ray_ingest import RayAnalysis
 from faceindex.store.migrations import LEGAL_BASES
 from faceindex.store.skipped import skipped_files
 
@@ -47,6 +49,10 @@ def add(
     detail: Annotated[str | None, typer.Option(
         help="auto (default: the crowd pass only where a probe sees a crowd), fast, or thorough (looks for "
         "faces down to ~12 px on every photo, ~10-30x slower).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="Analyse on a Ray cluster: local (a private one in this process), auto (the "
+        "cluster started on this machine) or HOST:PORT of a cluster's head; --workers = actors (default: one per "
+        "CPU of the cluster). Needs pip install 'faceindex[cluster]'.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -59,7 +65,9 @@ def add(
     if grouping not in (None, "on", "off"):
         raise typer.BadParameter(f"{grouping!r}: use on or off", param_hint="--grouping")
     policy = {} if grouping is None else {"grouping": grouping == "on"}
-    with open_engine(store, write=True, workers=workers, detector=detector, detail=detail) as engine, Progress(
+    # --ray connects first: an unreachable cluster is an error before the store is opened or written.
+    with RayAnalysis(ray, actors=workers) if ray else nullcontext() as analyse, open_engine(
+        store, write=True, workers=workers, detector=detector, detail=detail) as engine, Progress(
         TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console, disable=as_json,
     ) as bar:
@@ -70,7 +78,7 @@ def add(
                 bar.update(task, total=total)
             bar.update(task, completed=done)
 
-        report = engine.ingest(paths, collection, basis=basis, purpose=purpose, progress=progress,
+        report = engine.ingest(paths, collection, basis=basis, purpose=purpose, progress=progress, analyse=analyse,
                                jurisdictions=tuple(jurisdiction or ()), retention_days=retention_days, **policy)
     if as_json:
         emit_json({**report.counts(), "seconds": round(report.seconds, 2),

@@ -25,7 +25,7 @@ from faceindex.errors import (
 )
 from faceindex.events import Event
 from faceindex.ingest.events import IngestBatchCommitted
-from faceindex.ingest.runner import IngestReport, IngestRunner, ProgressFn
+from faceindex.ingest.runner import Analyse, IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import ThresholdPolicy, load_calibration
 from faceindex.people.schema import PEOPLE_MIGRATIONS
 from faceindex.pipeline.analyse import FacePipeline
@@ -269,8 +269,12 @@ class Engine(Searching):
 
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], collection: str, *, basis: str | None = None,
-               purpose: str | None = None, progress: ProgressFn | None = None, **policy) -> IngestReport:
+               purpose: str | None = None, progress: ProgressFn | None = None, analyse: Analyse | None = None,
+               **policy) -> IngestReport:
         """Index every photo under `paths` into `collection` (created if basis and purpose are given).
+
+        `analyse` runs the analysis elsewhere (`ingest.ray_ingest.RayAnalysis` for a Ray cluster); scanning,
+        skipping and committing stay here, so the result is the same as with the default local process pool.
 
         Results are committed in batches, each with an "ingest.batch" audit event in its transaction (so a
         killed run leaves no face without an event; the batches of one call share a run id), and the run
@@ -293,7 +297,7 @@ class Engine(Searching):
             self._record(IngestBatchCommitted(purpose=target.purpose, collection=target.name, run=run, report=counts))
 
         runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
-                              progress=progress, audit=audit_batch)
+                              progress=progress, audit=audit_batch, analyse=analyse)
         report = runner.run([os.fsdecode(p) for p in paths], target, model_id)
         paths_digest = hashlib.sha256(b"\n".join(sorted(paths))).hexdigest()
         self.store.index()  # catch the index up and persist it before reporting success

@@ -66,6 +66,11 @@ ProgressFn = Callable[[str, int, int | None], None]
 FaceFilter = Callable[[np.ndarray], np.ndarray]
 """Given faceprints (n, dim), return a boolean mask of faces to DROP (opt-out)."""
 
+Analyse = Callable[[Iterable[SourceFile], FacePipeline, int], Iterator[tuple[AnalysisOutcome, SourceFile]]]
+"""analyse(sources, pipeline, at_most): where new files are analysed. The default is this machine's process pool
+(pipeline.parallel); ingest.ray_ingest runs them on a Ray cluster. It yields (outcome, source) in completion order,
+each source once; a source not analysed for a reason that is not the file's own comes back with retry=True."""
+
 BatchAudit = Callable[[dict[str, int]], None]
 """Called inside the transaction of each committed batch with its counts: writes the batch's audit event, so
 every face in the catalog is covered by an event even when the run is killed before its end."""
@@ -80,7 +85,7 @@ class IngestRunner:
 
     def __init__(self, store: FaceStore, pipeline: FacePipeline, settings: Settings,
                  *, face_filter: FaceFilter | None = None, progress: ProgressFn | None = None,
-                 audit: BatchAudit | None = None):
+                 audit: BatchAudit | None = None, analyse: Analyse | None = None):
         self.store = store
         self.catalog = store.catalog
         self.pipeline = pipeline
@@ -88,6 +93,7 @@ class IngestRunner:
         self.face_filter = face_filter
         self.progress = progress or (lambda event, done, total: None)
         self.audit = audit
+        self.analyse = analyse
         self._last_save = time.monotonic()
         self._ops: list[_Op] = []
         self._batch_started = 0.0
@@ -220,6 +226,9 @@ class IngestRunner:
 
     def _analyse_all(self, todo: Iterable[SourceFile], at_most: int) -> Iterator[tuple[AnalysisOutcome, SourceFile]]:
         """Analyse sources (a lazy iterable of at most `at_most`), yielding results as they complete."""
+        if self.analyse is not None:
+            yield from self.analyse(todo, self.pipeline, at_most)
+            return
         workers = min(self.settings.resolved_workers(), at_most)
         yield from analyse_stream(((str(s.path), s.uri, s) for s in todo), self.pipeline, workers)
 
