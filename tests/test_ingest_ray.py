@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from faceindex.engine import Engine
-from faceindex.ingest.ray_localcluster import LocalRayCluster, _processes, free_port
+from faceindex.ingest.ray_localcluster import LocalRayCluster, free_port
 
 pytest.importorskip("ray.data")
 pytestmark = pytest.mark.slow
@@ -141,7 +141,7 @@ def test_a_worker_node_killed_mid_job_loses_and_duplicates_nothing(photos, local
     job = subprocess.Popen(command(photos, store, "--ray", cluster.address), env={**ENV, **cluster.env},
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        actor = wait_for_actor_on(victim, job)
+        actor = wait_for_actor_on(cluster, victim, job)
         time.sleep(1.0)  # past model loading: the actor holds blocks of photos
         assert job.poll() is None, "the job ended before the node could be killed mid-job"
         killed = cluster.kill_node(victim)
@@ -159,15 +159,12 @@ def test_a_worker_node_killed_mid_job_loses_and_duplicates_nothing(photos, local
     assert_same(snapshot(store), expected)  # every file once, faces once, faceprints as a local ingest's
 
 
-def wait_for_actor_on(node_port: int, job: subprocess.Popen, timeout: float = 300) -> int:
+def wait_for_actor_on(cluster: LocalRayCluster, node_port: int, job: subprocess.Popen, timeout: float = 300) -> int:
     """The pid of the analysing actor running on the worker node `node_port` (once the job has started it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and job.poll() is None:
-        table = _processes()
-        raylet = [pid for pid, (_, cmd) in table.items() if f"--node_manager_port={node_port}".encode() in cmd]
-        for pid, (parent, cmd) in table.items():
-            if parent in raylet and cmd.startswith(b"ray::MapWorker"):
-                return pid
+        if actors := cluster.actors_on(node_port):
+            return actors[0]
         time.sleep(0.2)
     pytest.fail(f"no analysing actor appeared on the worker node (job exit {job.poll()})")
 

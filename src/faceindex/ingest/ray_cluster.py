@@ -23,7 +23,8 @@ at most a few blocks of encoded photos and their results in it (see ray_ingest.F
 not fit spills to disk instead of failing."""
 REACH_TIMEOUT_S = 5.0
 """How long a HOST:PORT may take to accept a TCP connection before the address is reported unreachable. Ray's
-own connect retries for about a minute on a wrong address; this check fails in seconds with the address named."""
+own connect retries before it gives up; this check fails in seconds, with the address named, before Ray is even
+imported."""
 UNREACHABLE = "cluster_unreachable"
 
 
@@ -109,7 +110,7 @@ def ray_session(address: str, *, cpus: int | None = None):
             total = int(ray.cluster_resources().get("CPU", 0))
             if total < 1:
                 raise WorkerPoolError(f"the Ray cluster at {address} has no CPU to run the analysis on: add a worker "
-                                      "node (`ray start --address=HEAD:PORT --num-cpus=N`)", code=UNREACHABLE)
+                                      "node (`ray start --address=HEAD:PORT --num-cpus=N`)")
             yield RaySession(ray, address, total)
         finally:
             if owned:

@@ -96,9 +96,15 @@ class LocalRayCluster:
         """SIGKILL a worker node as a crash would: its raylet and every process under it (agents, workers,
         actors). Returns the pids killed."""
         table = _processes()
-        raylets = [pid for pid, (_, cmd) in table.items()
-                   if f"--node_manager_port={node_port}".encode() in cmd and b"raylet" in cmd.split(b"\0")[0]]
-        return _kill(_with_descendants(raylets, table))
+        return _kill(_with_descendants(_raylets(node_port, table), table))
+
+    def actors_on(self, node_port: int, name: str = "MapWorker") -> list[int]:
+        """Pids of the actor processes named `name` (Ray sets an actor's process title to `ray::Class...`) that
+        the worker node `node_port` runs now: a Ray Data actor pool's actors are `ray::MapWorker(...)`."""
+        table = _processes()
+        raylets = _raylets(node_port, table)
+        return sorted(pid for pid, (parent, cmd) in table.items()
+                      if parent in raylets and cmd.startswith(f"ray::{name}".encode()))
 
     def stop(self) -> None:
         """End every process of this cluster (and only those), then wait until they are gone."""
@@ -126,6 +132,11 @@ def _processes() -> dict[int, tuple[int, bytes]]:
             continue
         table[int(name)] = (parent, cmd)
     return table
+
+
+def _raylets(node_port: int, table: dict[int, tuple[int, bytes]]) -> list[int]:
+    return [pid for pid, (_, cmd) in table.items()
+            if f"--node_manager_port={node_port}".encode() in cmd and cmd.split(b"\0")[0].endswith(b"raylet")]
 
 
 def _with_descendants(pids: list[int], table: dict[int, tuple[int, bytes]]) -> list[int]:
