@@ -84,6 +84,10 @@ def main() -> None:
     try:
         run("local, --workers 1", 1, "--workers", "1")
         run("local, --workers 2", 2, "--workers", "2")
+        # Ray starts every actor with OMP_NUM_THREADS = its CPUs (1 here); the same cap on a local run tells the
+        # scheduler's effect apart from that of BLAS/OpenMP threads fighting for the cores.
+        run("local, --workers 1, OMP_NUM_THREADS=1 (as Ray sets)", 1, "--workers", "1", env={"OMP_NUM_THREADS": "1"})
+        run("local, --workers 2, OMP_NUM_THREADS=1 (as Ray sets)", 2, "--workers", "2", env={"OMP_NUM_THREADS": "1"})
         start = time.monotonic()
         with LocalRayCluster(workers=1) as cluster:
             started = time.monotonic() - start
