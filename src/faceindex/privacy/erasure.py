@@ -157,9 +157,11 @@ class Eraser:
             images.update(r[0] for r in self.catalog.conn.execute("SELECT id FROM images WHERE collection_id = ?",
                                                                   (cid,)))
         faces = set(plan.face_ids) | set(self._faces_of(sorted(images)))
-        return {"route": plan.route, "faces": len(faces), "images": len(images),
+        # The route's params first: the counts of what the plan deletes win over a param of the same name (the
+        # person route's params hold "faces", the person's size, which expand and include_faces go beyond).
+        return {**plan.params, "route": plan.route, "faces": len(faces), "images": len(images),
                 "collections": len(plan.collection_ids), "subjects": len(plan.subject_ids),
-                "people": len(plan.person_ids), **plan.params,
+                "people": len(plan.person_ids),
                 "matches": [_match_dict(m) for m in plan.matches],
                 "also_found_by_search": [_match_dict(m) for m in plan.also_found_by_search],
                 "search_threshold": plan.search_threshold, "search_threshold_fmr": plan.search_threshold_fmr,

@@ -36,10 +36,11 @@ def list_collections(principal: CanReadCollections, state: StateDep):
 
 @router.post("/collections", response_model=CollectionPublic, status_code=201, responses={409: ERRORS[422]})
 def create_collection(body: CollectionCreate, principal: CanWriteCollections, state: StateDep):
-    """Create a collection; its legal basis and purpose are recorded in the audit log."""
+    """Create a collection; its legal basis and purpose (and `grouping`, when given) are recorded in the audit log."""
     with state.gate.write(principal) as engine:
         collection = engine.create_collection(body.name, body.basis, body.purpose, jurisdictions=body.jurisdictions,
-                                              retention_days=body.retention_days, owner=body.owner or principal.name)
+                                              retention_days=body.retention_days, owner=body.owner or principal.name,
+                                              grouping=body.grouping)
         return collection_public(engine, collection)
 
 

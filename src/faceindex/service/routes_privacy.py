@@ -37,6 +37,7 @@ from faceindex.service.schemas import (
     SubjectDetailPublic,
     SubjectPublic,
 )
+from faceindex.service.schemas_people_search import PersonOptOutCreate, PersonOptOutPublic, person_ref
 from faceindex.service.shared import sweep
 from faceindex.service.state import ServiceState
 from faceindex.service.uploads import read_upload
@@ -163,7 +164,8 @@ def _plan_public(state: ServiceState, principal: Principal, plan: ErasurePlan, s
     plan_id, expires = plans(state).add(plan, principal.key_id)
     return ErasurePlanPublic(plan_id=plan_id, expires_at=expires, route=summary["route"], faces=summary["faces"],
                              images=summary["images"], collections=summary["collections"],
-                             subjects=summary["subjects"], matches=summary["matches"],
+                             subjects=summary["subjects"], people=summary.get("people", 0),
+                             matches=summary["matches"],
                              also_found_by_search=summary.get("also_found_by_search", []),
                              search_threshold=summary.get("search_threshold"),
                              search_threshold_fmr=summary.get("search_threshold_fmr"),
@@ -180,9 +182,11 @@ def _face_ids(raw: str | None) -> list[int]:
 
 @router.post("/erasures/plans", response_model=ErasurePlanPublic, status_code=201)
 def plan_erasure(body: ErasurePlanCreate, principal: CanPrivacy, state: StateDep):
-    """Prepare an erasure by subject, collection, jurisdiction or image id; nothing is deleted yet.
+    """Prepare an erasure by subject, collection, jurisdiction, image id or person; nothing is deleted yet.
 
-    Any plan this key still had pending ends now, whether or not this one succeeds."""
+    By person (people grouping, id or name): every face of the person, listed face by face with its state, and
+    the person's record and name; `expand` adds what its fused probe finds at the strict threshold. Any plan
+    this key still had pending ends now, whether or not this one succeeds."""
     plans(state).discard(principal.key_id)
     value: str | int = body.value
     if body.route == "image":
@@ -190,8 +194,14 @@ def plan_erasure(body: ErasurePlanCreate, principal: CanPrivacy, state: StateDep
         if not body.value.strip().isdigit():
             raise InvalidInputError("an erasure by image takes the image id (digits), not a path")
         value = int(body.value.strip())
+    elif body.route == "person":
+        try:
+            value = person_ref(body.value)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
     with state.gate.write(principal) as engine:
-        plan = engine.privacy.plan_erasure(**{body.route: value}, case=body.case, include_faces=body.include_faces)
+        plan = engine.privacy.plan_erasure(**{body.route: value}, case=body.case, expand=body.expand,
+                                           include_faces=body.include_faces)
         summary = engine.privacy.eraser.summary(plan)
     return _plan_public(state, principal, plan, summary)
 
@@ -245,6 +255,19 @@ async def opt_out(principal: CanPrivacy, state: StateDep,
     result, swept = await run_in_threadpool(run)
     return OptOutPublic(optout_id=result.optout_id, threshold=round(result.threshold, 4),
                         erasure=erasure_public(result.erasure, swept))
+
+
+@router.post("/opt-outs/person", response_model=PersonOptOutPublic, status_code=201)
+def opt_out_person(body: PersonOptOutCreate, principal: CanPrivacy, state: StateDep):
+    """Opt out a person of the people grouping (id or name): a protected template of each of its faces is kept
+    (one opt-out, withdrawn as one), its faces, record and name are erased with the faces its fused probe finds
+    at the strict threshold (unless they belong to another person), and matching faces are dropped at every
+    later ingest."""
+    result, swept = _privacy_call(state, principal,
+                                  lambda engine: engine.privacy.opt_out_person(body.person, body.reference))
+    return PersonOptOutPublic(optout_id=result.optout_id, threshold=round(result.threshold, 4),
+                              erasure=erasure_public(result.erasure, swept), templates=result.templates,
+                              person=result.person)
 
 
 @router.get("/opt-outs", response_model=list[OptOutRecordPublic])

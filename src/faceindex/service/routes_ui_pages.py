@@ -148,11 +148,12 @@ def keys_page(request: Request, principal: page("keys"), state: StateDep):
 
 
 @router.get("/privacy", response_class=HTMLResponse)
-def privacy_page(request: Request, principal: page("privacy"), state: StateDep):
+def privacy_page(request: Request, principal: page("privacy"), state: StateDep, person: OptionalId = None):
+    """`person`: a person's id to fill the erasure and opt-out forms with ("Erase this person…" on its page)."""
     with state.gate.read(principal) as engine:
         privacy = engine.privacy
         subjects = [s.to_dict() for s in privacy.subjects.list()]
         optouts, bipa = [o.to_dict() for o in privacy.opt_outs()], privacy.retention.bipa_mode
         collections = [c.name for c in engine.catalog.list_collections()]
     return render(request, "privacy.html", principal, subjects=subjects, optouts=optouts, bipa=bipa,
-                  collections=collections)
+                  collections=collections, person=person)

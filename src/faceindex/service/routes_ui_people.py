@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import Field
 
 from faceindex.errors import FaceIndexError, InvalidInputError
+from faceindex.service import people_search
 from faceindex.service import people_views as views
 from faceindex.service.auth import Principal, Require
 from faceindex.service.deps import MAX_INT, IdPath, Offset, StateDep
@@ -148,7 +149,8 @@ def _person(request: Request, person_id: int, principal: Principal, state: Servi
         person = views.person_detail(engine, principal, person_id, limit=FACES_PAGE, offset=offset)
     faces = None if person.faces is None else [{**f.model_dump(), "file": display_name(f.path)} for f in person.faces]
     return render(request, "person.html", principal, status_code=status_code, person=person, faces=faces,
-                  can_write=principal.can("people:write"), notice=notice, new=new, error=error,
+                  can_write=principal.can("people:write"), can_search=principal.can("search"),
+                  can_erase=principal.can("privacy"), notice=notice, new=new, error=error,
                   page_size=FACES_PAGE, offset=offset)
 
 
@@ -191,6 +193,23 @@ def faces_action(request: Request, person_id: IdPath, principal: page("people:wr
     if back == "review":
         target = "/people/review?done=" + ("rejected" if action == "reject" else "confirmed")
     return RedirectResponse(target, status_code=303)
+
+
+@router.post("/people/{person_id}/search", response_class=HTMLResponse)
+def search_with_person(request: Request, person_id: IdPath, principal: page("search"), state: StateDep,
+                       purpose: Annotated[str, Form(max_length=500)] = "",
+                       top_k: Annotated[int | None, Form(ge=1, le=100)] = None):
+    """"Search with this person" on a person page: the person's faces fused into one probe, results shown on
+    the search page (audited by the engine like any search, with the purpose given here)."""
+    try:
+        result = people_search.search_person(state, principal, person_id, purpose, top_k=top_k)
+    except FaceIndexError as exc:
+        return render(request, "search.html", principal, status_code=exc.http_status, result=None, purpose=purpose,
+                      error=exc.message)
+    with state.gate.read(principal) as engine:
+        faces = people_search.candidate_view(engine, result)
+    return render(request, "search.html", principal, result=result, faces=faces, probe=None, fused=result,
+                  purpose=purpose, error=None)
 
 
 def _person_error(request: Request, person_id: int, principal: Principal, state: ServiceState,

@@ -43,6 +43,8 @@ class CollectionCreate(BaseModel):
     jurisdictions: list[str] = Field(default_factory=list, max_length=20, description="ISO 3166 codes, e.g. DE, US-IL.")
     retention_days: int | None = Field(None, gt=0, description="Faces are purged this many days after ingest.")
     owner: str | None = Field(None, max_length=200)
+    grouping: bool | None = Field(None, description="May its faces be grouped into people (a processing purpose of "
+                                  "its own)? Absent: on, the default; given, the choice is recorded and audited.")
 
     @field_validator("name")
     @classmethod
@@ -63,6 +65,7 @@ class CollectionPublic(BaseModel):
     created_at: str
     images: int
     faces: int
+    grouping: bool = Field(True, description="Whether its faces may be grouped into people.")
 
 
 class FolderCreate(BaseModel):
@@ -331,10 +334,13 @@ class ConsentResultPublic(BaseModel):
 
 class ErasurePlanCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    route: Literal["subject", "collection", "jurisdiction", "image"]
+    route: Literal["subject", "collection", "jurisdiction", "image", "person"]
     value: str = Field(min_length=1, max_length=1000,
-                       description="Subject name, collection name, ISO code or image id (an id, never a path).")
+                       description="Subject name, collection name, ISO code, image id (an id, never a path), or a "
+                       "person's id or name (people grouping).")
     case: str | None = Field(None, max_length=500)
+    expand: bool = Field(False, description="Person route only: also the faces the person's fused probe finds at the "
+                         "strict threshold that belong to no other person and were never rejected from this one.")
     include_faces: list[int] = Field(default_factory=list, max_length=10_000,
                                      description="Face ids to erase as well (e.g. from a plan's also_found_by_search).")
 
@@ -348,6 +354,8 @@ class ErasureMatch(BaseModel):
     same_photo_as: list[int]
     via: int | None = Field(None, description="With expand: the matched face whose faceprint found this one.")
     fmr: float | None = Field(None, description="False-match rate of the score (None: model not calibrated).")
+    state: str | None = Field(None, description="Person route: 'confirmed' or 'auto' (the face's membership), or "
+                              "'search' (added by expand).")
 
 
 class ErasurePlanPublic(BaseModel):
@@ -360,7 +368,9 @@ class ErasurePlanPublic(BaseModel):
     images: int
     collections: int
     subjects: int
-    matches: list[ErasureMatch] = Field(description="For a selfie: every face it would delete, best match first.")
+    people: int = Field(0, description="People of the grouping whose records (and names) go too.")
+    matches: list[ErasureMatch] = Field(description="For a selfie or a person: every face it would delete, best "
+                                        "match first.")
     also_found_by_search: list[ErasureMatch] = Field(
         default_factory=list, description="For a selfie: faces an ordinary search with it returns that this plan "
         "will NOT erase (erasure uses a stricter threshold). Review them; plan again with `include_faces` to add them.")

@@ -24,10 +24,12 @@ from faceindex.store.catalog import Collection
 # -- collections, images, faces -------------------------------------------------------------------------
 def collection_public(engine: Engine, collection: Collection) -> CollectionPublic:
     images, faces = reads.collection_counts(engine.catalog, collection.id)
+    people = engine.people.store
+    grouping = people.collection_grouping(collection.name)[1] if people.available else True
     return CollectionPublic(id=collection.id, name=collection.name, basis=collection.legal_basis,
                             purpose=collection.purpose, jurisdictions=list(collection.jurisdictions),
                             retention_days=collection.retention_days, owner=collection.owner,
-                            created_at=collection.created_at, images=images, faces=faces)
+                            created_at=collection.created_at, images=images, faces=faces, grouping=grouping)
 
 
 def find_collection(engine: Engine, ref: str | int) -> Collection:

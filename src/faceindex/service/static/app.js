@@ -38,6 +38,7 @@ function formRequest(form) {
   const json = {};
   for (const el of form.elements) {
     if (!el.name || el.dataset.path !== undefined || el.type === "submit") continue;
+    if (el.type === "checkbox") { json[el.name] = el.checked; continue; }  // its value is "on" either way
     const value = el.value.trim();
     if (value === "") continue;
     if (el.dataset.type === "number") json[el.name] = Number(value);
@@ -127,7 +128,9 @@ function showPlan(form, plan) {
   const box = document.getElementById(form.dataset.report);
   box.hidden = false;
   box.querySelector("pre").textContent = "Would erase " + plan.faces + " face(s), " + plan.images + " image(s), " +
-    plan.collections + " collection(s), " + plan.subjects + " subject(s). Nothing is deleted until you confirm.";
+    plan.collections + " collection(s), " + plan.subjects + " subject(s)" +
+    (plan.people ? ", " + plan.people + " person record(s) with their names" : "") +
+    ". Nothing is deleted until you confirm.";
   const list = box.querySelector("[data-matches]");
   list.replaceChildren(...plan.matches.map(matchItem));
   const also = plan.also_found_by_search || [];
@@ -135,7 +138,7 @@ function showPlan(form, plan) {
   box.querySelector("[data-also]").hidden = also.length === 0;
   const button = box.querySelector("[data-confirm-plan]");
   const error = box.querySelector("[data-error]");
-  button.hidden = plan.faces + plan.images + plan.collections + plan.subjects === 0;
+  button.hidden = plan.faces + plan.images + plan.collections + plan.subjects + (plan.people || 0) === 0;
   button.onclick = async () => {
     if (!window.confirm("Erase permanently? This cannot be undone.")) return;
     button.disabled = true;
