@@ -1,9 +1,11 @@
-"""Id lists of any length (a 40,000-image collection can be deleted) and private file modes of a store."""
+"""Id lists of any length (a 40,000-image collection can be deleted), private file modes of a store, and index
+rebuilds that do not block searches."""
 
 from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 from store_support import add_images
@@ -113,3 +115,48 @@ def test_saved_index_files_are_0600_whatever_the_umask(tmp_path):
     for name in ("catalog.sqlite", "index.faiss", "index.faiss.vectors"):
         assert _mode(tmp_path / "store" / name) == 0o600, name
     assert _mode(tmp_path / "store") == 0o700
+
+
+def _vector_of(store: FaceStore, face_id: int):
+    return store.catalog.face_vectors([face_id])[0][1][None, :]
+
+
+def test_a_rebuild_does_not_block_searches_which_use_the_old_index_until_the_swap(tmp_path):
+    """The build is parked (a hook in the building thread) while another thread searches: the search returns
+    at once, from the index in use; after the swap the new faces are found."""
+    store = FaceStore(tmp_path / "store", approximate_above=100)
+    with store.catalog.transaction():
+        cid = store.catalog.create_collection("c", "consent", "p").id
+    add_images(store.catalog, cid, 150, seed=8)
+    assert store.index().kind == "hnsw" and store.gallery_size() == 150
+    add_images(store.catalog, cid, 30, seed=9, prefix="/late")
+    late = store.catalog.max_face_id()
+    inside, release, seen = threading.Event(), threading.Event(), {}
+
+    def parked(fresh):
+        seen["fresh"] = len(fresh)
+        inside.set()
+        release.wait(120)
+
+    store.build_hook = parked
+    builder = threading.Thread(target=store.rebuild_index)
+    builder.start()
+    try:
+        assert inside.wait(120)
+        searcher = threading.Thread(target=lambda: seen.update(
+            hit=store.search(_vector_of(store, late), 1)[0], old=store.search(_vector_of(store, 1), 1)[0],
+            size=store.gallery_size()))
+        searcher.start()
+        searcher.join(120)  # a safety net only: it returns at once unless it waits for the build
+        assert not searcher.is_alive(), "a search waited for the index build"
+    finally:
+        release.set()
+        builder.join(120)
+    assert seen["fresh"] == 180 and seen["size"] == 150  # the old index answered during the build
+    assert seen["old"][0][0] == 1 and seen["hit"][0][0] != late
+    assert store.gallery_size() == 180 and store.search(_vector_of(store, late), 1)[0][0][0] == late
+    store.build_hook = None
+    store.close()
+    reopened = FaceStore(tmp_path / "store", lazy=True)
+    assert reopened.gallery_size() == 180  # the swapped-in index was saved with its watermark
+    reopened.close()

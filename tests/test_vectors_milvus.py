@@ -4,6 +4,7 @@ erasure by query, model and store checks, and clear errors for a server that is 
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -178,4 +179,34 @@ def test_after_an_erasure_no_milvus_lite_file_holds_the_erased_faceprints(tmp_pa
     store.forget_vectors(doomed)
     assert find_residue(tmp_path / "v.db", needles) == {}
     assert store.gallery_size() == 260 and store._mirror.vectors.present(doomed) == set()
+    store.close()
+
+
+def test_searches_of_a_milvus_store_in_step_run_concurrently(tmp_path):
+    """A search in progress (holding the shared lock) does not make another search wait: the Milvus path
+    takes the exclusive lock only to catch the mirror up, not on every search."""
+    store = FaceStore(tmp_path / "s", vectors_url=_lite(tmp_path))
+    add_images(store.catalog, _collection(store), 40, seed=5)
+    store.index()
+    store.save_index()
+    q = np.random.default_rng(4).standard_normal((1, 128)).astype(np.float32)
+    inside, release, out = threading.Event(), threading.Event(), {}
+
+    def in_flight():  # what a concurrent search holds while Milvus answers it
+        with store._rw.read():
+            inside.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=in_flight)
+    holder.start()
+    try:
+        assert inside.wait(120)
+        searcher = threading.Thread(target=lambda: out.update(hits=store.search(q, 5), n=store.gallery_size()))
+        searcher.start()
+        searcher.join(120)  # a safety net only: it returns at once unless it waits for the exclusive lock
+        assert not searcher.is_alive(), "a Milvus search waited for another search"
+    finally:
+        release.set()
+        holder.join(120)
+    assert len(out["hits"][0]) == 5 and out["n"] == 40
     store.close()

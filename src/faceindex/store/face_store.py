@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -40,9 +42,11 @@ class FaceStore:
     (StoreNotFoundError), catch the index up in memory only and never save it; `open_for_writing()` does
     the creating and the crash repair, after which saves happen as usual.
 
-    Threads: `search` and `search_above` may run from many threads at once; catching the index up with
-    the catalog, `rebuild_index` and `forget_vectors` take an exclusive lock, so a search never sees an
-    index being mutated. The index file itself is written under the store's write lock.
+    Threads: `search` and `search_above` may run from many threads at once (on Milvus too, once the mirror
+    is in step). Catching the index up with the catalog (appends) and `forget_vectors` take an exclusive
+    lock, so a search never sees an index being mutated; `rebuild_index` builds the new index beside the one
+    in use and takes the exclusive lock only to swap it in, so searches go on during a rebuild (answered
+    by the old index). The index file itself is written under the store's write lock.
 
     Catalog elsewhere: `catalog_url` "postgresql://…" keeps the catalog in that database (store.pg_connections)
     instead of `<root>/catalog.sqlite`; the directory still holds the write lock and the store's local files.
@@ -75,6 +79,10 @@ class FaceStore:
         self._watermark = {"max_face_id": 0, "epoch": -1}
         self._dirty = False
         self._rw = ReadWriteLock()
+        self._build = threading.Lock()  # one index build at a time (taken after the write lock, before _rw)
+        self._building = False  # a build is running; read and written under _rw.write()
+        self.build_hook: Callable[[VectorIndex], None] | None = None
+        """Called in the building thread with the new index, complete but not yet saved or serving (tests)."""
         self._writes = False
         if not lazy:
             self.open_for_writing()
@@ -148,17 +156,32 @@ class FaceStore:
 
     # -- index synchronisation ------------------------------------------------------------------
     def index(self) -> VectorIndex:
-        """The index, loaded or rebuilt on first use and caught up with the catalog on every call."""
+        """The index, loaded or rebuilt on first use and caught up with the catalog on every call.
+
+        Catching up appends the new faces under the exclusive lock (incremental, fast). Anything that needs
+        a new structure — a rebuild after deletions by another process, crossing ``approximate_above`` or a
+        layout boundary — is built by ``rebuild_index`` beside the index in use, which keeps serving; while
+        another thread builds, this returns the index in use (behind the catalog until the swap).
+        """
         if self._mirror is not None:
             with self._rw.write():
                 return self._mirror.caught_up()
-        with self._rw.write():
-            if self._index is None:
-                self._index = self._load()
-            if self._watermark["epoch"] == self.catalog.epoch:
-                self._append_new()
-                return self._index
-        return self.rebuild_index()
+        while True:
+            with self._rw.write():
+                if self._index is None and not self._building:
+                    self._index = self._load()
+                if self._index is not None:
+                    if self._building:
+                        return self._index  # stale until the build in progress swaps in its index
+                    if self._watermark["epoch"] == self.catalog.epoch and not self._index.rebuild_needed(
+                            self.catalog.max_face_id() - self._watermark["max_face_id"]):
+                        self._append_new(self._index, self._watermark)
+                        return self._index
+                wait = self._building  # no index to serve: wait for the build in progress, then look again
+            if not wait:
+                return self.rebuild_index()
+            with self._build:
+                pass
 
     def _behind(self) -> bool:
         """Cheap check (two indexed lookups) whether the catalog has changed since the index was caught up."""
@@ -171,11 +194,12 @@ class FaceStore:
         """Faces the index holds once caught up with the catalog (what a search searches)."""
         return len(self._current())
 
-    def _current(self) -> VectorIndex:
-        """The caught-up index; the exclusive lock is taken only when there is something to catch up."""
+    def _current(self):
+        """The caught-up index (or Milvus collection); the exclusive lock is taken only when there is something
+        to catch up, so searches of an index (or a Milvus mirror) in step with the catalog run concurrently."""
         if self._behind():
             return self.index()
-        return self._index if self._mirror is None else self.index()
+        return self._index if self._mirror is None else self._mirror.vectors
 
     def _new_index(self) -> VectorIndex:
         # work_dir: an approximate index of the hnsw-sq8-mmap layout keeps its memory-mapped vectors
@@ -208,16 +232,16 @@ class FaceStore:
                            "epoch": int(watermark.get("epoch", -1))}
         return self._tuned(index)
 
-    def _append_new(self) -> None:
+    def _append_new(self, index: VectorIndex, watermark: dict) -> None:
         # Read the top id first: every face at or below it is committed, so the watermark may move there even
         # when the last faces are rejected ones (no faceprint), and `_behind` stays cheap and exact.
         top = self.catalog.max_face_id()
-        for ids, vectors in self.catalog.iter_embeddings(after_id=self._watermark["max_face_id"]):
-            self._index.add(ids, vectors)
-            self._watermark["max_face_id"] = int(ids[-1])
+        for ids, vectors in self.catalog.iter_embeddings(after_id=watermark["max_face_id"]):
+            index.add(ids, vectors)
+            watermark["max_face_id"] = int(ids[-1])
             self._dirty = True
-        if top > self._watermark["max_face_id"]:
-            self._watermark["max_face_id"] = top
+        if top > watermark["max_face_id"]:
+            watermark["max_face_id"] = top
             self._dirty = True
 
     def _file_lock(self):
@@ -225,19 +249,38 @@ class FaceStore:
         return self.catalog.write_lock() if self._writes else nullcontext()
 
     def rebuild_index(self) -> VectorIndex:
-        """Rebuild the index from the catalog's faceprints and persist it (`faceindex reindex`)."""
-        with self._file_lock(), self._rw.write():
-            if self._mirror is not None:
-                return self._mirror.rebuild()
-            return self._rebuild()
+        """Rebuild the index from the catalog's faceprints and persist it (`faceindex reindex`).
 
-    def _rebuild(self) -> VectorIndex:
-        self._index = self._new_index()
-        self._watermark = {"max_face_id": 0, "epoch": self.catalog.epoch}
-        self._append_new()
-        self._dirty = True
-        self._save()
-        return self._index
+        Searches go on meanwhile: the new index is built beside the one in use without the exclusive lock
+        (minutes at millions of faces), saved, then swapped in under the exclusive lock (a pointer swap).
+        Writers wait: the store's write lock is held throughout, so the catalog cannot change under the build
+        (no face added or erased, by this process or another, until the new index serves). An index with no
+        faces is not served meanwhile (it would answer "no match"): searches then wait for the build.
+        """
+        if self._mirror is not None:
+            with self._file_lock(), self._rw.write():
+                return self._mirror.rebuild()
+        with self._file_lock(), self._build:
+            with self._rw.write():
+                self._building = True
+                if self._index is not None and len(self._index) == 0:
+                    self._index = None
+                watermark = {"max_face_id": 0, "epoch": self.catalog.epoch}
+            try:
+                fresh = self._new_index()
+                top = self.catalog.max_face_id()
+                fresh.extend(self.catalog.iter_embeddings())  # one build sized for the whole catalog
+                watermark["max_face_id"] = max(top, int(fresh.max_id()))
+                if self.build_hook is not None:
+                    self.build_hook(fresh)
+                if self._writes:
+                    self._save_as(fresh, watermark)
+                with self._rw.write():
+                    self._index, self._watermark, self._dirty = fresh, watermark, False
+            finally:
+                with self._rw.write():
+                    self._building = False
+        return fresh
 
     def save_index(self) -> None:
         """Persist the index atomically (mode 0600) if it changed since the last save; only once opened for
@@ -248,35 +291,39 @@ class FaceStore:
             if self._mirror is not None:
                 self._mirror.save()
                 return
-            self._save()
+            if self._index is not None and self._dirty:
+                self._save_as(self._index, self._watermark)
+                self._dirty = False
 
-    def _save(self) -> None:
-        if not self._writes or self._index is None or not self._dirty:
-            return
-        self._index.save(self.index_path, dict(self._watermark))
-        self.catalog.set_meta("index_saved_epoch", str(self._watermark["epoch"]))
-        self._dirty = False
+    def _save_as(self, index: VectorIndex, watermark: dict) -> None:
+        index.save(self.index_path, dict(watermark))
+        self.catalog.set_meta("index_saved_epoch", str(watermark["epoch"]))
 
     def forget_vectors(self, face_ids: list[int]) -> None:
         """Drop faces already deleted from the catalog from the in-memory index and rewrite the file.
 
-        Called after the catalog transaction that deleted them committed (and bumped the epoch).
+        Called after the catalog transaction that deleted them committed (and bumped the epoch). When the
+        erased nodes pass the index's compaction threshold, or the index is not in step, it is rebuilt
+        (`rebuild_index`: searches go on with the index the erased faces were just removed from).
         """
         if not face_ids:
             return
-        with self._file_lock(), self._rw.write():
-            if self._mirror is not None:
-                self._mirror.forget(face_ids)
-                return
-            if self._index is None:
-                self._index = self._load()
-            if self._watermark["epoch"] == self.catalog.epoch - 1:
-                self._index.remove(np.asarray(face_ids, dtype=np.int64))
-                self._watermark["epoch"] = self.catalog.epoch
-                self._dirty = True
-                self._save()
-            else:
-                self._rebuild()
+        with self._file_lock():
+            with self._rw.write():
+                if self._mirror is not None:
+                    self._mirror.forget(face_ids)
+                    return
+                if self._index is None:
+                    self._index = self._load()
+                in_step = self._watermark["epoch"] == self.catalog.epoch - 1
+                # Remove even when not in step: searches served before the rebuild below must not return them.
+                self._index.remove(np.asarray(face_ids, dtype=np.int64), compact=False)
+                if in_step:
+                    self._watermark["epoch"] = self.catalog.epoch
+                    self._save_as(self._index, self._watermark)
+                    self._dirty = False
+            if not in_step or self._index.needs_compaction():
+                self.rebuild_index()
 
     # -- queries ----------------------------------------------------------------------------
     def check_model(self, model_id: str) -> None:
@@ -289,9 +336,11 @@ class FaceStore:
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """For each query vector, up to k (face_id, cosine) pairs, best first."""
         index = self._current()
-        if len(index) == 0 or len(vectors) == 0:
-            return [[] for _ in range(len(vectors))]
         with self._rw.read():
+            if self._mirror is None and self._index is not None:
+                index = self._index  # the index in use now: a rebuild may have swapped since `_current`
+            if len(index) == 0 or len(vectors) == 0:
+                return [[] for _ in range(len(vectors))]
             scores, ids = index.search(np.asarray(vectors, dtype=np.float32), k)
         return [
             [(int(i), float(s)) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
@@ -305,8 +354,9 @@ class FaceStore:
             with self._rw.read():
                 return self._mirror.search_above(vector, threshold, limit)
         index = self._current()
-        if len(index) == 0:
-            return []
         with self._rw.read():
+            index = self._index or index
+            if len(index) == 0:
+                return []
             scores, ids = index.search_above(np.asarray(vector, dtype=np.float32), threshold, limit)
         return [(int(i), float(s)) for s, i in zip(scores, ids, strict=True) if i >= 0]

@@ -127,8 +127,10 @@ def _read(f: BinaryIO, path: Path) -> tuple[dict, np.ndarray, faiss.Index]:
     index = faiss.read_index(faiss.PyCallbackIOReader(src.read))
     if src.n != n_bytes or src.crc != crc:
         raise StoreError(f"{path} is corrupt (checksum mismatch)")
-    if index.ntotal != len(labels):
-        raise StoreError(f"{path} is inconsistent ({index.ntotal} vectors for {len(labels)} labels)")
+    # An IVF index deletes erased rows from its lists; the others keep them as dead (label -1) rows.
+    expected = int((labels >= 0).sum()) if isinstance(index, faiss.IndexIVF) else len(labels)
+    if index.ntotal != expected:
+        raise StoreError(f"{path} is inconsistent ({index.ntotal} vectors for {expected} labels)")
     return meta, labels, index
 
 
@@ -155,7 +157,7 @@ class _Crc:
         return data
 
 
-# -- memory-mapped float32 vectors (layout "hnsw-sq8-mmap") -------------------------------------------
+# -- memory-mapped float32 vectors (layouts "hnsw-sq8-mmap", "ivf-sq8-mmap") ------------------------------------------
 VECTORS_SUFFIX = ".vectors"
 _WORK_PREFIX = ".faceindex-vectors.tmp-"
 _CRC_CHUNK_ROWS = 1 << 17  # 64 MiB of 128-d float32 per CRC step: bounded page-ins, full speed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import faiss
@@ -11,7 +12,7 @@ import numpy as np
 from faceindex.errors import InvalidInputError, ModelMismatchError, StoreError
 from faceindex.store import index_factory as fx
 from faceindex.store import index_file
-from faceindex.store.index_factory import LAYOUT_SQ8_MMAP, IndexParams
+from faceindex.store.index_factory import IndexParams
 from faceindex.store.index_file import VectorFile
 from faceindex.store.vectors import FAISS_CAPABILITIES, VectorCapabilities
 
@@ -81,7 +82,8 @@ class VectorIndex:
         self._dead = 0
         self._selector: faiss.IDSelector | None = None  # excludes dead rows; None when there are none
         self.work_dir = Path(work_dir) if work_dir is not None else None
-        self._vf: VectorFile | None = None  # the float32 rows of an sq8 index (None otherwise)
+        self._vf: VectorFile | None = None  # the float32 rows of an sq8 or ivf index (None otherwise)
+        self._trained_for = 0  # faces an ivf index's lists were sized for (auto nlist)
 
     # -- size and shape -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -89,8 +91,36 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """Which structure is in use: "flat" (exact) or "hnsw" (approximate, degree ``params.hnsw_m``)."""
-        return "hnsw" if isinstance(self._index, faiss.IndexHNSW) else "flat"
+        """Which structure is in use: "flat" (exact), "hnsw" or "ivf" (approximate)."""
+        if fx.is_ivf(self._index):
+            return fx.IVF
+        return fx.HNSW if isinstance(self._index, faiss.IndexHNSW) else "flat"
+
+    @property
+    def nlist(self) -> int | None:
+        """Inverted lists of an ivf index (None for the other kinds)."""
+        return self._index.nlist if self.kind == fx.IVF else None
+
+    def _kind_for(self, n: int) -> str:
+        return "flat" if n <= self.approximate_above else fx.approximate_kind(self.params, n)
+
+    def rebuild_needed(self, n_more: int) -> bool:
+        """Whether adding ``n_more`` faces calls for a new structure rather than an append: crossing
+        ``approximate_above`` or ``params.ivf_above``, or an IVF index grown past 4x the size its lists were
+        trained for (its lists would be 4x longer: slower scans). FaceStore then builds it in the background."""
+        n = len(self) + max(0, n_more)
+        if self._kind_for(n) != self.kind:
+            return True
+        return self.kind == fx.IVF and self.params.nlist is None and n > 4 * self._trained_for
+
+    def needs_compaction(self) -> bool:
+        """Erased (dead) rows exceed ``params.max_dead_fraction``: a rebuild would reclaim them."""
+        return self._dead > self.params.max_dead_fraction * max(len(self._labels), 1)
+
+    def max_id(self) -> int:
+        """The largest face id held (0 when empty)."""
+        live = self._labels[self._labels >= 0]
+        return int(live.max()) if len(live) else 0
 
     @property
     def layout(self) -> str:
@@ -155,15 +185,54 @@ class VectorIndex:
             raise InvalidInputError("face ids must be >= 0 (-1 marks an empty result slot)")
         if len(np.unique(ids)) != len(ids) or np.isin(ids, self._labels).any():
             raise InvalidInputError("duplicate face id: already in the index or repeated in the batch")
-        if self.kind == "flat" and len(self) + len(ids) > self.approximate_above:
+        if self.rebuild_needed(len(ids)):
             self._rebuild(extra=(ids, vectors))
             return
         if self._vf is not None:
             self._vf.append(vectors)
-        self._index.add(vectors)
+        if self.kind == fx.IVF:
+            self._index.add_with_ids(vectors, np.arange(len(self._labels), len(self._labels) + len(ids)))
+        else:
+            self._index.add(vectors)
         self._labels = np.concatenate([self._labels, ids])
 
-    def remove(self, ids: np.ndarray) -> int:
+    def extend(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Add every (ids, vectors) batch as one build sized for the total: a bulk load (FaceStore's rebuild).
+
+        On an empty index of a memory-mapped layout the batches stream into the vectors file (RAM stays at
+        one batch), then the structure for the final size is built once (one IVF training, no HNSW built
+        early and grown). On a non-empty index it is ``add`` per batch.
+        """
+        if len(self._labels) or self.layout not in fx.MMAP_LAYOUTS:
+            for ids, vectors in batches:
+                self.add(ids, vectors)
+            return
+        vf = VectorFile.create(self.work_dir or Path(tempfile.gettempdir()), self.dim)
+        try:
+            labels = []
+            for ids, vectors in batches:
+                ids = np.asarray(ids, dtype=np.int64)
+                vectors = self._as_vectors(vectors, "vectors")
+                if len(ids) != len(vectors) or (len(ids) and ids.min() < 0):
+                    raise InvalidInputError("ids must match the vectors and be >= 0")
+                vf.append(vectors)
+                labels.append(ids)
+            labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
+            if len(np.unique(labels)) != len(labels):
+                raise InvalidInputError("duplicate face id in the batches")
+            if len(labels) <= self.approximate_above:
+                self._labels = np.empty(0, np.int64)
+                self._index = fx.new_flat(self.dim)
+                self._index.add(np.ascontiguousarray(vf.view()))
+                self._labels = labels
+                vf.delete()
+                return
+            self._build(vf, labels)
+        except BaseException:
+            vf.delete()
+            raise
+
+    def remove(self, ids: np.ndarray, *, compact: bool = True) -> int:
         """Remove faces by id (unknown ids are ignored); returns how many were removed.
 
         Removed vectors are deleted (flat) or overwritten with zeros (HNSW) in memory, so no file
@@ -179,51 +248,76 @@ class VectorIndex:
             self._index.remove_ids(faiss.IDSelectorBatch(rows.astype(np.int64)))  # compacts storage
             self._labels = np.delete(self._labels, rows)
         else:
-            if self._vf is not None:
+            if self.kind == fx.IVF:
                 self._vf.zero(rows)  # erase the float32 bytes in the file (msync'd now)
+                self._index.remove_ids(faiss.IDSelectorBatch(rows.astype(np.int64)))  # codes leave the lists
+            elif self._vf is not None:
+                self._vf.zero(rows)
                 fx.stored_codes(self._index)[rows] = 0  # and their SQ8 codes
             else:
                 fx.stored_vectors(self._index)[rows] = 0.0  # erase the bytes; the node stays in the graph
             self._labels[rows] = -1
             self._dead += len(rows)
-            if self._dead > self.params.max_dead_fraction * len(self._labels):
+            if compact and self.needs_compaction():
                 self._rebuild()
-            else:
+            elif self.kind == fx.HNSW:  # an ivf index no longer holds the rows at all
                 self._selector = _dead_selector(self._labels)
         return len(rows)
 
     def _rebuild(self, extra: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Rebuild from the live vectors (plus ``extra``), choosing flat or HNSW by the new size."""
+        """Rebuild from the live vectors (plus ``extra``), choosing the structure by the new size."""
         live = self._labels >= 0
         vectors, labels = self._vectors()[live], self._labels[live]  # copy (fancy index), in RAM meanwhile
         if extra is not None:
             labels = np.concatenate([labels, extra[0]])
             vectors = np.concatenate([vectors, extra[1]])
-        big = len(labels) > self.approximate_above
-        fx.set_threads(self.params)
-        old_vf, vf = self._vf, None
-        if big and self.layout == LAYOUT_SQ8_MMAP:
-            index = fx.new_hnsw_sq8(self.dim, self.params)
-            sample = vectors
-            if len(vectors) > _SQ8_TRAIN_SAMPLE:
-                rng = np.random.default_rng(0)
-                sample = vectors[np.sort(rng.choice(len(vectors), _SQ8_TRAIN_SAMPLE, replace=False))]
-            index.train(sample)  # per-dimension min/max: well under a second
+        old_vf = self._vf
+        if self._kind_for(len(labels)) == "flat" or self.layout not in fx.MMAP_LAYOUTS:
+            fx.set_threads(self.params)
+            big = len(labels) > self.approximate_above
+            index = fx.new_hnsw(self.dim, self.params) if big else fx.new_flat(self.dim)
+            index.add(vectors)
+            self._index, self._labels, self._dead, self._selector, self._vf = index, labels, 0, None, None
+        else:
             directory = old_vf.path.parent if old_vf is not None else self.work_dir or Path(tempfile.gettempdir())
             vf = VectorFile.create(directory, self.dim)
             try:
                 vf.append(vectors)
+                del vectors
+                self._build(vf, labels)
             except BaseException:
                 vf.delete()
                 raise
-        else:
-            index = fx.new_hnsw(self.dim, self.params) if big else fx.new_flat(self.dim)
-        index.add(vectors)
-        self._index, self._labels, self._dead, self._selector, self._vf = index, labels, 0, None, vf
         if old_vf is not None:
             # A work file goes now (erased rows were zeroed in it already); a saved one stays until the
             # next save replaces or deletes it, so the saved index stays loadable meanwhile.
             old_vf.delete() if old_vf.temp else old_vf.close()
+
+    def _build(self, vf: VectorFile, labels: np.ndarray) -> None:
+        """Build the approximate structure of a memory-mapped layout over every row of ``vf`` (adopted)."""
+        fx.set_threads(self.params)
+        rows = vf.view()
+        n = len(rows)
+        rng = np.random.default_rng(0)
+        kind = fx.approximate_kind(self.params, n)
+        if kind == fx.IVF:
+            nlist = self.params.nlist or fx.auto_nlist(n)
+            # ~16 training vectors per list (capped): coarse lists need few; the SQ ranges need fewer.
+            m = min(n, max(_SQ8_TRAIN_SAMPLE, 16 * nlist))
+            sample = np.ascontiguousarray(rows[np.sort(rng.choice(n, m, replace=False))] if m < n else rows)
+            index = fx.new_ivf_sq8(self.dim, self.params, fx.coarse_centroids(sample, nlist), sample)
+        else:
+            index = fx.new_hnsw_sq8(self.dim, self.params)
+            m = min(n, _SQ8_TRAIN_SAMPLE)
+            index.train(np.ascontiguousarray(rows[np.sort(rng.choice(n, m, replace=False))] if m < n else rows))
+        for lo in range(0, n, _ADD_CHUNK):  # chunks: page the mapped rows in a bounded amount at a time
+            chunk = np.ascontiguousarray(rows[lo : lo + _ADD_CHUNK])
+            if kind == fx.IVF:
+                index.add_with_ids(chunk, np.arange(lo, lo + len(chunk), dtype=np.int64))
+            else:
+                index.add(chunk)
+        self._index, self._labels, self._dead, self._selector, self._vf = index, labels, 0, None, vf
+        self._trained_for = n
 
     # -- the VectorStore protocol (store/vectors.py) ---------------------------------------------
     @property
@@ -260,7 +354,9 @@ class VectorIndex:
             return np.full((nq, k), -np.inf, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
         sp = None
         k_walk = k * self.params.rerank_factor if self._vf is not None else k
-        if self.kind == "hnsw":
+        if self.kind == fx.IVF:
+            sp = fx.ivf_search_params(self.params, self._index.nlist)
+        elif self.kind == fx.HNSW:
             # Per-call parameters rather than mutating hnsw.efSearch: concurrent readers stay safe.
             sp = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k_walk))
             if self._selector is not None:
@@ -329,6 +425,7 @@ class VectorIndex:
             "kind": self.kind,
             "approximate_above": self.approximate_above,
             "params": self.params.to_dict(),
+            "trained_for": self._trained_for,
             "watermark": watermark,
         }
         try:
@@ -365,7 +462,7 @@ class VectorIndex:
             raise ModelMismatchError(f"index holds {held_dim}-d vectors, expected {dim}-d")
         if (labels >= 0).sum() != count or index.d != held_dim:
             raise StoreError(f"{path} is inconsistent (count or dimension)")
-        if fx.is_sq8(index):
+        if fx.uses_vectors_file(index):
             try:
                 v = meta["vectors"]
                 rows, crc = int(v["rows"]), int(v["crc32"])
@@ -376,13 +473,15 @@ class VectorIndex:
             vi._vf = VectorFile.open(index_file.vectors_path(Path(path)), held_dim, rows, crc)
         vi._index, vi._labels = index, labels
         vi._dead = int((labels < 0).sum())
-        if vi._dead:
+        vi._trained_for = int(meta.get("trained_for", len(labels)))
+        if vi._dead and vi.kind == fx.HNSW:
             vi._selector = _dead_selector(labels)
         return vi, watermark
 
 
 # Rows the SQ8 per-dimension ranges are trained on (min/max: a sample suffices, with the 5 % margin).
 _SQ8_TRAIN_SAMPLE = 200_000
+_ADD_CHUNK = 1 << 18
 
 
 def _dead_selector(labels: np.ndarray) -> faiss.IDSelector:
