@@ -90,7 +90,8 @@ def main() -> None:
         _, t_fill = timed(lambda: fill_catalog(store, gallery.vectors))
         rows.append(("catalog inserts", f"{t_fill:.1f} s", f"{args.faces / t_fill:,.0f} faces/s"))
         index, t_build = timed(store.index)
-        rows.append(("first index build", f"{t_build:.1f} s", f"kind {index.kind}"))
+        rows.append(("first index build", f"{t_build:.1f} s", f"kind {index.kind}, load average after "
+                     f"{os.getloadavg()[0]:.1f}"))
         _, t_save = timed(store.save_index)
         rows.append(("index save", f"{t_save:.1f} s", ""))
         store.catalog.close()

@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from benchlib import machine_line  # noqa: E402
 
-from faceindex.store.index_factory import IndexParams, nprobe_for, search_threads  # noqa: E402
+from faceindex.store.index_factory import IndexParams, search_threads  # noqa: E402
+from faceindex.store.ivf import nprobe_for  # noqa: E402
 from faceindex.store.milvus_vectors import MilvusVectors  # noqa: E402
 from faceindex.store.synthetic import make_gallery  # noqa: E402
 from faceindex.store.vector_index import VectorIndex  # noqa: E402

@@ -69,7 +69,8 @@ def ivf_index(small, work_dir=None) -> VectorIndex:
     assert vi.kind == "hnsw" and not vi.rebuild_needed(300) and vi.rebuild_needed(301)
     vi.add(ids[1_200:1_800], g.vectors[1_200:1_800])  # crosses ivf_above: rebuilt as IVF, lists trained
     vi.add(ids[1_800:], g.vectors[1_800:])  # appended to the lists
-    assert vi.kind == "ivf" and vi.nlist == int(4 * 1_800**0.5) and vi.mapped_bytes() == 2_000 * 512
+    # ~4·sqrt(n) lists, less those that would average fewer than 8 training faceprints (privacy)
+    assert vi.kind == "ivf" and 50 < vi.nlist <= int(4 * 1_800**0.5) and vi.mapped_bytes() == 2_000 * 512
     assert vi.rebuild_needed(4 * 1_800 - 2_000 + 1) and not vi.rebuild_needed(100)  # 4x its trained size
     return vi
 
@@ -417,7 +418,7 @@ def test_ivf_recall_exact_scores_memory_and_bulk_build(tmp_path):
     vi = VectorIndex(128, MODEL, approximate_above=5_000, params=IndexParams(layout="ivf-sq8-mmap", nprobe=60),
                      work_dir=tmp_path)
     vi.extend((ids[lo : lo + 3_000], g.vectors[lo : lo + 3_000]) for lo in range(0, 20_000, 3_000))
-    assert vi.kind == "ivf" and len(vi) == 20_000 and vi.nlist == int(4 * 20_000**0.5)
+    assert vi.kind == "ivf" and len(vi) == 20_000 and 400 < vi.nlist <= int(4 * 20_000**0.5)
     assert vi.memory_bytes() / 20_000 < 300 and vi.mapped_bytes() == 20_000 * 512
     assert_close_to_exact(vi, g)
     with pytest.raises(InvalidInputError, match="duplicate"):
@@ -441,7 +442,7 @@ def test_ivf_remove_deletes_codes_zeroes_the_file_and_compacts(small, tmp_path):
     loaded = VectorIndex.load(path)[0]
     assert loaded.kind == "ivf" and len(loaded) == 1_990
     assert loaded.search(g.vectors[1_999], 1)[1][0, 0] == ids[1_999]
-    vi.remove(ids[:300], compact=False)  # past max_dead_fraction: FaceStore rebuilds in the background
+    vi.remove(ids[:450], compact=False)  # past max_dead_fraction: FaceStore rebuilds in the background
     assert vi.needs_compaction() and vi.kind == "ivf"
-    vi.remove(ids[300:600])  # compact=True (the default): rebuilt here, from the live rows
+    vi.remove(ids[450:600])  # compact=True (the default): rebuilt here, from the live rows
     assert not vi.needs_compaction() and len(vi) == 1_400 and vi.kind == "hnsw"

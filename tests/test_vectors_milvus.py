@@ -209,4 +209,15 @@ def test_searches_of_a_milvus_store_in_step_run_concurrently(tmp_path):
         release.set()
         holder.join(120)
     assert len(out["hits"][0]) == 5 and out["n"] == 40
+    # Truly concurrent searches through one client answer as serial ones do.
+    probes = np.random.default_rng(6).standard_normal((8, 128)).astype(np.float32)
+    serial = [store.search(p[None, :], 5) for p in probes]
+    answers: dict[int, list] = {}
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, store.search(probes[i][None, :], 5)))
+               for i in range(len(probes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert [answers[i] for i in range(len(probes))] == serial
     store.close()

@@ -136,11 +136,13 @@ class Settings(BaseSettings):
         50_000, ge=1, description="Gallery size at which search switches from exact to HNSW (exact is ~1.4 ms at 50k)."
     )
 
-    index_layout: Literal["hnsw-sq8-mmap", "hnsw-flat"] = Field(
-        "hnsw-sq8-mmap",
-        description="Approximate index layout. 'hnsw-sq8-mmap': ~280 B/face in RAM (float32 vectors memory-mapped "
-        "for exact re-ranking), mate recall 0.984 at 1M; 'hnsw-flat': ~792 B/face in RAM, mate recall 0.998. "
-        "Takes effect when the index is next built (faceindex reindex).",
+    index_layout: Literal["sq8-mmap", "hnsw-sq8-mmap", "ivf-sq8-mmap", "hnsw-flat"] = Field(
+        "sq8-mmap",
+        description="Approximate index layout. 'sq8-mmap' (default): 8-bit codes in RAM, float32 vectors memory-"
+        "mapped for exact re-ranking; HNSW up to 1M faces (~280 B/face, mate recall 0.984 at 1M), IVF beyond "
+        "(~150 B/face; the recall that HNSW loses at 10M). 'hnsw-sq8-mmap' / 'ivf-sq8-mmap' force one of the two; "
+        "'hnsw-flat': ~792 B/face in RAM, mate recall 0.998 at 1M. Takes effect when the index is next built "
+        "(faceindex reindex).",
     )
     index_ef_search: int | None = Field(
         None, ge=1, le=16384,

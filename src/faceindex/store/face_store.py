@@ -355,7 +355,7 @@ class FaceStore:
                 return self._mirror.search_above(vector, threshold, limit)
         index = self._current()
         with self._rw.read():
-            index = self._index or index
+            index = self._index if self._index is not None else index
             if len(index) == 0:
                 return []
             scores, ids = index.search_above(np.asarray(vector, dtype=np.float32), threshold, limit)

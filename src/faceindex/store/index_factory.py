@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -51,7 +50,16 @@ class IndexParams:
       row (load ~1.7; 404 s at load 3-6). More recall, mate recall and build speed for 2.8x the RAM.
 
     - ``layout``: how the approximate index holds vectors (the exact flat index below
-      ``approximate_above`` is the same for both):
+      ``approximate_above`` is the same for all):
+
+      * ``"sq8-mmap"`` (default): ``"hnsw-sq8-mmap"`` up to ``ivf_above`` faces, ``"ivf-sq8-mmap"``
+        beyond. HNSW-SQ8 M16 lost recall with size at a fixed ef (recall@10 0.983 at 1 M, 0.916 at
+        10 M, ef 512) and a bigger graph does not fit 300 B/face; IVF keeps its recall when its lists
+        grow with the gallery and costs ~150 B/face.
+      * ``"ivf-sq8-mmap"``: IVF over SQ8 codes of residuals (1 B/dimension + an 8-byte row id in the
+        lists: ~145 B/face at 128-d), ``nlist`` lists whose centroids an HNSW graph indexes; a search
+        scans the ``nprobe`` nearest lists and re-ranks the ``rerank_factor·k`` best codes exactly from
+        the same memory-mapped float32 file as hnsw-sq8-mmap. Erased rows leave the lists at once.
 
       * ``"hnsw-flat"``: FAISS IndexHNSWFlat, float32 vectors in RAM; the walk scores exactly.
         ~792 bytes/face resident at M 32 (512 vectors + 256 level-0 links + labels/levels).
@@ -84,6 +92,15 @@ class IndexParams:
       they exceed this fraction of the nodes the index is rebuilt from the live vectors.
     - ``threads``: OpenMP threads for builds and batch searches; None = the CPUs this process may
       use. Searches of fewer than SMALL_BATCH queries always use one thread (see there).
+    - ``ivf_above``: layout "sq8-mmap" only: galleries above this many faces get IVF instead of
+      HNSW (crossing it rebuilds the index; FaceStore does so beside the index in use).
+    - ``nlist``: IVF lists; None = ``auto_nlist(n)`` (~4·sqrt(n)) for the size at build time, and the
+      index is rebuilt with more lists once it holds 4x the faces it was built for.
+    - ``nprobe``: IVF lists scanned per query; None = ``PROBE_FRACTION`` (1/20) of the lists. Recall
+      depends on the share of lists probed: at 1 M faces and 4 096 lists (bench explore run, 300
+      probes) 64 / 128 / 256 lists gave recall@10 0.928 / 0.966 / 0.990, mate recall 0.950 / 0.980 /
+      0.995 (a faceprint's true neighbours spread over many lists: they all sit in one narrow cone).
+      Latency grows linearly with it (the codes scanned); 10 M figures: BENCHMARKS.md.
     """
 
     layout: str = LAYOUT_AUTO
@@ -130,15 +147,6 @@ def approximate_kind(params: IndexParams, n: int) -> str:
     if params.layout == LAYOUT_IVF_SQ8 or (params.layout == LAYOUT_AUTO and n > params.ivf_above):
         return IVF
     return HNSW
-
-
-def auto_nlist(n: int) -> int:
-    """Inverted lists for ``n`` faces: ~4·sqrt(n) (4 096 at 1 M, 12 649 at 10 M), at least 16.
-
-    More lists = fewer codes scanned per probed list but more lists to probe for the same recall and a
-    dearer coarse training; 4·sqrt(n) keeps both halves of a search (coarse walk, list scan) small.
-    """
-    return max(16, int(4 * math.sqrt(max(n, 1))))
 
 
 def set_threads(params: IndexParams) -> None:
@@ -198,88 +206,6 @@ def new_hnsw_sq8(dim: int, params: IndexParams) -> faiss.IndexHNSWSQ:
     sq.rangestat = faiss.ScalarQuantizer.RS_minmax
     sq.rangestat_arg = 0.05
     return index
-
-
-_KMEANS_ITER = 10
-_TWO_LEVEL_ABOVE = 1024
-_QUANTIZER_M = 32
-
-
-def coarse_centroids(sample: np.ndarray, nlist: int, *, seed: int = 0) -> np.ndarray:
-    """Unit-norm centroids of the IVF lists: spherical k-means of ``sample``, 10 iterations.
-
-    Above 1 024 lists in two levels (sqrt(nlist) clusters, then each split into lists in proportion to
-    its share of the sample), so an iteration costs ~sample·2·sqrt(nlist) dot products instead of
-    sample·nlist: 16 k lists from 260 k vectors train in ~1 min on one core instead of ~30. The lists are
-    a little less balanced than flat k-means would make them; probing enough of them absorbs that.
-    """
-    sample = np.ascontiguousarray(sample, dtype=np.float32)
-    if nlist <= _TWO_LEVEL_ABOVE or len(sample) <= nlist:
-        return _kmeans(sample, min(nlist, len(sample)), seed)
-    top = int(math.sqrt(nlist))
-    km = faiss.Kmeans(sample.shape[1], top, **_kmeans_args(seed))
-    km.train(sample)
-    _, assign = km.assign(sample)
-    sizes = np.bincount(assign, minlength=top)
-    shares = np.maximum(1, np.round(sizes * (nlist / len(sample)))).astype(int)
-    parts = []
-    for c in np.flatnonzero(sizes):
-        members = sample[assign == c]
-        parts.append(_kmeans(members, min(int(shares[c]), len(members)), seed + 1 + int(c)))
-    return np.concatenate(parts)
-
-
-def _kmeans_args(seed: int) -> dict:
-    # min_points_per_centroid 1: a small cluster may get as many lists as points (no warning spam).
-    return {"niter": _KMEANS_ITER, "spherical": True, "seed": seed, "min_points_per_centroid": 1,
-            "max_points_per_centroid": 1 << 30}
-
-
-def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    if k >= len(x):
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-    km = faiss.Kmeans(x.shape[1], k, **_kmeans_args(seed))
-    km.train(x)
-    return km.centroids
-
-
-def new_ivf_sq8(dim: int, params: IndexParams, centroids: np.ndarray, sample: np.ndarray) -> faiss.IndexIVF:
-    """IVF over SQ8 codes of the residuals to ``centroids`` (one list per centroid), trained on ``sample``.
-
-    The coarse quantizer is an HNSW graph over the centroids (so picking ``nprobe`` lists costs ~log
-    nlist, not nlist). Codes are 1 byte/dimension of the vector minus its list's centroid: finer than
-    SQ8 of the raw vectors, which all sit in one narrow cone. Rows are added with explicit ids (the row
-    numbers), so removals (true deletions from the lists) never make ids collide.
-    """
-    quantizer = faiss.IndexHNSWFlat(dim, _QUANTIZER_M, faiss.METRIC_INNER_PRODUCT)
-    quantizer.hnsw.efConstruction = 40
-    quantizer.hnsw.efSearch = 32  # the walk that assigns each added vector its list (searches pass their own)
-    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dim, len(centroids), faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT, True
-    )
-    index.own_fields = True
-    quantizer.this.disown()  # the IVF index frees it
-    index.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
-    index.sq.rangestat_arg = 0.05
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is full: trains the SQ only
-    return index
-
-
-# Share of the lists a search probes when ``nprobe`` is None (measured: see IndexParams).
-PROBE_FRACTION = 1 / 20
-
-
-def nprobe_for(params: IndexParams, nlist: int) -> int:
-    return min(nlist, params.nprobe or max(1, math.ceil(nlist * PROBE_FRACTION)))
-
-
-def ivf_search_params(params: IndexParams, nlist: int) -> faiss.SearchParametersIVF:
-    """Per-call IVF parameters: ``nprobe`` lists, found by an HNSW walk of breadth 1.5·nprobe (>= 64)."""
-    nprobe = nprobe_for(params, nlist)
-    sp = faiss.SearchParametersIVF(nprobe=nprobe)
-    sp.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(64, nprobe * 3 // 2))
-    return sp
 
 
 def is_ivf(index: faiss.Index) -> bool:

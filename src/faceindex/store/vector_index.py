@@ -1,4 +1,4 @@
-"""Cosine-similarity vector index over faceprints: exact while small, HNSW beyond; atomic save/load."""
+"""Cosine-similarity vector index over faceprints: exact while small, HNSW or IVF beyond; atomic save/load."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from faceindex.errors import InvalidInputError, ModelMismatchError, StoreError
 from faceindex.store import index_factory as fx
-from faceindex.store import index_file
+from faceindex.store import index_file, ivf
 from faceindex.store.index_factory import IndexParams
 from faceindex.store.index_file import VectorFile
 from faceindex.store.vectors import FAISS_CAPABILITIES, VectorCapabilities
@@ -26,11 +26,15 @@ class VectorIndex:
 
     A rebuildable cache of the catalog: row ``r`` of the FAISS index holds the vector of face
     ``self._labels[r]``. While ``len(self) <= approximate_above`` search is exact (IndexFlatIP,
-    O(n·dim) per query: ~1.4 ms at 50 k faces on one core). Beyond it the index turns into HNSW
-    (built once from the stored vectors, then grown incrementally) in one of two layouts
-    (``params.layout``, index_factory.IndexParams; figures from bench/bench_search.py, 1 M faces):
+    O(n·dim) per query: ~1.4 ms at 50 k faces on one core). Beyond it the index turns into HNSW or
+    IVF (built once from the stored vectors, then grown incrementally; rebuilt when the size calls
+    for another structure, see ``rebuild_needed``) by ``params.layout`` (index_factory.IndexParams;
+    figures from bench/bench_search.py, 1 M faces):
 
-    - ``"hnsw-sq8-mmap"`` (default): HNSW M16 over SQ8 codes, ~280 bytes/face resident, with the
+    - ``"sq8-mmap"`` (default): the next one up to ``params.ivf_above`` (1 M) faces, then IVF over
+      SQ8 residual codes (``"ivf-sq8-mmap"``: ~145 B/face resident, same vectors file and re-ranking;
+      its 10 M figures are in BENCHMARKS.md).
+    - ``"hnsw-sq8-mmap"``: HNSW M16 over SQ8 codes, ~280 bytes/face resident, with the
       float32 vectors in a memory-mapped file (index_file.VectorFile; 512 B/face of page cache):
       before the first save a hidden work file in ``work_dir``, afterwards ``<index file>.vectors``
       beside the saved index, grown in place. The ``rerank_factor·k`` best SQ8 candidates are
@@ -45,7 +49,8 @@ class VectorIndex:
     written later holds its bytes); its graph links stay (they hold ids of neighbours, no
     embedding) until the graph is rebuilt, once dead nodes exceed ``params.max_dead_fraction``.
     In the sq8 layout the row's SQ8 code is zeroed too, and its row of the vectors file is zeroed
-    and flushed to the file at once.
+    and flushed to the file at once. IVF deletes the code from its list (true removal) and zeroes the
+    file row the same way; only the row's slot in the vectors file waits for the compaction.
 
     Not thread-safe for writers: the catalog's single writer must serialise add/remove/save;
     concurrent searches without a writer are safe (FAISS search is read-only).
@@ -301,11 +306,11 @@ class VectorIndex:
         rng = np.random.default_rng(0)
         kind = fx.approximate_kind(self.params, n)
         if kind == fx.IVF:
-            nlist = self.params.nlist or fx.auto_nlist(n)
-            # ~16 training vectors per list (capped): coarse lists need few; the SQ ranges need fewer.
-            m = min(n, max(_SQ8_TRAIN_SAMPLE, 16 * nlist))
+            nlist = self.params.nlist or ivf.auto_nlist(n)
+            # ~32 training vectors per list: few lists then fall under ivf.MIN_MEMBERS and are dropped.
+            m = min(n, max(_SQ8_TRAIN_SAMPLE, 32 * nlist))
             sample = np.ascontiguousarray(rows[np.sort(rng.choice(n, m, replace=False))] if m < n else rows)
-            index = fx.new_ivf_sq8(self.dim, self.params, fx.coarse_centroids(sample, nlist), sample)
+            index = ivf.new_ivf_sq8(self.dim, self.params, ivf.coarse_centroids(sample, nlist), sample)
         else:
             index = fx.new_hnsw_sq8(self.dim, self.params)
             m = min(n, _SQ8_TRAIN_SAMPLE)
@@ -355,7 +360,7 @@ class VectorIndex:
         sp = None
         k_walk = k * self.params.rerank_factor if self._vf is not None else k
         if self.kind == fx.IVF:
-            sp = fx.ivf_search_params(self.params, self._index.nlist)
+            sp = ivf.ivf_search_params(self.params, self._index.nlist)
         elif self.kind == fx.HNSW:
             # Per-call parameters rather than mutating hnsw.efSearch: concurrent readers stay safe.
             sp = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k_walk))
