@@ -158,7 +158,7 @@ class FaceStore:
     def index(self) -> VectorIndex:
         """The index, loaded or rebuilt on first use and caught up with the catalog on every call.
 
-        Catching up appends the new faces under the exclusive lock (incremental, fast). Anything that needs
+        Catching up appends the new faces under the exclusive lock, one batch per hold. Anything that needs
         a new structure — a rebuild after deletions by another process, crossing ``approximate_above`` or a
         layout boundary — is built by ``rebuild_index`` beside the index in use, which keeps serving; while
         another thread builds, this returns the index in use (behind the catalog until the swap).
@@ -175,8 +175,9 @@ class FaceStore:
                         return self._index  # stale until the build in progress swaps in its index
                     if self._watermark["epoch"] == self.catalog.epoch and not self._index.rebuild_needed(
                             self.catalog.max_face_id() - self._watermark["max_face_id"]):
-                        self._append_new(self._index, self._watermark)
-                        return self._index
+                        if not self._append_batch(self._index, self._watermark):
+                            return self._index
+                        continue  # one batch per hold of the lock: searches interleave with a long catch-up
                 wait = self._building  # no index to serve: wait for the build in progress, then look again
             if not wait:
                 return self.rebuild_index()
@@ -232,7 +233,8 @@ class FaceStore:
                            "epoch": int(watermark.get("epoch", -1))}
         return self._tuned(index)
 
-    def _append_new(self, index: VectorIndex, watermark: dict) -> None:
+    def _append_batch(self, index: VectorIndex, watermark: dict) -> bool:
+        """Append the next batch (<= 50 k) of faces above the watermark; False when there was none left."""
         # Read the top id first: every face at or below it is committed, so the watermark may move there even
         # when the last faces are rejected ones (no faceprint), and `_behind` stays cheap and exact.
         top = self.catalog.max_face_id()
@@ -240,9 +242,11 @@ class FaceStore:
             index.add(ids, vectors)
             watermark["max_face_id"] = int(ids[-1])
             self._dirty = True
+            return True
         if top > watermark["max_face_id"]:
             watermark["max_face_id"] = top
             self._dirty = True
+        return False
 
     def _file_lock(self):
         """The store's write lock while the index file may be rewritten (always taken before the index lock)."""

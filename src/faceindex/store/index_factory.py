@@ -97,9 +97,10 @@ class IndexParams:
     - ``nlist``: IVF lists; None = ``auto_nlist(n)`` (~4·sqrt(n)) for the size at build time, and the
       index is rebuilt with more lists once it holds 4x the faces it was built for.
     - ``nprobe``: IVF lists scanned per query; None = ``PROBE_FRACTION`` (1/20) of the lists. Recall
-      depends on the share of lists probed: at 1 M faces and 4 096 lists (bench explore run, 300
-      probes) 64 / 128 / 256 lists gave recall@10 0.928 / 0.966 / 0.990, mate recall 0.950 / 0.980 /
-      0.995 (a faceprint's true neighbours spread over many lists: they all sit in one narrow cone).
+      depends on the share of lists probed: at 1 M synthetic faces, FAISS "IVF4096_HNSW32,SQ8" (an
+      exploratory run outside bench/, 300 probes, re-ranked exactly) probing 64 / 128 / 256 lists gave
+      recall@10 0.928 / 0.966 / 0.990, mate recall 0.950 / 0.980 / 0.995 (a faceprint's true
+      neighbours spread over many lists: they all sit in one narrow cone).
       Latency grows linearly with it (the codes scanned); 10 M figures: BENCHMARKS.md.
     """
 
