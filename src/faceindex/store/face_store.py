@@ -324,8 +324,10 @@ class FaceStore:
                 self._index.remove(np.asarray(face_ids, dtype=np.int64), compact=False)
                 if in_step:
                     self._watermark["epoch"] = self.catalog.epoch
-                    self._save_as(self._index, self._watermark)
-                    self._dirty = False
+                    self._dirty = True
+                    if self._writes:
+                        self._save_as(self._index, self._watermark)
+                        self._dirty = False
             if not in_step or self._index.needs_compaction():
                 self.rebuild_index()
 
