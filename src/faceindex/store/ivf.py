@@ -11,10 +11,11 @@ from faceindex.store.index_factory import IndexParams
 
 
 def auto_nlist(n: int) -> int:
-    """Inverted lists for ``n`` faces: ~4·sqrt(n) (4 096 at 1 M, 12 649 at 10 M), at least 16.
+    """Inverted lists asked for ``n`` faces: ~4·sqrt(n) (4 000 at 1 M, 12 649 at 10 M), at least 16.
 
     More lists = fewer codes scanned per probed list but more lists to probe for the same recall and a
     dearer coarse training; 4·sqrt(n) keeps both halves of a search (coarse walk, list scan) small.
+    coarse_centroids keeps fewer: at 2 M faces 4 161 of 5 656 (k-means leaves many small clusters).
     """
     return max(16, int(4 * math.sqrt(max(n, 1))))
 
@@ -99,8 +100,10 @@ def new_ivf_sq8(dim: int, params: IndexParams, centroids: np.ndarray, sample: np
     return index
 
 
-# Share of the lists a search probes when ``nprobe`` is None (measured: see IndexParams).
-PROBE_FRACTION = 1 / 20
+# Share of the lists a search probes when ``nprobe`` is None. At 2 M synthetic faces (4 161 lists,
+# bench_vectors.py) 1/20 gave recall@10 0.971 / mate recall 0.976 and ~1/10 0.991 / 0.994 (CPU p99
+# 3.1 vs 5.2 ms); at 1 M 1/16 gave 0.990. Larger galleries need a larger share: see BENCHMARKS.md.
+PROBE_FRACTION = 1 / 10
 
 
 def nprobe_for(params: IndexParams, nlist: int) -> int:

@@ -307,7 +307,7 @@ class VectorIndex:
         kind = fx.approximate_kind(self.params, n)
         if kind == fx.IVF:
             nlist = self.params.nlist or ivf.auto_nlist(n)
-            # ~32 training vectors per list: few lists then fall under ivf.MIN_MEMBERS and are dropped.
+            # ~32 training vectors per list asked for (those under ivf.MIN_MEMBERS are dropped: ~1/4 at 2 M).
             m = min(n, max(_SQ8_TRAIN_SAMPLE, 32 * nlist))
             sample = np.ascontiguousarray(rows[np.sort(rng.choice(n, m, replace=False))] if m < n else rows)
             index = ivf.new_ivf_sq8(self.dim, self.params, ivf.coarse_centroids(sample, nlist), sample)
