@@ -13,6 +13,7 @@ from store_support import add_images
 from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.store.face_store import FaceStore
+from faceindex.store.index_factory import IndexParams
 
 N_IMAGES = 40_001  # above SQLite's default limit of 32,766 bound variables per statement
 
@@ -159,4 +160,19 @@ def test_a_rebuild_does_not_block_searches_which_use_the_old_index_until_the_swa
     store.close()
     reopened = FaceStore(tmp_path / "store", lazy=True)
     assert reopened.gallery_size() == 180  # the swapped-in index was saved with its watermark
+    reopened.close()
+
+
+def test_an_index_saved_under_the_former_default_layout_adopts_the_current_one(tmp_path):
+    root = tmp_path / "store"
+    store = FaceStore(root, approximate_above=10, params=IndexParams(layout="hnsw-sq8-mmap"))
+    with store.catalog.transaction():
+        cid = store.catalog.create_collection("c", "consent", "p").id
+    add_images(store.catalog, cid, 20, seed=10)
+    assert store.index().layout == "hnsw-sq8-mmap"
+    store.close()
+    reopened = FaceStore(root, approximate_above=10, params=IndexParams(ivf_above=25))
+    assert reopened.index().kind == "hnsw" and reopened.index().layout == "sq8-mmap"  # loaded as saved
+    add_images(reopened.catalog, cid, 20, seed=11, prefix="/more")
+    assert reopened.index().kind == "ivf" and reopened.gallery_size() == 40  # grown past ivf_above
     reopened.close()

@@ -14,7 +14,7 @@ import numpy as np
 
 from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
-from faceindex.store.index_factory import IndexParams
+from faceindex.store.index_factory import LAYOUT_AUTO, LAYOUT_SQ8_MMAP, IndexParams
 from faceindex.store.index_file import VECTORS_SUFFIX
 from faceindex.store.milvus_vectors import COLLECTION
 from faceindex.store.rwlock import ReadWriteLock
@@ -211,9 +211,17 @@ class FaceStore:
         ))
 
     def _tuned(self, index: VectorIndex) -> VectorIndex:
-        """Apply the `ef_search` override: a search-time setting, so it holds for built and loaded indexes alike."""
+        """Apply the `ef_search` override: a search-time setting, so it holds for built and loaded indexes alike.
+
+        An index saved under the former default layout (hnsw-sq8-mmap) is the same structure as the current one
+        (sq8-mmap) below `ivf_above`: it adopts the current layout, so it becomes IVF once it grows past that.
+        """
         if self.ef_search is not None and index.params.ef_search != self.ef_search:
             index.set_ef_search(self.ef_search)
+        wanted = self.params or IndexParams()
+        if index.layout == LAYOUT_SQ8_MMAP and wanted.layout == LAYOUT_AUTO:
+            index.params = IndexParams.from_dict(index.params.to_dict() | {
+                "layout": LAYOUT_AUTO, "ivf_above": wanted.ivf_above, "nlist": wanted.nlist, "nprobe": wanted.nprobe})
         return index
 
     def _load(self) -> VectorIndex:
