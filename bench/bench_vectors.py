@@ -155,7 +155,7 @@ def bench(n: int, a: argparse.Namespace, work: Path) -> list[str]:
         p = vi.params
         if vi.kind == "ivf":
             nl = vi.nlist
-            return f"faiss {p.layout}: ivf nlist {nl:,} nprobe {nprobe_for(p, nl)}"
+            return f"faiss {p.layout}: ivf nlist {nl:,} nprobe {nprobe_for(p, nl, len(vi))}"
         return f"faiss {p.layout}: {vi.kind}" + (f" ef {p.ef_search}" if vi.kind == "hnsw" else "")
 
     size = lambda: disk_bytes(path) + disk_bytes(work / "index.faiss.vectors")  # noqa: E731

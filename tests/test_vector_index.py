@@ -10,6 +10,7 @@ import pytest
 
 from faceindex.errors import InvalidInputError, ModelMismatchError, StoreError
 from faceindex.store import index_file
+from faceindex.store.ivf import nprobe_for
 from faceindex.store.synthetic import make_gallery, similarity_stats
 from faceindex.store.vector_index import IndexParams, VectorIndex
 
@@ -299,6 +300,9 @@ def test_sq8_layout_defaults_and_validation():
     default = IndexParams()
     assert default.layout == "sq8-mmap" and default.ivf_above == 1_000_000 and default.nprobe is None
     assert IndexParams.from_dict(default.to_dict() | {"layout": "hnsw-sq8-mmap"}) == p
+    # IVF probes 1/10 of its lists, capped near 600 k codes: the settings measured at 2 M and 10 M faces.
+    assert nprobe_for(default, 4_161, 2_000_000) == 417 and nprobe_for(default, 8_601, 10_000_000) == 517
+    assert nprobe_for(IndexParams(nprobe=60), 565, 20_000) == 60
     flat = IndexParams(layout="hnsw-flat")
     assert (flat.hnsw_m, flat.ef_construction, flat.ef_search) == (32, 40, 256)
     assert IndexParams.from_dict(p.to_dict()) == p

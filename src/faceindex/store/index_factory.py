@@ -96,13 +96,13 @@ class IndexParams:
       HNSW (crossing it rebuilds the index; FaceStore does so beside the index in use).
     - ``nlist``: IVF lists; None = ``auto_nlist(n)`` (~4·sqrt(n)) for the size at build time, and the
       index is rebuilt with more lists once it holds 4x the faces it was built for.
-    - ``nprobe``: IVF lists scanned per query; None = ``ivf.PROBE_FRACTION`` (1/10) of the lists. Recall
-      depends on the share of lists probed: at 1 M synthetic faces, FAISS "IVF4096_HNSW32,SQ8" (an
-      exploratory run outside bench/, 300 probes, re-ranked exactly) probing 64 / 128 / 256 lists gave
-      recall@10 0.928 / 0.966 / 0.990, mate recall 0.950 / 0.980 / 0.995 (a faceprint's true
-      neighbours spread over many lists: they all sit in one narrow cone). At 2 M (bench_vectors.py,
-      4 161 lists) 209 / 400 lists gave 0.971 / 0.991, mate recall 0.976 / 0.994, CPU p99 3.1 / 5.2
-      ms. Latency grows linearly with the codes scanned (~27 ns per SQ8 code here); BENCHMARKS.md.
+    - ``nprobe``: IVF lists scanned per query; None = ``ivf.nprobe_for``: 1/10 of the lists, capped
+      at ~600 k codes scanned. Recall depends on the share of lists probed (a faceprint's true
+      neighbours spread over many lists: they all sit in one narrow cone); latency on the codes
+      scanned (~27 ns of CPU per SQ8 code here). bench_vectors.py, synthetic faceprints: at 2 M
+      (4 161 lists) 209 / 400 lists gave recall@10 0.971 / 0.991, mate recall 0.976 / 0.994, CPU
+      p99 3.1 / 5.2 ms; at 10 M (8 601 lists) 500 / 861 gave 0.981 / 0.993, mate recall 0.980 /
+      0.993, CPU p99 12.2 / 23.2 ms (BENCHMARKS.md).
     """
 
     layout: str = LAYOUT_AUTO

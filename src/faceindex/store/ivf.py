@@ -100,19 +100,28 @@ def new_ivf_sq8(dim: int, params: IndexParams, centroids: np.ndarray, sample: np
     return index
 
 
-# Share of the lists a search probes when ``nprobe`` is None. At 2 M synthetic faces (4 161 lists,
-# bench_vectors.py) 1/20 gave recall@10 0.971 / mate recall 0.976 and ~1/10 0.991 / 0.994 (CPU p99
-# 3.1 vs 5.2 ms); at 1 M 1/16 gave 0.990. Larger galleries need a larger share: see BENCHMARKS.md.
+# How many lists a search probes when ``nprobe`` is None: PROBE_FRACTION of them, but no more than
+# about MAX_SCANNED codes (~27 ns of CPU each here). Measured with bench_vectors.py (BENCHMARKS.md): at
+# 2 M faces (4 161 lists) 1/20 gave recall@10 0.971, 1/10 0.991 at CPU p99 5.2 ms; at 10 M (8 601 lists
+# of ~1 160) 500 lists (580 k codes) gave 0.981 / mate recall 0.980 at CPU p99 12.2 ms, 861 (1/10)
+# 0.993 / 0.993 at 23.2 ms. The cap keeps 10 M under the 20 ms p99 target at recall >= 0.98; more
+# lists per gallery make the same share more accurate (10 M at 5.8 % beat 2 M at 5 %).
 PROBE_FRACTION = 1 / 10
+MAX_SCANNED = 600_000
 
 
-def nprobe_for(params: IndexParams, nlist: int) -> int:
-    return min(nlist, params.nprobe or max(1, math.ceil(nlist * PROBE_FRACTION)))
+def nprobe_for(params: IndexParams, nlist: int, ntotal: int) -> int:
+    """Lists to probe: ``params.nprobe``, else PROBE_FRACTION of ``nlist`` capped near MAX_SCANNED codes."""
+    if params.nprobe:
+        return min(nlist, params.nprobe)
+    share = math.ceil(nlist * PROBE_FRACTION)
+    cap = math.ceil(MAX_SCANNED * nlist / max(ntotal, 1))  # lists of the mean length holding MAX_SCANNED codes
+    return max(1, min(nlist, share, cap))
 
 
-def ivf_search_params(params: IndexParams, nlist: int) -> faiss.SearchParametersIVF:
+def ivf_search_params(params: IndexParams, nlist: int, ntotal: int) -> faiss.SearchParametersIVF:
     """Per-call IVF parameters: ``nprobe`` lists, found by an HNSW walk of breadth 1.5·nprobe (>= 64)."""
-    nprobe = nprobe_for(params, nlist)
+    nprobe = nprobe_for(params, nlist, ntotal)
     sp = faiss.SearchParametersIVF(nprobe=nprobe)
     sp.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(64, nprobe * 3 // 2))
     return sp

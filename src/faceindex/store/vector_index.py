@@ -360,7 +360,7 @@ class VectorIndex:
         sp = None
         k_walk = k * self.params.rerank_factor if self._vf is not None else k
         if self.kind == fx.IVF:
-            sp = ivf.ivf_search_params(self.params, self._index.nlist)
+            sp = ivf.ivf_search_params(self.params, self._index.nlist, self._index.ntotal)
         elif self.kind == fx.HNSW:
             # Per-call parameters rather than mutating hnsw.efSearch: concurrent readers stay safe.
             sp = faiss.SearchParametersHNSW(efSearch=max(self.params.ef_search, k_walk))
