@@ -140,7 +140,8 @@ class Settings(BaseSettings):
         "sq8-mmap",
         description="Approximate index layout. 'sq8-mmap' (default): 8-bit codes in RAM, float32 vectors memory-"
         "mapped for exact re-ranking; HNSW up to 1M faces (~280 B/face, mate recall 0.984 at 1M), IVF beyond "
-        "(~150 B/face; the recall that HNSW loses at 10M). 'hnsw-sq8-mmap' / 'ivf-sq8-mmap' force one of the two; "
+        "(~145 B/face; at 10M recall@10 0.981, mate recall 0.980, p99 12 ms CPU, where HNSW gave 0.916). "
+        "'hnsw-sq8-mmap' / 'ivf-sq8-mmap' force one of the two; "
         "'hnsw-flat': ~792 B/face in RAM, mate recall 0.998 at 1M. Takes effect when the index is next built "
         "(faceindex reindex).",
     )
