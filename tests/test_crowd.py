@@ -250,3 +250,131 @@ def test_auto_still_turns_a_sideways_photo(faces_dir, auto):
     faces = auto.analyse(photo).accepted
     assert len(faces) == 1 and "@turned" in faces[0].detector
     assert auto.detector.last_probe is None  # found turned: a portrait, not probed upright
+
+
+# -- detail levels on record (ingest.detail): per collection, per image, re-analysis at a higher level ----------
+
+@pytest.fixture(scope="module")
+def quick_thorough() -> FacePipeline:
+    """Faces of >= 40 px only (2x enlargement): the crowd pass in seconds, on ultralight__24 ~7 faces more."""
+    return FacePipeline(Settings(detail="fast", thorough_min_face=40, workers=1))
+
+
+def _detail_of_images(engine: Engine) -> list[str | None]:
+    return [r[0] for r in engine.catalog.conn.execute("SELECT detail FROM images ORDER BY id")]
+
+
+def _faces(engine: Engine) -> dict[int, str]:
+    return dict(engine.catalog.conn.execute("SELECT id, detector FROM faces"))
+
+
+def test_a_collection_keeps_its_detail_and_later_ingests_use_it(faces_dir, tmp_path, quick_thorough):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    shutil.copy(faces_dir / "groups" / "ultralight__24.jpg", first / "crowd.jpg")
+    with Image.open(first / "crowd.jpg") as im:  # other bytes, the same crowd: analysed, not copied
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(second / "mirrored.jpg", quality=95)
+    # The store's setting is fast (the pipeline's); "press" is created thorough, "other" without a level.
+    with Engine(tmp_path / "store", quick_thorough.settings, pipeline=quick_thorough) as engine:
+        engine.ingest([first], "press", basis="legitimate-interests", purpose="test: crowds", detail="thorough")
+        engine.create_collection("other", "legitimate-interests", "test: crowds")
+        assert engine.collection_detail("press") == "thorough"
+        assert engine.collection_detail("other") == "fast"  # follows the setting
+    with Engine(tmp_path / "store", quick_thorough.settings, pipeline=quick_thorough) as engine:  # reopened
+        assert engine.ingest([second], "other").indexed == 1  # fast
+        report = engine.ingest([second], "press")  # no level named: the collection's (thorough)
+        assert (report.indexed, report.copied) == (1, 0)  # other's fast analysis is no twin for thorough
+        rows = engine.catalog.conn.execute(
+            "SELECT c.name, i.detail, sum(f.detector = 'dlib-mmod') FROM images i JOIN collections c ON"
+            " c.id = i.collection_id JOIN faces f ON f.image_id = i.id GROUP BY i.id ORDER BY i.id").fetchall()
+        assert [tuple(r)[:2] for r in rows] == [("press", "thorough"), ("other", "fast"), ("press", "thorough")]
+        assert rows[1][2] == 0 and rows[0][2] >= 3 and rows[2][2] >= 3  # the crowd pass ran for press only
+        assert engine.set_collection_detail("press", "fast") == "fast"
+        assert engine.set_collection_detail("other", "thorough") == "thorough"
+        assert engine.ingest([second], "other").reanalysed == 1  # the new level applies to what it holds
+        assert engine.set_collection_detail("press", None) == "fast"  # back to the setting
+        assert engine.audit.verify() == []  # the changes are audited, the chain intact
+        actions = [r[0] for r in engine.catalog.conn.execute("SELECT action FROM audit_events")]
+        assert actions.count("collection.detail") == 3
+
+
+def test_re_adding_at_a_higher_detail_analyses_again_and_keeps_the_faces_it_had(faces_dir, tmp_path, quick_thorough):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(faces_dir / "groups" / "ultralight__24.jpg", folder / "crowd.jpg")
+    shutil.copy(faces_dir / "groups" / "dlib__2008_002470.jpg", folder / "group.jpg")  # HOG finds its 6
+    shutil.copy(faces_dir / "groups" / "dlib__2008_002470.jpg", folder / "group-copy.jpg")  # 6 people of 2 faces
+    with Engine(tmp_path / "store", quick_thorough.settings, pipeline=quick_thorough) as engine:
+        engine.ingest([folder], "press", basis="legitimate-interests", purpose="test: crowds", detail="fast")
+        before = _faces(engine)
+        assert "dlib-mmod" not in before.values()
+        engine.people.cluster()  # people formed from the fast faces must survive the re-analysis
+        linked = dict(engine.catalog.conn.execute("SELECT face_id, person_id FROM person_faces"))
+        assert len(linked) >= 12
+
+        same = engine.ingest([folder], "press", detail="fast")
+        assert (same.unchanged, same.reanalysed, same.indexed) == (3, 0, 0)  # equal: skipped
+
+        more = engine.ingest([folder], "press", detail="thorough")
+        assert (more.reanalysed, more.unchanged, more.indexed, more.replaced) == (3, 0, 0, 0)
+        after = _faces(engine)
+        assert set(before) < set(after)  # every face kept with its id, new ones added
+        added = {i: d for i, d in after.items() if i not in before}
+        assert added and set(added.values()) == {"dlib-mmod"}  # on the crowd photo only
+        assert dict(engine.catalog.conn.execute("SELECT face_id, person_id FROM person_faces")) == linked
+        assert _detail_of_images(engine) == ["thorough"] * 3
+        n_faces = engine.catalog.conn.execute("SELECT sum(n_faces) FROM images").fetchone()[0]
+        assert n_faces == engine.catalog.count("SELECT count(*) FROM faces WHERE embedding IS NOT NULL")
+
+        for lower_or_equal in ("thorough", "auto", "fast"):
+            again = engine.ingest([folder], "press", detail=lower_or_equal)
+            assert (again.unchanged, again.reanalysed) == (3, 0), lower_or_equal
+        assert _faces(engine) == after
+
+
+def test_a_photo_with_an_erased_face_is_not_analysed_again(faces_dir, tmp_path, quick_thorough):
+    # The erased face leaves no box behind: a new analysis would find it again, so the photo keeps its level.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(faces_dir / "groups" / "ultralight__24.jpg", folder / "crowd.jpg")
+    with Engine(tmp_path / "store", quick_thorough.settings, pipeline=quick_thorough) as engine:
+        engine.ingest([folder], "press", basis="legitimate-interests", purpose="test: crowds", detail="fast")
+        erased = engine.catalog.conn.execute("SELECT min(id) FROM faces").fetchone()[0]
+        engine.privacy.erase_faces([erased], case="test: bystander")
+        before = _faces(engine)
+        report = engine.ingest([folder], "press", detail="thorough")
+        assert (report.kept_level, report.reanalysed, report.unchanged) == (1, 0, 0)
+        assert _faces(engine) == before and _detail_of_images(engine) == ["fast"]
+
+
+def test_cli_detail_is_kept_by_the_collection_shown_and_changed(faces_dir, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceindex.cli import app
+
+    monkeypatch.setenv("FACEINDEX_THOROUGH_MIN_FACE", "40")  # the crowd pass in seconds (see quick_thorough)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(faces_dir / "groups" / "ultralight__24.jpg", folder / "crowd.jpg")
+    store = ["--store", str(tmp_path / "store")]
+    runner = CliRunner()
+
+    def run(*args: str) -> dict:
+        result = runner.invoke(app, [*args, *store, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    first = run("add", str(folder), "-c", "press", "--basis", "legitimate-interests", "--purpose", "test: crowds",
+                "--detail", "fast", "--workers", "1")
+    assert run("detail", "press") == {"collection": "press", "detail": "fast"}
+    assert run("add", str(folder), "-c", "press", "--workers", "1")["unchanged"] == 1  # fast again: skipped
+    assert run("detail", "press", "thorough")["detail"] == "thorough"
+    again = run("add", str(folder), "-c", "press", "--workers", "1")  # the collection's new level
+    assert again["reanalysed"] == 1 and again["faces"] + again["rejected_faces"] >= 3
+    assert run("stats")["faces"] == first["faces"] + again["faces"]
+    wrong = runner.invoke(app, ["detail", "press", "slow", *store])
+    assert wrong.exit_code == 2 and "fast, auto, thorough or default" in wrong.output
+    missing = runner.invoke(app, ["detail", "nope", *store])
+    assert missing.exit_code != 0 and "nope" in missing.output

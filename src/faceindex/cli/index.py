@@ -48,7 +48,8 @@ def add(
     detector: Annotated[str | None, typer.Option(help="hog, cnn, yunet, hog+yunet, hog+cnn.")] = None,
     detail: Annotated[str | None, typer.Option(
         help="auto (default: the crowd pass only where a probe sees a crowd), fast, or thorough (looks for "
-        "faces down to ~12 px on every photo, ~10-30x slower).")] = None,
+        "faces down to ~12 px on every photo, ~10-30x slower). A new collection keeps it for later ingests "
+        "(change it with `faceindex detail`); indexed photos analysed at a lower level are analysed again.")] = None,
     ray: Annotated[str | None, typer.Option(
         "--ray", metavar="ADDRESS", help="Analyse on a Ray cluster: local (a private one in this process), auto (the "
         "cluster started on this machine) or HOST:PORT of a cluster's head; --workers = actors (default: one per "
@@ -67,7 +68,7 @@ def add(
     policy = {} if grouping is None else {"grouping": grouping == "on"}
     # --ray connects first: an unreachable cluster is an error before the store is opened or written.
     with RayAnalysis(ray, actors=workers) if ray else nullcontext() as analyse, open_engine(
-        store, write=True, workers=workers, detector=detector, detail=detail) as engine, Progress(
+        store, write=True, workers=workers, detector=detector) as engine, Progress(
         TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(), console=console, disable=as_json,
     ) as bar:
@@ -79,14 +80,17 @@ def add(
             bar.update(task, completed=done)
 
         report = engine.ingest(paths, collection, basis=basis, purpose=purpose, progress=progress, analyse=analyse,
+                               detail=detail,
                                jurisdictions=tuple(jurisdiction or ()), retention_days=retention_days, **policy)
     if as_json:
         emit_json({**report.counts(), "seconds": round(report.seconds, 2),
                    "skipped_files": [{"path": p, "reason": r} for p, r in report.skipped]})
     else:
         counts = report.counts()
+        again = (f"{counts['reanalysed']} analysed again at a higher detail, " if counts["reanalysed"] else "") + (
+            f"{counts['kept_level']} kept at their detail (faces withheld), " if counts["kept_level"] else "")
         say(("done", "green"), f" in {report.seconds:.1f} s: {counts['indexed']} images indexed, "
-            f"{counts['faces']} faces, {counts['unchanged']} unchanged, {counts['copied']} copies, "
+            f"{counts['faces']} faces, {counts['unchanged']} unchanged, {counts['copied']} copies, {again}"
             f"{counts['rejected_faces']} faces rejected for quality, {counts['opted_out_faces']} faces of "
             f"opted-out people dropped, {counts['skipped']} files skipped", err=True)
         for path, reason in report.skipped[:SKIPPED_SHOWN]:
@@ -151,5 +155,26 @@ def reindex(store: StoreOpt = None) -> None:
     say(f"index rebuilt with {count} faces")
 
 
+def detail(
+    collection: Annotated[str, typer.Argument(help="Collection name.")],
+    level: Annotated[str | None, typer.Argument(
+        help="fast, auto, thorough, or default (the store's setting). Omit to show the current level.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or change the detail level a collection's ingests and uploads use."""
+    if level not in (None, "fast", "auto", "thorough", "default"):
+        raise typer.BadParameter(f"{level!r}: use fast, auto, thorough or default", param_hint="LEVEL")
+    with open_engine(store, write=level is not None) as engine:
+        if level is None:
+            current = engine.collection_detail(collection)
+        else:
+            current = engine.set_collection_detail(collection, None if level == "default" else level)
+    if as_json:
+        emit_json({"collection": collection, "detail": current})
+    else:
+        say(f"{collection}: detail {current}")
+
+
 def register(app: typer.Typer) -> None:
-    add_commands(app, [add, embed, stats, remove, reindex])
+    add_commands(app, [add, embed, stats, remove, reindex, detail])

@@ -24,7 +24,8 @@ from faceindex.errors import (
     WorkerPoolError,
 )
 from faceindex.events import Event
-from faceindex.ingest.events import IngestBatchCommitted
+from faceindex.ingest import detail as levels
+from faceindex.ingest.events import CollectionDetailSet, IngestBatchCommitted
 from faceindex.ingest.runner import Analyse, IngestReport, IngestRunner, ProgressFn
 from faceindex.matching import ThresholdPolicy, load_calibration
 from faceindex.people.schema import PEOPLE_MIGRATIONS
@@ -87,7 +88,7 @@ class Engine(Searching):
                                vectors_collection=self.settings.vectors_collection,
                                catalog_url=self.settings.catalog_url)
         self.catalog = self.store.catalog
-        self.catalog.use_migrations(PRIVACY_MIGRATIONS, PEOPLE_MIGRATIONS)  # core + privacy + people
+        self.catalog.use_migrations(PRIVACY_MIGRATIONS, PEOPLE_MIGRATIONS, levels.INGEST_MIGRATIONS)
         self.catalog.on_first_write = self.start_writes
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline
@@ -222,22 +223,27 @@ class Engine(Searching):
     # -- collections ------------------------------------------------------------------------
     def create_collection(self, name: str, basis: str, purpose: str, *, jurisdictions: Sequence[str] = (),
                           retention_days: int | None = None, owner: str | None = None,
-                          grouping: bool | None = None) -> Collection:
+                          grouping: bool | None = None, detail: str | None = None) -> Collection:
         """Create a collection. `grouping`: whether its faces may be grouped into people (a processing purpose
-        of its own; None = on, the default, unrecorded; given, it is recorded and audited as people.grouping)."""
+        of its own; None = on, the default, unrecorded; given, it is recorded and audited as people.grouping).
+        `detail`: the level its ingests use (ingest.detail; None = the store's setting)."""
         codes = jurisdiction_codes(jurisdictions)  # ISO 3166 or an InvalidInputError naming the format
+        detail = None if detail is None else levels.check_level(detail)
         self.start_writes()
         with self.catalog.transaction():
             collection = self.catalog.create_collection(name, basis, purpose, jurisdictions=codes,
                                                         retention_days=retention_days, owner=owner)
+            levels.set_collection_detail(self.catalog, collection.id, detail)
             self._record(CollectionCreated(purpose=purpose, collection=name, basis=basis,
                                            jurisdictions=list(collection.jurisdictions), retention_days=retention_days))
             if grouping is not None:
                 self.people.set_grouping(name, grouping)
         return collection
 
-    def collection(self, name: str, basis: str | None = None, purpose: str | None = None, **policy) -> Collection:
-        """Get a collection, creating it when basis and purpose are given and it does not exist yet.
+    def collection(self, name: str, basis: str | None = None, purpose: str | None = None, *,
+                   detail: str | None = None, **policy) -> Collection:
+        """Get a collection, creating it when basis and purpose are given and it does not exist yet (with
+        `detail` as the level it keeps, see ingest.detail; an existing one keeps its own).
 
         Get-or-create is one write transaction: two processes adding to the same new collection at once
         both use it (one creates it), neither fails with "already exists".
@@ -254,6 +260,7 @@ class Engine(Searching):
                 existing, created = self.catalog.get_or_create_collection(name, basis, purpose, jurisdictions=codes,
                                                                           **policy)
                 if created:
+                    levels.set_collection_detail(self.catalog, existing.id, detail)
                     self._record(CollectionCreated(
                         purpose=purpose, collection=name, basis=basis, jurisdictions=list(existing.jurisdictions),
                         retention_days=existing.retention_days))
@@ -270,11 +277,15 @@ class Engine(Searching):
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], collection: str, *, basis: str | None = None,
                purpose: str | None = None, progress: ProgressFn | None = None, analyse: Analyse | None = None,
-               **policy) -> IngestReport:
+               detail: str | None = None, **policy) -> IngestReport:
         """Index every photo under `paths` into `collection` (created if basis and purpose are given).
 
         `analyse` runs the analysis elsewhere (`ingest.ray_ingest.RayAnalysis` for a Ray cluster); scanning,
         skipping and committing stay here, so the result is the same as with the default local process pool.
+
+        Detail (ingest.detail): `detail` for this run, else the collection's own level, else the setting. A
+        new collection keeps `detail` as its level. Unchanged photos analysed at a lower level than this
+        run's are analysed again and their new faces added (`report.reanalysed`).
 
         Results are committed in batches, each with an "ingest.batch" audit event in its transaction (so a
         killed run leaves no face without an event; the batches of one call share a run id), and the run
@@ -286,9 +297,11 @@ class Engine(Searching):
             # here would start a second ingest on the same store from every worker. Stop this process only,
             # before it opens the store; the parent sees its pool fail and analyses in its own process.
             raise WorkerPoolError(f"Engine.ingest was called while a worker process was starting. {POOL_FAILED_HINT}")
+        detail = None if detail is None else levels.check_level(detail)
         self.start_writes()
-        target = self.collection(collection, basis, purpose, **policy)
-        model_id = self.pipeline.model_id
+        target = self.collection(collection, basis, purpose, detail=detail, **policy)
+        pipeline = self.pipeline.with_detail(detail or self.collection_detail(target.name))
+        model_id = pipeline.model_id
         # Folder names can be personal data and the audit log can never be erased: keep a digest, not the names.
         paths = [os.fsencode(p) for p in paths]
         run = uuid.uuid4().hex[:16]
@@ -296,7 +309,7 @@ class Engine(Searching):
         def audit_batch(counts: dict[str, int]) -> None:
             self._record(IngestBatchCommitted(purpose=target.purpose, collection=target.name, run=run, report=counts))
 
-        runner = IngestRunner(self.store, self.pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
+        runner = IngestRunner(self.store, pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
                               progress=progress, audit=audit_batch, analyse=analyse)
         report = runner.run([os.fsdecode(p) for p in paths], target, model_id)
         paths_digest = hashlib.sha256(b"\n".join(sorted(paths))).hexdigest()
@@ -304,10 +317,26 @@ class Engine(Searching):
         self.store.save_index()
         # The run's totals keep the keys this event has always had; the counts added since (failed, replaced)
         # appear when not zero. Each batch's event has them all.
-        counts = {k: v for k, v in report.counts().items() if v or k not in ("failed", "replaced")}
+        counts = {k: v for k, v in report.counts().items()
+                  if v or k not in ("failed", "replaced", "reanalysed", "kept_level")}
         self._record(Ingested(purpose=target.purpose, collection=target.name, paths=len(paths),
                               paths_sha256=paths_digest, report=counts))
         return report
+
+    def collection_detail(self, name: str) -> str:
+        """The detail level ingests into collection `name` use: its own, else the store's setting."""
+        return levels.collection_detail(self.catalog, self.catalog.get_collection(name).id) or self.settings.detail
+
+    def set_collection_detail(self, name: str, detail: str | None) -> str:
+        """Give a collection its detail level (None: follow the store's setting again); audited. Returns the
+        level its ingests now use. Photos already indexed keep theirs until an ingest at a higher one."""
+        detail = None if detail is None else levels.check_level(detail)
+        self.start_writes()
+        with self.catalog.transaction():
+            target = self.catalog.get_collection(name)
+            levels.set_collection_detail(self.catalog, target.id, detail)
+            self._record(CollectionDetailSet(purpose=target.purpose, collection=name, detail=detail or "default"))
+        return self.collection_detail(name)
 
     # -- people -----------------------------------------------------------------------------
     @property

@@ -1,4 +1,5 @@
-"""The ingest layer's own audit event: one per committed batch, so a killed run leaves no face without an event."""
+"""The ingest layer's own audit events: one per committed batch (so a killed run leaves no face without an
+event), and a collection's detail level changed."""
 
 from __future__ import annotations
 
@@ -20,3 +21,12 @@ class IngestBatchCommitted(Event):
     collection: str = param("text")
     run: str = param("digest")
     report: dict = tallies()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionDetailSet(Event):
+    """A collection was given the detail level its ingests use (`default`: the store's setting again)."""
+
+    action: ClassVar[str] = "collection.detail"
+    collection: str = param("text")
+    detail: str = param("text")

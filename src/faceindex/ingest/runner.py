@@ -9,9 +9,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from faceindex.config import Settings
+from faceindex.ingest import detail as levels
 from faceindex.ingest.scanner import SourceFile, describe, scan
 from faceindex.pipeline.analyse import FacePipeline
 from faceindex.pipeline.parallel import AnalysisOutcome, analyse_stream
+from faceindex.pipeline.types import iou
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
 
@@ -41,6 +43,8 @@ class IngestReport:
     unchanged: int = 0
     copied: int = 0
     replaced: int = 0  # indexed photos whose content changed since: their old version was dropped
+    reanalysed: int = 0  # unchanged photos analysed again at a higher detail: their new faces added
+    kept_level: int = 0  # unchanged photos not re-analysed at the higher detail: faces of theirs were withheld
     faces: int = 0
     rejected_faces: int = 0
     opted_out_faces: int = 0
@@ -50,7 +54,8 @@ class IngestReport:
 
     def counts(self) -> dict[str, int]:
         return {"files": self.files, "indexed": self.indexed, "unchanged": self.unchanged, "copied": self.copied,
-                "replaced": self.replaced, "faces": self.faces, "rejected_faces": self.rejected_faces,
+                "replaced": self.replaced, "reanalysed": self.reanalysed, "kept_level": self.kept_level,
+                "faces": self.faces, "rejected_faces": self.rejected_faces,
                 "opted_out_faces": self.opted_out_faces, "skipped": len(self.skipped), "failed": len(self.failed)}
 
     def add(self, other: IngestReport) -> None:
@@ -97,6 +102,7 @@ class IngestRunner:
         self._last_save = time.monotonic()
         self._ops: list[_Op] = []
         self._batch_started = 0.0
+        self.detail = pipeline.settings.detail  # recorded per image; a higher one re-analyses (ingest.detail)
 
     def run(self, paths: Iterable[str], collection: Collection, model_id: str) -> IngestReport:
         start = time.monotonic()
@@ -173,13 +179,19 @@ class IngestRunner:
         existing = self.catalog.find_image(collection.id, source.uri)
         if (existing is not None and existing["sha256"] == source.sha256 and source.sha256 is not None
                 and not _to_retry(existing)):
-            report.unchanged += 1
-            return True
+            if not self._wants_more_detail(existing):
+                report.unchanged += 1
+                return True
+            if existing["faces_withheld"]:
+                # Erased or opted-out faces leave no box behind: a new analysis would find them again.
+                report.kept_level += 1
+                return True
+            return False  # analysed again, its new faces added (_add_detail)
         if source.error:
             self._stage(lambda batch: self._record_skip(batch, collection, source, source.error), report)
             return True
         twin = self.catalog.indexed_twin(source.sha256, model_id) if self.face_filter is None else None
-        if twin is None:
+        if twin is None or levels.higher(self.detail, levels.image_detail(twin)):
             return False
 
         def copy(batch: IngestReport) -> None:
@@ -205,7 +217,7 @@ class IngestRunner:
         if current is None:
             return True
         if current["sha256"] == source.sha256 and source.sha256 is not None and not _to_retry(current):
-            batch.unchanged += 1
+            batch.unchanged += 1  # (a row still below the requested detail is handled before: _add_detail)
             return False
         # Deleting bumps the catalog epoch, so the next index access rebuilds without the old faces.
         self.catalog.delete_images([current["id"]])
@@ -244,6 +256,11 @@ class IngestRunner:
             if outcome.error is not None or outcome.analysis is None:
                 self._record_skip(batch, collection, source, outcome.error or "no analysis")
                 return
+            current = self.catalog.find_image(collection.id, source.uri)
+            if (current is not None and current["sha256"] == source.sha256 and source.sha256 is not None
+                    and not _to_retry(current) and self._wants_more_detail(current)):
+                self._add_detail(batch, current, outcome.analysis, model_id)
+                return
             if not self._make_room(collection, source, batch):
                 return
             analysis = outcome.analysis
@@ -261,12 +278,49 @@ class IngestRunner:
                 height=analysis.height, fmt=analysis.format,
                 captured_at=analysis.captured_at.isoformat() if analysis.captured_at else None,
                 n_faces=len(accepted), faces_withheld=len(dropped))
+            levels.record_image_detail(self.catalog, image_id, self.detail)
             self.catalog.insert_faces(image_id, faces, model_id)
             batch.indexed += 1
             batch.faces += len(accepted)
             batch.rejected_faces += len(faces) - len(accepted)
 
         return commit
+
+    def _wants_more_detail(self, row) -> bool:
+        """Whether an indexed row was analysed at a lower detail than this run's (ingest.detail.higher)."""
+        return row["status"] == "indexed" and levels.higher(self.detail, levels.image_detail(row))
+
+    def _add_detail(self, batch: IngestReport, row, analysis, model_id: str) -> None:
+        """Record a higher-detail analysis of an unchanged, indexed photo (inside the batch transaction).
+
+        Its stored faces stay as they are (ids, people, decisions): a higher level finds every face a lower
+        one finds, with the same box. Only the faces that overlap no stored face are added (the opt-out
+        filter applied to them), with the image's face count and level, so the photo is never seen half
+        re-analysed. A photo with withheld faces never gets here (they would be found again).
+        """
+        if row["faces_withheld"]:  # withheld since the scan (an erasure ran meanwhile): keep it as it is
+            batch.kept_level += 1
+            return
+        stored = levels.face_boxes(self.catalog, row["id"])
+        new = [f for f in analysis.faces if all(iou(f.box, box) < NEW_FACE_IOU for box in stored)]
+        accepted = [f for f in new if f.ok]
+        dropped: set[int] = set()
+        if accepted and self.face_filter is not None:  # opted-out faces are never stored, as in a first ingest
+            drop = self.face_filter(np.stack([f.embedding for f in accepted]))
+            dropped = {id(f) for f, d in zip(accepted, drop, strict=True) if d}
+            batch.opted_out_faces += len(dropped)
+            new = [f for f in new if id(f) not in dropped]
+            accepted = [f for f in new if f.ok]
+        self.catalog.insert_faces(row["id"], new, model_id)
+        levels.add_to_image(self.catalog, row["id"], faces=len(accepted), withheld=len(dropped), level=self.detail)
+        batch.reanalysed += 1
+        batch.faces += len(accepted)
+        batch.rejected_faces += len(new) - len(accepted)
+
+
+NEW_FACE_IOU = 0.3
+"""A face of the higher-detail analysis overlapping a stored face at least this much is that face (the CNN
+frames a face differently from HOG: crowd_detect.SAME_FACE_IOU)."""
 
 
 def _to_retry(row) -> bool:

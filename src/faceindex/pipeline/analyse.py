@@ -69,6 +69,18 @@ class FacePipeline:
     def model_id(self) -> str:
         return self.embedder.model_id
 
+    def with_detail(self, detail: str) -> FacePipeline:
+        """This pipeline, or one like it looking at `detail` (fast, auto, thorough: Settings.detail).
+
+        The faceprint model is shared (no second load), so the faces of both are alike; each level's
+        pipeline is built once. A pipeline given its own detector keeps it for its own level only."""
+        if detail == self.settings.detail:
+            return self
+        others = self.__dict__.setdefault("_other_details", {})
+        if detail not in others:
+            others[detail] = FacePipeline(self.settings.model_copy(update={"detail": detail}), embedder=self.embedder)
+        return others[detail]
+
     def decode(self, source: str | os.PathLike | bytes) -> DecodedImage:
         s = self.settings
         return decode_image(source, max_pixels=s.max_pixels, max_bytes=s.max_bytes,
