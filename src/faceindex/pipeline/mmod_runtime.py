@@ -24,7 +24,7 @@ import numpy as np
 
 from faceindex.errors import ModelFileError
 from faceindex.pipeline.dlib_dat_reader import Conv, DlibFormatError, _con, _Stream
-from faceindex.pipeline.types import Box, iou
+from faceindex.pipeline.types import Box
 
 NETWORK = ["conv", "bn", "relu"] * 6 + ["conv"]
 """The layer kinds of dlib's face detector net, from the input upwards."""
@@ -283,11 +283,22 @@ class MmodDetector:
         return self.suppress(self.windows(rgb))
 
     def suppress(self, windows: list[Window]) -> list[Window]:
-        """The best of each group of overlapping windows (dlib's loss_mmod suppression)."""
+        """The best of each group of overlapping windows (dlib's loss_mmod suppression): greedy by score,
+        each window against the kept ones in one numpy step (thousands of weak windows in a crowd)."""
         kept: list[Window] = []
+        boxes = np.empty((len(windows), 4))
         for w in sorted(windows, key=lambda w: -w.score):
-            if all(iou(w.box, k.box) <= self.net.nms_iou for k in kept):
-                kept.append(w)
+            if kept:
+                k = boxes[:len(kept)]
+                iw = np.minimum(k[:, 2], w.box[2]) - np.maximum(k[:, 0], w.box[0])
+                ih = np.minimum(k[:, 3], w.box[3]) - np.maximum(k[:, 1], w.box[1])
+                inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+                area = (w.box[2] - w.box[0]) * (w.box[3] - w.box[1])
+                union = (k[:, 2] - k[:, 0]) * (k[:, 3] - k[:, 1]) + area - inter
+                if np.any(inter > self.net.nms_iou * union):
+                    continue
+            boxes[len(kept)] = w.box
+            kept.append(w)
         return kept
 
 
