@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from faceindex.engine import Engine
+from faceindex.ingest.detail import INGEST_MIGRATIONS
 from faceindex.people.schema import PEOPLE_MIGRATIONS
 from faceindex.privacy.schema import PRIVACY_MIGRATIONS
 from faceindex.service.schema import SERVICE_MIGRATIONS, ensure_service_schema
@@ -23,6 +24,7 @@ RELEASED = {
     "privacy": ["0002_subjects_consent", "0003_optout_templates", "0004_erasure_journal", "0005_upload_erasures"],
     "service": ["0100_api_keys", "0101_web_sessions", "0102_ingest_jobs"],
     "people": ["people_0001_tables"],
+    "ingest": ["ingest_0001_detail"],
 }
 
 # The schemas faceindex has shipped, in the order the steps were added (git history): a store written by
@@ -37,8 +39,8 @@ SHIPPED = [
     ["0001_initial", "0002_subjects_consent", "0003_optout_templates", "0004_erasure_journal", "0100_api_keys",
      "0101_web_sessions", "0005_upload_erasures", "0006_images_faces_withheld"],
 ]
-ALL_SETS = (CORE, PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS, PEOPLE_MIGRATIONS)
-ENGINE_SETS = RELEASED["core"] + RELEASED["privacy"] + RELEASED["people"]
+ALL_SETS = (CORE, PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS, PEOPLE_MIGRATIONS, INGEST_MIGRATIONS)
+ENGINE_SETS = RELEASED["core"] + RELEASED["privacy"] + RELEASED["people"] + RELEASED["ingest"]
 """What the engine's write start-up applies (the service adds its own set)."""
 ALL_STEPS = dict(flatten(ALL_SETS))
 SRC = Path(__file__).resolve().parents[1] / "src" / "faceindex"
@@ -91,9 +93,10 @@ def test_the_store_imports_nothing_above_it():
 def test_a_fresh_store_applies_every_set(tmp_path):
     (tmp_path / "a").mkdir()
     Catalog(tmp_path / "a" / "catalog.sqlite", migrations=[PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS,
-                                                           PEOPLE_MIGRATIONS]).close()
+                                                           PEOPLE_MIGRATIONS, INGEST_MIGRATIONS]).close()
     assert applied(tmp_path / "a" / "catalog.sqlite") == [n for names in RELEASED.values() for n in names]
-    with Engine.open(tmp_path / "b", mode="write") as engine:  # the engine's write start-up: core, privacy, people
+    with Engine.open(tmp_path / "b", mode="write") as engine:  # the engine's write start-up: core, privacy, people,
+        # ingest
         assert applied(engine.catalog.path) == ENGINE_SETS
         assert ensure_service_schema(engine) is True  # the service adds its own
         assert set(applied(engine.catalog.path)) == {n for names in RELEASED.values() for n in names}
