@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         "shows. 'auto' (default): fast, then on photos that are not portraits (not 1-2 faces of >= 10 % of the "
         "shorter side, nor found turned) a probe of the CNN in 9 small tiles (~0.6 CPU-s), and the thorough CNN "
         "pass only where the probe finds >= 3 small faces. Measured (BENCHMARKS.md, bench_crowd): auto finds the "
-        "crowd faces thorough finds (0.750 of YuNet's vs 0.752), probes 2 of the 300 LFW and 0 of the 60 people/ "
+        "crowd faces thorough finds (0.824 of YuNet's, both), probes 2 of the 300 LFW and 0 of the 60 people/ "
         "photos of the ingest bench (+8 % time on LFW), and adds ~0.6 CPU-s to photos without faces and groups. "
         "Faces narrower than "
         "min_face_px are counted and redacted but refused for search.",
@@ -61,7 +61,8 @@ class Settings(BaseSettings):
         "with bench_crowd on the crowd photos of shared/faces/groups: 0 finds 0.73 of YuNet's faces, -0.4 finds "
         "0.77 but adds 2 faces to the annotated PASCAL photos (a printed face, a dark blob, scores -0.24 and "
         "-0.28); the best window on any photo of shared/faces/nonfaces scores -0.55. Lower finds more small "
-        "faces and more false ones.",
+        "faces and more false ones. In a crowd, weaker windows (down to crowd_detect.CROWD_THRESHOLD, -0.9) are "
+        "kept where confident faces of their size surround them.",
     )
     upsample: int = Field(
         1, ge=0, le=3, description="HOG/CNN upsampling passes; higher numbers find smaller faces, each costs ~4x."
