@@ -296,9 +296,10 @@ class IngestRunner:
         Its stored faces stay as they are (ids, people, decisions): a higher level finds every face a lower
         one finds, with the same box. Only the faces that overlap no stored face are added (the opt-out
         filter applied to them), with the image's face count and level, so the photo is never seen half
-        re-analysed. A photo with withheld faces never gets here (they would be found again).
+        re-analysed. A photo with withheld faces keeps its level (they would be found again): the scan
+        leaves it out, and this checks again inside the transaction (an erasure may have run meanwhile).
         """
-        if row["faces_withheld"]:  # withheld since the scan (an erasure ran meanwhile): keep it as it is
+        if row["faces_withheld"]:
             batch.kept_level += 1
             return
         stored = levels.face_boxes(self.catalog, row["id"])
