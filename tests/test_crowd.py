@@ -400,3 +400,24 @@ def test_cli_detail_is_kept_by_the_collection_shown_and_changed(faces_dir, tmp_p
     assert wrong.exit_code == 2 and "fast, auto, thorough or default" in wrong.output
     missing = runner.invoke(app, ["detail", "nope", *store])
     assert missing.exit_code != 0 and "nope" in missing.output
+
+
+@pytest.mark.parametrize("store", ["cluster"], indirect=True)
+def test_detail_levels_on_a_postgresql_catalog(faces_dir, tmp_path, store, quick_thorough):
+    # The same rules with the catalog on PostgreSQL (the store fixture's copy sets FACEINDEX_CATALOG_URL).
+    pytest.importorskip("milvus_lite")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(faces_dir / "groups" / "ultralight__24.jpg", folder / "crowd.jpg")
+    settings = Settings(workers=1, thorough_min_face=40, detail="fast")
+    with Engine.open(store, settings, mode="write", pipeline=quick_thorough) as engine:
+        assert engine.catalog.dialect == "postgresql"
+        engine.ingest([folder], "crowds-pg", basis="legitimate-interests", purpose="test: crowds", detail="fast")
+        image = engine.catalog.conn.execute("SELECT id FROM images WHERE uri LIKE ?", ("%/crowd.jpg",)).fetchone()[0]
+        before = {r[0] for r in engine.catalog.conn.execute("SELECT id FROM faces WHERE image_id = ?", (image,))}
+        assert engine.set_collection_detail("crowds-pg", "thorough") == "thorough"
+        report = engine.ingest([folder], "crowds-pg")
+        assert report.reanalysed == 1 and report.faces + report.rejected_faces >= 3
+        after = {r[0] for r in engine.catalog.conn.execute("SELECT id FROM faces WHERE image_id = ?", (image,))}
+        assert before < after
+        assert engine.ingest([folder], "crowds-pg", detail="auto").unchanged == 1

@@ -53,7 +53,7 @@ def higher(requested: str, recorded: str | None) -> bool:
 
 def collection_detail(catalog, collection_id: int) -> str | None:
     """The level a collection keeps (None: it follows the store's setting); None too before the migration."""
-    if not _has_column(catalog, "collections"):
+    if not catalog.upgrade():  # a read-only store written before this set: every collection follows the setting
         return None
     row = catalog.conn.execute("SELECT detail FROM collections WHERE id = ?", (collection_id,)).fetchone()
     if row is None:
@@ -87,8 +87,3 @@ def add_to_image(catalog, image_id: int, *, faces: int, withheld: int, level: st
     """After faces were added to an image by a higher-detail analysis: its counts and level (in a transaction)."""
     catalog.conn.execute("UPDATE images SET n_faces = n_faces + ?, faces_withheld = faces_withheld + ?, detail = ?"
                          " WHERE id = ?", (faces, withheld, level, image_id))
-
-
-def _has_column(catalog, table: str) -> bool:
-    # A read-only store written before this set has no column yet: its collections follow the setting.
-    return any(r[1] == "detail" for r in catalog.conn.execute(f"PRAGMA table_info({table})"))
