@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_people.py quality [--sets people lfw]      # faceprints cached by bench/people_data.py
-    python bench/bench_people.py scale [--faces 100000] [--new 1000]
+    (scale: bench/bench_people_scale.py)
 
 quality: on each labelled set (one faceprint per photo, identity = folder), pairwise and BCubed precision,
 recall and F of
@@ -17,9 +17,7 @@ recall and F of
   same Euclidean criterion as face_recognition (cosine 1 - d²/2 at d = 0.6/norm), min faces 3 kept,
 - and each baseline again at the threshold that maximises its BCubed F on this very data (tuned on the test
   set: an upper bound for it), and at the best threshold keeping pairwise precision >= 0.99.
-scale: group N synthetic faceprints (store/synthetic.py, identity structure of dlib's) from scratch, then
-assign `new` fresh faces of the same identities to the N grouped ones through a prebuilt HNSW index
-(what the store keeps between runs), timing each phase.
+scale is bench/bench_people_scale.py.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from benchlib import machine_line  # noqa: E402
 from people_data import FACES, load  # noqa: E402
 
 from faceindex.matching import load_calibration  # noqa: E402
-from faceindex.people.grouping import GroupingParams, agglomerate, group, hnsw_index, knn_edges  # noqa: E402
+from faceindex.people.grouping import GroupingParams, group, knn_edges  # noqa: E402
 from faceindex.people.metrics import cluster_scores  # noqa: E402
 
 FR_DISTANCE = 0.6  # face_recognition's documented tolerance (Euclidean, dlib raw descriptors)
@@ -171,68 +169,13 @@ def quality_one(name: str, params: GroupingParams) -> None:
               f"{r['bcubed_f']:.4f} | {r['seconds']:.1f} |")
 
 
-def scale(n_faces: int, n_new: int, threads: int) -> None:
-    import faiss
-
-    from faceindex.store.synthetic import make_gallery
-
-    faiss.omp_set_num_threads(threads)
-    params = GroupingParams.from_calibration(load_calibration("dlib-resnet-v1"))
-    print(f"machine: {machine_line()}; faiss threads {threads}")
-    t0 = time.perf_counter()
-    gallery = make_gallery(n_faces, seed=7)
-    x, truth = gallery.vectors, gallery.identities
-    t1 = time.perf_counter()
-    index = hnsw_index(x)
-    t2 = time.perf_counter()
-    edges = knn_edges(x, params.k, min_sim=params.edge_threshold, index=_with_ef(index, params.k))
-    t3 = time.perf_counter()
-    labels = agglomerate(x, edges, params)
-    t4 = time.perf_counter()
-    s = cluster_scores(labels, truth)
-    print(f"group {n_faces} faces: generate {t1 - t0:.1f} s, HNSW build {t2 - t1:.1f} s, k-NN graph {t3 - t2:.1f} s "
-          f"({len(edges[0])} edges >= {params.edge_threshold:.3f}), agglomerate {t4 - t3:.1f} s; "
-          f"total (without generation) {t4 - t1:.1f} s")
-    print(f"  quality on synthetic: pairwise P {s.pairwise_precision:.4f} R {s.pairwise_recall:.4f}, "
-          f"BCubed P {s.bcubed_precision:.4f} R {s.bcubed_recall:.4f} F {s.bcubed_f:.4f}")
-    # Incremental: n_new fresh photos of gallery identities join the grouped store.
-    new_x, new_truth = gallery.probes(n_new, seed=11)
-    start = np.concatenate([labels, np.full(n_new, -1, np.int64)])
-    t5 = time.perf_counter()
-    index.add(new_x)  # the store's index gains the new faces at ingest; timed here all the same
-    all_x = np.concatenate([x, new_x])
-    rows = np.arange(n_faces, n_faces + n_new)
-    edges = knn_edges(all_x, params.k, queries=rows, min_sim=params.edge_threshold, index=_with_ef(index, params.k))
-    out = agglomerate(all_x, edges, params, start=start)
-    t6 = time.perf_counter()
-    got = out[rows]
-    joined_existing = int(np.isin(got, labels[labels >= 0]).sum())
-    after = cluster_scores(out, np.concatenate([truth, new_truth]))
-    print(f"assign {n_new} new faces to {n_faces}: {t6 - t5:.2f} s (index add + k-NN + agglomerate); "
-          f"{joined_existing} joined an existing person, {int((got >= 0).sum()) - joined_existing} formed new ones; "
-          f"after: pairwise P {after.pairwise_precision:.4f}, BCubed P {after.bcubed_precision:.4f} "
-          f"F {after.bcubed_f:.4f}")
-
-
-def _with_ef(index, k: int):
-    index.hnsw.efSearch = max(4 * k, 128)
-    return index
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--sets", nargs="+", default=["people", "lfw"])
-    s = sub.add_parser("scale")
-    s.add_argument("--faces", type=int, default=100_000)
-    s.add_argument("--new", type=int, default=1000)
-    s.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    if args.cmd == "quality":
-        quality(args.sets)
-    else:
-        scale(args.faces, args.new, args.threads)
+    quality(args.sets)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from faceindex.people.grouping import GroupingParams, agglomerate, group, knn_edges, undirected
+from faceindex.people.knn import from_pairs, job_index, row_search
 from faceindex.people.metrics import cluster_scores
 from faceindex.store.synthetic import make_gallery
+from faceindex.store.vector_index import VectorIndex
 
 PARAMS = GroupingParams(0.9266, 0.9374)
 
@@ -79,3 +81,77 @@ def test_incremental_run_keeps_fixed_groups_apart_and_joins_new_faces():
     assert joined.mean() > 0.5
     after = cluster_scores(out, np.concatenate([truth, new_truth]))
     assert after.pairwise_precision >= 0.99
+
+
+# -- the k-NN graph (people/knn.py): job graph, the store's index, face ids to rows --------------------------
+
+def test_job_graph_finds_the_close_edges_of_the_exact_graph():
+    gallery = make_gallery(3000, seed=21)
+    x = gallery.vectors
+    exact = knn_edges(x, 20, min_sim=PARAMS.edge_threshold)
+    approx = knn_edges(x, 20, min_sim=PARAMS.edge_threshold, index=job_index(x))
+    want = set(zip(exact[0].tolist(), exact[1].tolist(), strict=True))
+    got = set(zip(approx[0].tolist(), approx[1].tolist(), strict=True))
+    assert len(got & want) / len(want) >= 0.9
+    true_cos = np.einsum("ij,ij->i", x[approx[0]], x[approx[1]])
+    assert np.allclose(approx[2], true_cos, atol=1e-5) and (approx[2] >= PARAMS.edge_threshold).all()
+    exact_labels = agglomerate(x, exact, PARAMS)
+    approx_labels = agglomerate(x, approx, PARAMS)
+    a, b = cluster_scores(exact_labels, gallery.identities), cluster_scores(approx_labels, gallery.identities)
+    assert b.pairwise_precision >= 0.99 and b.bcubed_f >= a.bcubed_f - 0.01
+
+
+def test_row_search_maps_face_ids_to_rows_and_drops_faces_out_of_scope():
+    # The store holds faces 10, 20, 30, 40; grouping's scope is faces 10, 30, 40 (20 is in a collection
+    # that does not allow grouping).
+    def face_search(queries, k):
+        return (np.array([[0.99, 0.97, 0.95, 0.90, -np.inf]] * len(queries), np.float32),
+                np.array([[30, 20, 40, 10, -1]] * len(queries), np.int64))
+
+    search = row_search(face_search, np.array([10, 30, 40]), spare=2)
+    scores, rows = search(np.zeros((1, 4), np.float32), 3)
+    assert rows.tolist() == [[1, -1, 2, 0, -1]]
+    assert scores[0, [0, 2, 3]].tolist() == pytest.approx([0.99, 0.95, 0.90])
+    assert np.isneginf(scores[0, [1, 4]]).all()
+    with pytest.raises(ValueError):
+        row_search(face_search, np.array([3, 2]))
+
+
+def test_from_pairs_pads_short_hit_lists():
+    search = from_pairs(lambda q, k: [[(7, 0.9), (3, 0.8)], []])
+    scores, ids = search(np.zeros((2, 4), np.float32), 3)
+    assert ids.tolist() == [[7, 3, -1], [-1, -1, -1]]
+    assert scores[0, :2].tolist() == pytest.approx([0.9, 0.8]) and np.isneginf(scores[1]).all()
+
+
+def test_incremental_run_through_the_store_index_matches_the_graph_built_for_the_job():
+    gallery = make_gallery(3000, seed=13)
+    x = gallery.vectors
+    labels = group(x, PARAMS)
+    new_x, _ = gallery.probes(150, seed=17)
+    all_x = np.concatenate([x, new_x])
+    rows = np.arange(len(x), len(all_x))
+    start = np.concatenate([labels, np.full(len(new_x), -1)])
+    # The store's index (a real VectorIndex) holds every face under its face id; ids are not row numbers.
+    face_ids = np.arange(len(all_x), dtype=np.int64) * 3 + 5
+    store = VectorIndex(x.shape[1], "synthetic")
+    store.add(face_ids, all_x)
+    # spare=0: ask the store for exactly the k + 1 neighbours the job graph looks at, so the edges are the same.
+    via_store = group(all_x, PARAMS, start=start, new_rows=rows, search=row_search(store.search, face_ids, spare=0))
+    built = group(all_x, PARAMS, start=start, new_rows=rows)
+    assert np.array_equal(via_store, built)
+    assert np.isin(via_store[rows], labels[labels >= 0]).mean() > 0.5
+
+
+def test_many_new_faces_build_a_graph_instead_of_asking_the_store(monkeypatch):
+    from faceindex.people import grouping
+
+    def refuse(queries, k):
+        raise AssertionError("the store's index was asked for more faces than STORE_SEARCH_MAX")
+
+    gallery = make_gallery(600, seed=2)
+    monkeypatch.setattr(grouping, "STORE_SEARCH_MAX", 100)
+    labels = group(gallery.vectors, PARAMS, search=refuse)
+    assert cluster_scores(labels, gallery.identities).pairwise_precision >= 0.99
+    with pytest.raises(AssertionError):
+        group(gallery.vectors, PARAMS, new_rows=np.arange(50), search=refuse)

@@ -344,7 +344,7 @@ class Engine(Searching):
         """Faces grouped into persons (people.operations.PeopleOps), its decisions audited as this engine's actor."""
         from faceindex.people.operations import PeopleOps
 
-        return PeopleOps(self.catalog, actor=self.actor, audit=self._record)
+        return PeopleOps(self.catalog, actor=self.actor, audit=self._record, face_search=self.store.search)
 
     # -- maintenance ------------------------------------------------------------------------
     def stats(self) -> dict:

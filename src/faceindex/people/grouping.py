@@ -4,9 +4,10 @@ Pure functions over arrays; no storage. Precision comes first: putting two peopl
 person's photos into another's, so it is the worse error; a person split in two is fixed by one merge.
 
 How it works (`agglomerate`):
-1. Candidate pairs are the edges of a k-nearest-neighbour graph (`knn_edges`: FAISS, exact below
-   EXACT_BELOW faces, HNSW above) whose cosine is at least `edge_threshold`. Nothing is ever
-   computed over all pairs of the gallery: memory and time grow with n·k, not n².
+1. Candidate pairs are the edges of a k-nearest-neighbour graph (people/knn.py: the store's own index
+   for a few new faces, else FAISS exact below EXACT_BELOW faces, a job HNSW graph above) whose cosine
+   is at least `edge_threshold`. Nothing is ever computed over all pairs of the gallery: memory and
+   time grow with n·k, not n².
 2. Edges are visited strongest first. The two groups they join merge only when their *average
    link* — the mean cosine over every pair of faces across the two groups, exactly
    dot(sum_a, sum_b) / (n_a·n_b) for unit faceprints, so it costs O(dim) per check — is at least
@@ -28,9 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EXACT_BELOW = 50_000
-"""Faces below which the k-NN graph is exact (flat inner product): n² dot products cost < ~1 min on 2 cores."""
+from faceindex.people.knn import EXACT_BELOW, Search, knn_edges, undirected
 
+__all__ = ["EXACT_BELOW", "GroupingParams", "STORE_SEARCH_MAX", "agglomerate", "confidence", "group",
+           "knn_edges", "undirected"]
+
+STORE_SEARCH_MAX = 20_000
+"""Most query faces sent to the store's own index (`search`); more build a job graph instead (people/knn.py):
+the store's index searches broadly for one probe (ef 512, ~2-3 ms a query), which at 1 M queries is ~30 min
+on 2 cores, while a job graph tuned for close neighbours builds and searches 1 M faces in minutes."""
 
 @dataclass(frozen=True)
 class GroupingParams:
@@ -66,65 +73,6 @@ class GroupingParams:
         """
         return cls(float(calibration.threshold_for_fmr(edge_fmr)), float(calibration.threshold_for_fmr(link_fmr)),
                    k, min_size, float(calibration.threshold_for_fmr(single_fmr)))
-
-
-def knn_edges(x: np.ndarray, k: int, *, queries: np.ndarray | None = None, min_sim: float = -1.0,
-              threads: int | None = None, index=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges (i, j, cosine) from each query row to its k nearest rows of `x` with cosine >= min_sim.
-
-    `x`: float32 (n, dim), unit rows. `queries`: row indices of `x` to search for (default: all).
-    Self-matches and duplicates (i, j) / (j, i) are dropped. Exact (IndexFlatIP) below EXACT_BELOW
-    rows; HNSW (M 32, efSearch max(4k, 128)) above: measured mate recall ≥ 0.99 on synthetic
-    faceprints at 1 M (store/index_factory.py), and a missed edge rarely matters, since the faces of
-    one person are linked by many. `index`: a FAISS index already holding `x` in row order (e.g. kept
-    between incremental runs), searched instead of building one.
-    """
-    import faiss
-
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n, dim = x.shape
-    rows = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
-    if n < 2 or len(rows) == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, np.zeros(0, np.float32)
-    if threads:
-        faiss.omp_set_num_threads(threads)
-    kk = min(k + 1, n)
-    if index is not None:
-        sims, nbrs = index.search(x[rows], kk)
-    elif n < EXACT_BELOW:
-        index = faiss.IndexFlatIP(dim)
-        index.add(x)
-        sims, nbrs = index.search(x[rows], kk)
-    else:
-        index = hnsw_index(x)
-        sims, nbrs = index.search(x[rows], kk, params=faiss.SearchParametersHNSW(efSearch=max(4 * k, 128)))
-    src = np.repeat(rows, kk)
-    dst, sim = nbrs.ravel().astype(np.int64), sims.ravel()
-    keep = (dst >= 0) & (dst != src) & (sim >= min_sim)
-    return undirected(src[keep], dst[keep], sim[keep])
-
-
-def hnsw_index(x: np.ndarray):
-    """An HNSW index over unit faceprints (M 32, efConstruction 40: store/index_factory.py's measured choice)."""
-    import faiss
-
-    index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 40
-    index.add(np.ascontiguousarray(x, dtype=np.float32))
-    return index
-
-
-def undirected(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges with i < j, each pair once (its highest similarity), strongest first."""
-    a, b = np.minimum(i, j), np.maximum(i, j)
-    order = np.lexsort((-s, b, a))
-    a, b, s = a[order], b[order], s[order]
-    first = np.ones(len(a), bool)
-    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    a, b, s = a[first], b[first], s[first]
-    order = np.argsort(-s, kind="stable")
-    return a[order], b[order], s[order].astype(np.float32)
 
 
 def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray], params: GroupingParams, *,
@@ -195,10 +143,9 @@ def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
         return tags[r]
 
     involved = np.union1d(np.union1d(ei, ej), labelled).astype(np.int64)
-    ei, ej, es = ei.tolist(), ej.tolist(), es.tolist()
     for _ in range(passes):
         merged = 0
-        for i, j, s in zip(ei, ej, es, strict=True):
+        for i, j, s in _edge_rows(ei, ej, es):
             a, b = find(i), find(j)
             if a == b or (a in fixed_label and b in fixed_label):
                 continue
@@ -231,6 +178,13 @@ def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
                    int(start.max()) + 1 if len(start) and start.max() >= 0 else 0)
 
 
+def _edge_rows(ei: np.ndarray, ej: np.ndarray, es: np.ndarray, step: int = 1 << 20):
+    """(i, j, cosine) as Python numbers, a million at a time: the loop wants scalars, and lists of all ~10 M
+    edges of a 1 M-face graph at once would hold ~1 GB."""
+    for lo in range(0, len(ei), step):
+        yield from zip(ei[lo:lo + step].tolist(), ej[lo:lo + step].tolist(), es[lo:lo + step].tolist(), strict=True)
+
+
 def _need(na: int, nb: int, params: GroupingParams) -> float:
     """The average link two groups of na and nb faces need to merge."""
     if params.single_threshold is not None and min(na, nb) == 1:
@@ -256,13 +210,17 @@ def _labels(find, start: np.ndarray, involved: np.ndarray, size: dict[int, int],
 
 def group(x: np.ndarray, params: GroupingParams, *, photo: np.ndarray | None = None,
           start: np.ndarray | None = None, cannot_join: Sequence[tuple[int, int]] = (),
-          new_rows: np.ndarray | None = None) -> np.ndarray:
+          new_rows: np.ndarray | None = None, search: Search | None = None) -> np.ndarray:
     """k-NN graph + agglomeration in one call; see `agglomerate` for the arguments.
 
     `new_rows`: only these rows look for neighbours (incremental: the faces not yet in a group);
-    default every row. Costs one k-NN search per looked-up row against all of `x`.
+    default every row. `search`: neighbours in row space from an index that already holds `x` (the
+    store's, through knn.row_search); used for up to STORE_SEARCH_MAX query rows, beyond which a job
+    graph is cheaper (knn.py). Costs one k-NN search per looked-up row.
     """
-    edges = knn_edges(x, params.k, queries=new_rows, min_sim=params.edge_threshold)
+    n_queries = len(x) if new_rows is None else len(new_rows)
+    use = search if search is not None and n_queries <= STORE_SEARCH_MAX else None
+    edges = knn_edges(x, params.k, queries=new_rows, min_sim=params.edge_threshold, search=use)
     return agglomerate(x, edges, params, photo=photo, start=start, cannot_join=cannot_join)
 
 

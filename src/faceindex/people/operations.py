@@ -18,7 +18,7 @@ from faceindex.errors import ConflictError, EmptyStoreError, InvalidInputError, 
 from faceindex.events import EVENT_TYPES, Event
 from faceindex.matching import load_calibration
 from faceindex.people import events as _events  # noqa: F401  (registers the people actions' event types)
-from faceindex.people import grouping
+from faceindex.people import grouping, knn
 from faceindex.people.schema import MAX_NAME
 from faceindex.people.store import PeopleStore, Person, PersonFace
 from faceindex.store.catalog import Catalog
@@ -47,12 +47,15 @@ class PeopleOps:
     """People of one store. `params` default to thresholds from the model's calibration (see GroupingParams).
 
     `audit(event)` gets a typed people.events event inside each change's transaction; `actor` names who
-    decides (kept in person_decisions).
+    decides (kept in person_decisions). `face_search(vectors, k)`: the store's own nearest-neighbour search
+    (FaceStore.search: per vector, (face id, cosine) pairs best first); grouping a few new faces then asks
+    it for their neighbours instead of building a graph (people/knn.py).
     """
 
     def __init__(self, catalog: Catalog, *, params: grouping.GroupingParams | None = None,
-                 audit: AuditFn | None = None, actor: str = "cli"):
+                 audit: AuditFn | None = None, actor: str = "cli", face_search: knn.PairSearch | None = None):
         self.catalog = catalog
+        self.face_search = face_search
         self.store = PeopleStore(catalog)
         self._params = params
         self.audit = audit
@@ -96,8 +99,9 @@ class PeopleOps:
             cannot = [(row_of[f], p) for f, p in scope.rejected if f in row_of]
             labels = scope.person.copy()
             if len(free):
+                search = self._store_search(scope.face_ids)
                 labels = grouping.group(scope.x, self.params, photo=scope.image_ids, start=scope.person,
-                                        cannot_join=cannot, new_rows=free)
+                                        cannot_join=cannot, new_rows=free, search=search)
             conf = grouping.confidence(scope.x, labels)
             existing = set(scope.person[scope.person >= 0].tolist())
             new_person: dict[int, int] = {}
@@ -119,6 +123,14 @@ class PeopleOps:
                          {"faces": report.faces_in_scope, "grouped": report.faces_grouped,
                           "new_people": report.new_people})
         return report
+
+    def _store_search(self, face_ids: np.ndarray) -> knn.Search | None:
+        """The store's index as a search in scope rows, when the scope is at least half of the store's faces;
+        else None (a graph over the scope is built): neighbours from outside the scope (collections that do not
+        allow grouping) would crowd out the ones that count."""
+        if self.face_search is None or 2 * len(face_ids) < self.catalog.max_face_id():
+            return None
+        return knn.row_search(knn.from_pairs(self.face_search), face_ids, spare=self.params.k)
 
     def _refresh_confidence(self, scope, labels, conf, free) -> None:
         """Faces already in a person whose group grew: their confidence is recomputed (the review queue uses it)."""
