@@ -155,3 +155,49 @@ def test_many_new_faces_build_a_graph_instead_of_asking_the_store(monkeypatch):
     assert cluster_scores(labels, gallery.identities).pairwise_precision >= 0.99
     with pytest.raises(AssertionError):
         group(gallery.vectors, PARAMS, new_rows=np.arange(50), search=refuse)
+
+
+def _fill(store, collection: str, vectors: np.ndarray, first: int) -> None:
+    """Synthetic faceprints as faces of synthetic photos (one face each) in a real catalog."""
+    from faceindex.pipeline.types import Face
+
+    catalog = store.catalog
+    with catalog.transaction():
+        catalog.bind_model("dlib-resnet-v1+flip")
+        found = [c for c in catalog.list_collections() if c.name == collection]
+        coll = found[0] if found else catalog.create_collection(collection, "legitimate-interests", "people test")
+        for k, v in enumerate(vectors):
+            image_id = catalog.insert_image(coll.id, f"/synthetic/{first + k:06d}.jpg", sha256=f"{first + k:064x}",
+                                            size_bytes=1)
+            catalog.insert_faces(image_id, [Face(box=(0, 0, 100, 100), score=1.0, detector="synthetic", landmarks=[],
+                                                 size_px=100, blur=100.0, embedding=v)], "dlib-resnet-v1+flip")
+
+
+def test_people_ops_ask_the_store_index_for_the_new_faces_only(tmp_path):
+    from faceindex.people.operations import PeopleOps
+    from faceindex.store.face_store import FaceStore
+
+    gallery = make_gallery(800, seed=31)
+    store = FaceStore(tmp_path / "store")
+    store.open_for_writing()
+    _fill(store, "a", gallery.vectors, 0)
+    asked: list[int] = []
+
+    def face_search(vectors, k):
+        asked.append(len(vectors))
+        return store.search(vectors, k)
+
+    ops = PeopleOps(store.catalog, params=PARAMS, face_search=face_search)
+    first = ops.cluster()
+    assert asked == [800] and first.new_people > 0
+    new_x, _ = gallery.probes(40, seed=33)
+    _fill(store, "a", new_x, 800)
+    second = ops.cluster()
+    assert asked[1:] == [40 + first.unassigned], "only the faces not yet in a person are looked up"
+    assert second.joined_existing > 20
+    # A scope under half the store (collection b alone) builds its own graph: the store's neighbours would
+    # mostly be faces of collection a.
+    _fill(store, "b", gallery.vectors[:100], 900)
+    ops.cluster("b")
+    assert len(asked) == 2
+    store.close()
