@@ -139,7 +139,7 @@ def main() -> None:
         j = clock.total([r[0] for r in clock.rows if r[0].startswith("job graph")])
         print(f"  at {args.baseline_faces}: job graph / before = {j[0] / b[0]:.2f} wall, {j[1] / b[1]:.2f} CPU; "
               f"agreement of the two groupings (one scored against the other as truth): "
-              f"{scores_line(new, base)}", flush=True)
+              f"{scores_line(new, np.where(base >= 0, base, -2 - np.arange(len(base))))}", flush=True)
         del g, base, new
     if not args.faces:
         return
