@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-store-index", action="store_true", help="skip step 3b (its build takes minutes)")
+    parser.add_argument("--known-people", action="store_true",
+                        help="only step 3b, with the true identities (seen >= 2 times) as the existing people")
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
     params = GroupingParams.from_calibration(load_calibration("dlib-resnet-v1"))
@@ -147,6 +149,13 @@ def main() -> None:
     x, truth = gallery.vectors, gallery.identities
     new_x, new_truth = gallery.probes(args.new, seed=11)
     all_truth = np.concatenate([truth, new_truth])
+    if args.known_people:
+        # The people are known (as if an operator had confirmed every identity seen twice or more); only the
+        # incremental step through the store's index runs.
+        sizes = np.bincount(truth)
+        labels = np.where(sizes[truth] >= 2, truth, -1)
+        store_incremental(x, labels, new_x, all_truth, params, clock, args.new)
+        return
     labels, index = from_scratch(f"{args.faces}", x, truth, params, clock, m=16, ef=48)
 
     def job_add(q: np.ndarray):
@@ -157,19 +166,24 @@ def main() -> None:
         return search
 
     incremental("job graph kept", x, labels, new_x, all_truth, params, clock, job_add)
-    if args.no_store_index:
-        return
+    if not args.no_store_index:
+        store_incremental(x, labels, new_x, all_truth, params, clock, args.new)
+
+
+def store_incremental(x: np.ndarray, labels: np.ndarray, new_x: np.ndarray, all_truth: np.ndarray,
+                      params: GroupingParams, clock: Clock, n_new: int) -> None:
+    """Step 3b: the new faces' neighbours from the store's own index (VectorIndex, default layout)."""
     from faceindex.store.vector_index import VectorIndex
 
     store = VectorIndex(x.shape[1], "synthetic")
     face_ids = np.arange(1, len(x) + 1, dtype=np.int64)
     clock.run(f"store index build ({store.layout}, at ingest: not counted)",
               lambda: store.add(face_ids, x), parallel=True)
-    all_ids = np.arange(1, len(x) + args.new + 1, dtype=np.int64)
+    all_ids = np.arange(1, len(x) + n_new + 1, dtype=np.int64)
 
     def store_add(q: np.ndarray):
         store.add(all_ids[len(x):], q)  # ingest adds the new faces to the store's index
-        return row_search(store.search, all_ids)
+        return row_search(store.search, all_ids, spare=params.k)  # as PeopleOps asks
 
     incremental(f"store's index, {store.layout}, ef {store.params.ef_search}", x, labels, new_x, all_truth,
                 params, clock, store_add)
