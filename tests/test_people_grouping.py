@@ -86,7 +86,7 @@ def test_incremental_run_keeps_fixed_groups_apart_and_joins_new_faces():
 # -- the k-NN graph (people/knn.py): job graph, the store's index, face ids to rows --------------------------
 
 def test_job_graph_finds_the_close_edges_of_the_exact_graph():
-    gallery = make_gallery(3000, seed=21)
+    gallery = make_gallery(2000, seed=21)
     x = gallery.vectors
     exact = knn_edges(x, 20, min_sim=PARAMS.edge_threshold)
     approx = knn_edges(x, 20, min_sim=PARAMS.edge_threshold, index=job_index(x))
