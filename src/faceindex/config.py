@@ -180,5 +180,31 @@ class Settings(BaseSettings):
         "and refuses another). Ignored with vectors_url='faiss'.",
     )
 
+    video_sample_fps: float = Field(
+        1.0, gt=0.0, le=30.0,
+        description="Video: frames analysed per second of video (keyframes are analysed too). Higher finds short "
+        "appearances and tightens time spans (error <= half a step) for proportionally more time: ~0.2 CPU-s per "
+        "analysed 720p frame.",
+    )
+    video_detect_max_side: int = Field(
+        640, ge=160,
+        description="Video: longest side (px) of the frame copy the detector sees, with video_upsample. 640 with "
+        "upsample 1 finds faces of ~80 px in 720p video (~120 px in 1080p) at ~0.15 s per frame on one core.",
+    )
+    video_upsample: int = Field(1, ge=0, le=2, description="Video: HOG upsampling passes on each analysed frame.")
+    video_faceprints_per_track: int = Field(
+        3, ge=1, le=10,
+        description="Video: most faceprints stored per track (the best one, then only ones of other poses).",
+    )
+    video_max_pixels: int = Field(
+        3840 * 2160, ge=1, description="Video: refuse videos whose frames are larger (width x height, px)."
+    )
+    video_max_duration_s: float = Field(
+        4 * 3600.0, gt=0.0,
+        description="Video: seconds of each video indexed; a longer one is indexed up to this point and its "
+        "record says so (a 10-hour recording costs ~1 CPU-hour at the default sampling).",
+    )
+    video_max_bytes: int = Field(64 * 2**30, ge=1, description="Video: refuse video files larger than this.")
+
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)

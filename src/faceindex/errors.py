@@ -43,6 +43,13 @@ class ImageTooLargeError(ImageError):
     http_status = 413
 
 
+class VideoError(ImageError):
+    """A video could not be used: unreadable, damaged, no video stream, unsupported codec, over a limit, or
+    changed while being read. Ingest records its message as the file's skip reason."""
+
+    code = "bad_video"
+
+
 class ProbeQualityError(FaceIndexError):
     """A probe face is too small, too blurred or otherwise unfit to search with."""
 

@@ -32,6 +32,9 @@ class Candidate:
     same_photo_as: list[int] = field(default_factory=list)
     """Face ids of other candidates from the same photo: one photo cannot show the same person twice,
     so at most one of them is right."""
+    video: dict[str, Any] | None = None
+    """For a face of a video: its track (time span as `HH:MM:SS.mmm` and seconds, best frame, thumbnail path)
+    and `spans`, every matched track of that video in this result. Absent from a photo's JSON."""
 
 
 @dataclass
@@ -69,6 +72,8 @@ class ProbeResult:
                 "no match" if face.status == "searched" else face.reason)
             for cand in item["candidates"]:
                 cand["box"] = list(cand["box"])
+                if cand["video"] is None:
+                    del cand["video"]  # a photo hit keeps the shape it always had
             faces.append(item)
         return {"probe": self.probe, "gallery_size": self.gallery_size, "faces": faces}
 

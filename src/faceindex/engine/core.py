@@ -48,6 +48,7 @@ from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
 from faceindex.store.index_factory import IndexParams
 from faceindex.store.uris import uri_candidates
+from faceindex.video.schema import VIDEO_MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Engine(Searching):
                                vectors_collection=self.settings.vectors_collection,
                                catalog_url=self.settings.catalog_url)
         self.catalog = self.store.catalog
-        self.catalog.use_migrations(PRIVACY_MIGRATIONS, PEOPLE_MIGRATIONS, levels.INGEST_MIGRATIONS)
+        self.catalog.use_migrations(PRIVACY_MIGRATIONS, PEOPLE_MIGRATIONS, levels.INGEST_MIGRATIONS, VIDEO_MIGRATIONS)
         self.catalog.on_first_write = self.start_writes
         self.audit = AuditLog(self.catalog)
         self._pipeline = pipeline

@@ -31,6 +31,8 @@ from faceindex.people.store import PeopleStore
 from faceindex.pipeline.analyse import AnalysedImage
 from faceindex.pipeline.face_choice import choose_face
 from faceindex.privacy.actions import Searched, Verified
+from faceindex.video.hits import add_video_hits, overlaps
+from faceindex.video.store import VideoStore
 
 ImageSource = str | os.PathLike | bytes
 
@@ -168,12 +170,19 @@ class Searching:
             else:
                 person, name = persons.get(fid, (None, None))
                 out.append(FusedCandidate(**common, best_single=singles.get(fid), person=person, person_name=name))
-        by_image: dict[int, list[int]] = {}
+        out = add_video_hits(out, self.videos)
+        by_image: dict[int, list[Candidate]] = {}
         for cand in out:
-            by_image.setdefault(cand.image_id, []).append(cand.face_id)
+            by_image.setdefault(cand.image_id, []).append(cand)
         for cand in out:
-            cand.same_photo_as = [f for f in by_image[cand.image_id] if f != cand.face_id]
+            # A photo cannot show one person twice; a video can, in tracks that do not overlap in time.
+            cand.same_photo_as = [o.face_id for o in by_image[cand.image_id] if o is not cand
+                                  and (cand.video is None or o.video is None or overlaps(cand.video, o.video))]
         return out
+
+    @property
+    def videos(self) -> VideoStore:
+        return VideoStore(self.catalog, self.store.root)
 
     # -- fused searches: several faces of one person as one probe -------------------------------------
     def search_person(self, person: int | str, purpose: str, *, top_k: int | None = None,

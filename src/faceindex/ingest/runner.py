@@ -14,8 +14,11 @@ from faceindex.ingest.scanner import SourceFile, describe, scan
 from faceindex.pipeline.analyse import FacePipeline
 from faceindex.pipeline.parallel import AnalysisOutcome, analyse_stream
 from faceindex.pipeline.types import iou
+from faceindex.pipeline.video_analyse import AnalysedVideo
 from faceindex.store.catalog import Collection
 from faceindex.store.face_store import FaceStore
+from faceindex.video.ingest import commit_video
+from faceindex.video.store import VideoStore
 
 SAVE_EVERY_S = 60.0
 """Persist the index at least this often during long runs, so a crash loses little catch-up work."""
@@ -50,13 +53,18 @@ class IngestReport:
     opted_out_faces: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    videos: int = 0  # of `indexed` and `copied`, how many were videos; their faces are their tracks' faceprints
+    tracks: int = 0
     seconds: float = 0.0
 
     def counts(self) -> dict[str, int]:
-        return {"files": self.files, "indexed": self.indexed, "unchanged": self.unchanged, "copied": self.copied,
-                "replaced": self.replaced, "reanalysed": self.reanalysed, "kept_level": self.kept_level,
-                "faces": self.faces, "rejected_faces": self.rejected_faces,
-                "opted_out_faces": self.opted_out_faces, "skipped": len(self.skipped), "failed": len(self.failed)}
+        counts = {"files": self.files, "indexed": self.indexed, "unchanged": self.unchanged, "copied": self.copied,
+                  "replaced": self.replaced, "reanalysed": self.reanalysed, "kept_level": self.kept_level,
+                  "faces": self.faces, "rejected_faces": self.rejected_faces,
+                  "opted_out_faces": self.opted_out_faces, "skipped": len(self.skipped), "failed": len(self.failed)}
+        if self.videos:  # only when there were any: the keys of a photo-only run stay as they always were
+            counts.update(videos=self.videos, tracks=self.tracks)
+        return counts
 
     def add(self, other: IngestReport) -> None:
         """Add the counts and lists of `other` (a committed batch) to this report."""
@@ -100,6 +108,7 @@ class IngestRunner:
         self.audit = audit
         self.analyse = analyse
         self._last_save = time.monotonic()
+        self.videos = VideoStore(self.catalog, store.root)
         self._ops: list[_Op] = []
         self._batch_started = 0.0
         self.detail = pipeline.settings.detail  # recorded per image; a higher one re-analyses (ingest.detail)
@@ -142,6 +151,9 @@ class IngestRunner:
             self._flush(report)  # what was analysed is kept even when the run stops on an error
         self._done += len(copies_in_run)
         self.progress("file", self._done, self._total)
+        if self.videos.thumbs.is_dir():  # thumbnails of videos replaced in this run (their rows cascaded away)
+            with self.catalog.transaction():
+                self.videos.sweep()
         self.store.save_index()
         report.seconds = time.monotonic() - start
         return report
@@ -201,6 +213,9 @@ class IngestRunner:
                 collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=twin["width"],
                 height=twin["height"], fmt=twin["format"], captured_at=twin["captured_at"], n_faces=twin["n_faces"])
             copied = self.catalog.copy_faces(twin["id"], image_id)
+            if tracks := self.videos.copy_video(twin["id"], image_id):
+                batch.videos += 1
+                batch.tracks += tracks
             batch.copied += 1
             batch.faces += twin["n_faces"]
             batch.rejected_faces += copied - twin["n_faces"]
@@ -264,6 +279,16 @@ class IngestRunner:
             if not self._make_room(collection, source, batch):
                 return
             analysis = outcome.analysis
+            if isinstance(analysis, AnalysedVideo):
+                counts = commit_video(self.catalog, self.videos, collection_id=collection.id, uri=source.uri,
+                                      sha256=source.sha256, size_bytes=source.size, analysis=analysis,
+                                      model_id=model_id, face_filter=self.face_filter)
+                batch.indexed += 1
+                batch.videos += 1
+                batch.faces += counts["faces"]
+                batch.tracks += counts["tracks"]
+                batch.opted_out_faces += counts["opted_out_faces"]
+                return
             faces = analysis.faces
             accepted = [f for f in faces if f.ok]
             dropped = set()

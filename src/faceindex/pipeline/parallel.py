@@ -21,6 +21,8 @@ from typing import Generic, TypeVar
 from faceindex.config import Settings
 from faceindex.errors import FaceIndexError, WorkerPoolError
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
+from faceindex.pipeline.video_analyse import video_analyser
+from faceindex.pipeline.video_decode import is_video_file
 
 _pipeline: FacePipeline | None = None
 Key = TypeVar("Key")
@@ -74,6 +76,8 @@ def analyse_file(path: str, uri: str, pipeline: FacePipeline | None = None) -> A
     if pipeline is None:
         raise RuntimeError("worker used before init_worker")
     try:
+        if is_video_file(path):  # by content, like photos: a video is analysed into tracks
+            return AnalysisOutcome(uri, analysis=video_analyser(pipeline).analyse(path))
         decoded = pipeline.decode(path)
         if min(decoded.width, decoded.height) < MIN_SIDE_PX:
             return AnalysisOutcome(uri, error=f"image too small to hold a face ({decoded.width}x{decoded.height} px; "

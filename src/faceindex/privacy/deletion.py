@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from faceindex.privacy.actions import Deletion
 from faceindex.privacy.context import PrivacyContext, chunked_query
 from faceindex.store.catalog import id_chunks
+from faceindex.video.store import VideoStore
 
 
 def delete_images(ctx: PrivacyContext, image_ids: Iterable[int], event: Deletion, *, face_ids: Sequence[int] = (),
@@ -25,9 +26,14 @@ def delete_images(ctx: PrivacyContext, image_ids: Iterable[int], event: Deletion
     """
     image_ids = sorted({int(i) for i in image_ids})
     catalog = ctx.catalog
+    videos = VideoStore(catalog, ctx.store.root)
     with catalog.transaction() as conn:
         doomed = {r[0] for r in chunked_query(catalog, "SELECT id FROM faces WHERE image_id IN ({marks})", image_ids)}
         doomed.update(int(f) for f in face_ids)
+        # A video track goes whole with any of its faces (its other faceprints and thumbnail show the same person).
+        tracks, track_faces, thumbnails = videos.doomed(doomed, image_ids)
+        doomed.update(track_faces)
+        videos.delete_tracks(tracks)
         gone = sorted(doomed)
         # Faces first, in one call: the epoch is bumped once, which keeps the index's fast removal path.
         removed = catalog.delete_faces(gone)
@@ -36,6 +42,7 @@ def delete_images(ctx: PrivacyContext, image_ids: Iterable[int], event: Deletion
         conn.executemany("DELETE FROM collections WHERE id = ?", [(int(c),) for c in collection_ids])
         extra = also() if also is not None else {}
         ctx.audit.record(event.with_counts(images=len(image_ids), faces=removed, **extra), actor=ctx.actor)
+    videos.remove_thumbnails(thumbnails)  # after the commit: a rollback must not leave rows naming lost files
     ctx.store.forget_vectors(gone)
     catalog.checkpoint()  # deleted rows must not survive in the -wal file
     return removed
