@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import stat
@@ -46,7 +47,7 @@ def sniff_video(head: bytes) -> str | None:
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
-    """Whether a file's content sniffs as a video container (False for anything unreadable: the photo path reports it)."""
+    """Whether a file sniffs as a video container (False when unreadable: the photo path then reports why)."""
     try:
         with open(path, "rb") as handle:
             return sniff_video(handle.read(600)) is not None
@@ -206,10 +207,8 @@ class FrameSampler:
         finally:
             stop.set()
             while worker.is_alive():  # unblock a producer waiting on a full queue
-                try:
+                with contextlib.suppress(queue.Empty):
                     out.get(timeout=0.05)
-                except queue.Empty:
-                    pass
             self.container.close()
         self._check_unchanged()
 
