@@ -120,8 +120,9 @@ def _check_file(path: str | os.PathLike, limits: VideoLimits) -> os.stat_result:
 
 
 def _describe_av_error(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.split(": '", 1)[0]  # PyAV appends the file name; the reason is enough
+    """FFmpeg's reason without PyAV's decorations (error number, file name): the file is named by the caller."""
+    text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
+    return str(text).split(": '", 1)[0]
 
 
 def open_video(path: str | os.PathLike, limits: VideoLimits):
@@ -251,6 +252,7 @@ class FrameSampler:
                 if due:
                     next_sample = (np.floor(t / self.step + 1e-6) + 1) * self.step
                 last_taken = t
+                self._check_unchanged()  # a stat per analysed frame: stop at once, not after hours of decoding
                 yield self._convert(frame, t, bool(frame.key_frame))
         except _AV_ERRORS as exc:
             if self.frames_decoded == 0:
