@@ -21,6 +21,7 @@ from faceindex.privacy.context import ImageSource, PrivacyContext
 from faceindex.privacy.obscure import blur_all_but, detect_boxes
 from faceindex.privacy.probe import selfie_faceprint, strict_threshold
 from faceindex.privacy.subjects import Subjects
+from faceindex.privacy.video_report import mark_videos, video_picture
 from faceindex.store.uris import uri_to_path
 
 FORMAT = "faceindex.access-report/1"
@@ -74,6 +75,7 @@ def build_access_report(ctx: PrivacyContext, people: Subjects, selfie: ImageSour
             "found_by": "selfie match" if fid in scores else "enrolment",
             "enrolled_as": enrolled.get(fid) or names.get(fid), "created_at": face["created_at"],
             "person": person_of[fid][0] if fid in person_of else None})
+    mark_videos(ctx, images)  # a video's faces get their timecodes
     data = {
         "format": FORMAT, "generated_at": ctx.clock().isoformat(timespec="seconds"), "case": case,
         "threshold": round(threshold, 4), "gallery_size": gallery, "note": NOTE,
@@ -123,6 +125,8 @@ def _image_entry(ctx: PrivacyContext, image_id: int) -> dict[str, Any]:
 
 def _redacted_picture(ctx: PrivacyContext, item: dict[str, Any]) -> dict[str, Any] | None:
     """The photo with the person's faces outlined and every other face blurred, as a JPEG data URI."""
+    if item.get("media") == "video":
+        return video_picture(ctx, item)
     try:
         decoded = ctx.pipeline().decode(uri_to_path(item["path"]))  # provenance: may be an fsbytes: uri
         image = Image.fromarray(decoded.full())
@@ -185,6 +189,11 @@ def _html(data: dict[str, Any], pictures: dict[int, dict[str, Any] | None]) -> s
                   + (f", enrolled as {e(f['enrolled_as'])}" if f["enrolled_as"] else "") + "</li>"
                   for f in item["faces"]]
         parts.append("</ul>")
+        if item.get("appearances"):
+            parts.append("<p>Appears in this video:</p><ul>")
+            parts += [f"<li class='appearance'>{e(a['start'])} to {e(a['end'])} (best frame at {e(a['best'])})</li>"
+                      for a in item["appearances"]]
+            parts.append("</ul>")
         picture = pictures.get(item["image_id"])
         if picture is None:
             parts.append("<p><em>The photo file is no longer available at this path.</em></p>")
