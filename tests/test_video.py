@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import stat
@@ -216,3 +217,25 @@ def test_sampling_rate_setting_changes_frames_analysed(made):
     assert fast.frames_analysed >= 2 * slow.frames_analysed - 2
     assert len(fast.faces) == len(slow.faces) == 2  # more frames, not more faceprints: one pose per shot
     assert np.allclose([t.start_s for t in fast.tracks], [t.start_s for t in slow.tracks], atol=0.6)
+
+
+def test_cli_add_and_search_show_video_timecodes(made, faces_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from faceindex.cli import app
+
+    runner = CliRunner()
+    store = tmp_path / "store"
+    added = runner.invoke(app, ["add", str(made["made"]), "-c", "clips", "--basis", "consent", "--purpose", "t",
+                                "--workers", "1", "--store", str(store)], catch_exceptions=False)
+    assert added.exit_code == 0, added.output
+    assert "1 of the images are videos, with 3 tracks" in " ".join(added.output.split())
+    probe = str(vs.probe(faces_dir, "Jennifer_Aniston"))
+    shown = runner.invoke(app, ["search", probe, "--purpose", "t", "--store", str(store)], catch_exceptions=False,
+                          env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "00:00:08.000-00:00:10.500" in shown.output, shown.output
+    lines = runner.invoke(app, ["search", probe, "--purpose", "t", "--store", str(store), "--json"]).output
+    (result,) = [json.loads(line) for line in lines.splitlines() if line.startswith("{")]
+    hit = result["faces"][0]["candidates"][0]
+    assert {"face_id", "image_id", "path", "box", "score", "fmr"} <= hit.keys()  # the photo shape, extended
+    assert [s["start"] for s in hit["video"]["spans"]] == ["00:00:00.000", "00:00:08.000"]

@@ -92,7 +92,9 @@ def add(
         say(("done", "green"), f" in {report.seconds:.1f} s: {counts['indexed']} images indexed, "
             f"{counts['faces']} faces, {counts['unchanged']} unchanged, {counts['copied']} copies, {again}"
             f"{counts['rejected_faces']} faces rejected for quality, {counts['opted_out_faces']} faces of "
-            f"opted-out people dropped, {counts['skipped']} files skipped", err=True)
+            f"opted-out people dropped, {counts['skipped']} files skipped"
+            + (f"; {counts['videos']} of the images are videos, with {counts['tracks']} tracks" if counts.get("videos")
+               else ""), err=True)
         for path, reason in report.skipped[:SKIPPED_SHOWN]:
             say(f"  skipped {path}: {reason}", err=True)
         if len(report.skipped) > SKIPPED_SHOWN:

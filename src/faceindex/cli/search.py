@@ -56,12 +56,14 @@ def _print_result(result: ProbeResult, face: int | None) -> None:
         fmr = f", FMR {item['threshold_fmr']:.1e}" if item["threshold_fmr"] is not None else ""
         say(f"  face {number} at {item['box']}: {item['note']} (threshold {item['threshold']}{fmr})")
         if item["candidates"]:
-            tbl = table("score", "FMR", "box", "collection", "subject", "flag")
+            videos = any("video" in cand for cand in item["candidates"])  # a time column only when needed
+            tbl = table("score", "FMR", "box", "collection", "subject", "flag", *(["time"] if videos else []))
             tbl.add_column("path", overflow="fold")  # a provenance path is never cut short
             for cand in item["candidates"]:
                 flag = "same photo as another candidate" if cand["same_photo_as"] else ""
+                when = [f"{cand['video']['start']}-{cand['video']['end']}" if "video" in cand else ""] if videos else []
                 add_row(tbl, f"{cand['score']:.3f}", _fmr(cand["fmr"]), cand["box"], cand["collection"],
-                        cand["subject"] or "", flag, cand["path"])
+                        cand["subject"] or "", flag, *when, cand["path"])
             out.print(tbl)
 
 
