@@ -156,7 +156,11 @@ def open_video(path: str | os.PathLike, limits: VideoLimits):
             duration = container.duration / 1_000_000
         guessed = stream.guessed_rate
         variable = bool(rate and guessed and abs(float(rate) - float(guessed)) > 0.01 * float(guessed))
-        info = VideoInfo(container.format.name.split(",")[0], ctx.name, width, height, fps, duration, variable)
+        with open(path, "rb") as handle:  # our family name (mp4 vs mov) where the bytes say; else FFmpeg's
+            family = sniff_video(handle.read(600)) or container.format.name.split(",")[0]
+        if family == "matroska" and ctx.name in ("vp8", "vp9", "av1"):
+            family = "webm"
+        info = VideoInfo(family, ctx.name, width, height, fps, duration, variable)
     except BaseException:
         container.close()
         raise

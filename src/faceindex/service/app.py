@@ -32,6 +32,7 @@ from faceindex.service import (
     routes_ui,
     routes_ui_pages,
     routes_ui_people,
+    routes_video,
 )
 from faceindex.service.auth import Require
 from faceindex.service.config import ServiceConfig
@@ -218,7 +219,7 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     if docs_assets is not None:
         app.mount("/docs-static", StaticFiles(directory=str(docs_assets)), name="docs-static")
     for module in (routes_admin, routes_collections, routes_search, routes_images, routes_privacy, routes_ui,
-                   routes_ui_pages, routes_people, routes_ui_people, routes_people_search):
+                   routes_ui_pages, routes_people, routes_ui_people, routes_people_search, routes_video):
         annotate_permissions(module.router)
         app.include_router(module.router)
     install_error_handlers(app)

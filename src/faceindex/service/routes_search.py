@@ -11,6 +11,7 @@ from faceindex.service.deps import ERRORS, UPLOAD_ERRORS, CanSearch, StateDep
 from faceindex.service.schemas import SearchPublic, VerifyPublic
 from faceindex.service.shared import run_search
 from faceindex.service.uploads import read_upload
+from faceindex.service.video_media import with_video_urls
 
 router = APIRouter(prefix="/api/v1", tags=["search"], responses={**ERRORS, **UPLOAD_ERRORS})
 
@@ -30,7 +31,7 @@ async def search(principal: CanSearch, state: StateDep,
     upload = await read_upload(photo, state.config)
     result = await run_in_threadpool(run_search, state, principal, upload, purpose, top_k=top_k, face=face,
                                      threshold=threshold)
-    return result.to_dict()
+    return with_video_urls(result.to_dict())
 
 
 @router.post("/verify", response_model=VerifyPublic)

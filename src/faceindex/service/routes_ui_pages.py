@@ -33,6 +33,7 @@ from faceindex.service.shared import (
 )
 from faceindex.service.state import ServiceState
 from faceindex.service.uploads import Upload, display_name, read_upload
+from faceindex.service.video_media import public_video
 from faceindex.store import reads
 from faceindex.store.migrations import LEGAL_BASES
 
@@ -50,7 +51,9 @@ def _candidate_view(engine, result: ProbeResult) -> list[dict]:
     """Faces of a search result with, per candidate, the photo's size (to draw its box) and file name."""
     sizes = reads.image_sizes(engine.catalog, [c.image_id for f in result.faces or [] for c in f.candidates])
     return [{"face": face, "candidates": [{**c.__dict__, "name": display_name(c.path),
-                                           "size": sizes.get(c.image_id, (1, 1))} for c in face.candidates]}
+                                           "size": sizes.get(c.image_id, (1, 1)),
+                                           "video": c.video and public_video(c.image_id, c.video)}
+                                          for c in face.candidates]}
             for face in result.faces or []]
 
 

@@ -102,6 +102,26 @@ class DeletedPublic(BaseModel):
 
 
 # -- search ---------------------------------------------------------------------------------
+class VideoSpanPublic(BaseModel):
+    track: int
+    start: str = Field(description="HH:MM:SS.mmm from the video's start.")
+    end: str
+    start_s: float
+    end_s: float
+
+
+class VideoHitPublic(VideoSpanPublic):
+    """The track (one person within one shot) a video candidate's face belongs to."""
+
+    frames: int = Field(description="Analysed frames showing the face.")
+    best: str = Field(description="Time of the best frame (HH:MM:SS.mmm).")
+    best_s: float
+    best_box: list[int] = Field(description="The face in the best frame: left, top, right, bottom (video px).")
+    thumbnail: str | None = Field(description="URL of the best frame with the face boxed.")
+    play: str = Field(description="URL of the video, with a #t= media fragment at the span's start.")
+    spans: list[VideoSpanPublic] = Field(description="Every matched track of this video in this result.")
+
+
 class CandidatePublic(BaseModel):
     face_id: int
     image_id: int
@@ -112,6 +132,7 @@ class CandidatePublic(BaseModel):
     fmr: float | None = Field(description="Measured false-match rate at this score (None: uncalibrated model).")
     subject: str | None
     same_photo_as: list[int] = Field(description="Other candidates from the same photo: at most one can be right.")
+    video: VideoHitPublic | None = Field(None, description="Set for a face of a video: its time span(s).")
 
 
 class ProbeFacePublic(BaseModel):

@@ -144,6 +144,12 @@ class VideoStore:
                 found.setdefault(row["image_id"], []).append(_appearance(row))
         return found
 
+    def track(self, track_id: int) -> Appearance | None:
+        if not self.ready:
+            return None
+        row = self.catalog.conn.execute("SELECT * FROM video_tracks WHERE id = ?", (track_id,)).fetchone()
+        return None if row is None else _appearance(row)
+
     def video(self, image_id: int) -> sqlite3.Row | None:
         if not self.ready:
             return None

@@ -200,3 +200,11 @@ document.addEventListener("DOMContentLoaded", () => {
   setupDropzone();
   pollJobs();
 });
+
+/** Video hits: start playing at the hit's time (the #t= fragment of the source does it too, where supported). */
+document.querySelectorAll("video[data-start]").forEach((video) => {
+  video.addEventListener("loadedmetadata", () => {
+    const start = Number(video.dataset.start);
+    if (Number.isFinite(start) && video.currentTime < start) video.currentTime = start;
+  }, { once: true });
+});
