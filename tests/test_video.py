@@ -239,3 +239,20 @@ def test_cli_add_and_search_show_video_timecodes(made, faces_dir, tmp_path):
     hit = result["faces"][0]["candidates"][0]
     assert {"face_id", "image_id", "path", "box", "score", "fmr"} <= hit.keys()  # the photo shape, extended
     assert [s["start"] for s in hit["video"]["spans"]] == ["00:00:00.000", "00:00:08.000"]
+
+
+def test_per_video_progress_reaches_the_caller_in_process_and_from_workers(made, tmp_path):
+    seen: dict[int, list[tuple[str, float, float | None]]] = {}
+    for workers in (1, 2):
+        store = tmp_path / f"store-{workers}"
+        with Engine(store, Settings(workers=workers), pipeline=vs.pipeline()) as engine:
+            # Two files, so that workers=2 runs a process pool (one file is analysed in this process).
+            engine.ingest([made["made"], made["clip.mkv"]], "c", basis="consent", purpose="t",
+                          video_progress=lambda uri, done, total, w=workers: seen.setdefault(w, []).append(
+                              (uri, done, total)))
+    for workers, calls in seen.items():
+        calls = [c for c in calls if c[0].endswith("made.mp4")]
+        assert calls and all(total == pytest.approx(10.5) for _, _, total in calls), workers
+        done = [d for _, d, _ in calls]
+        assert done == sorted(done) and done[-1] >= 9.5, (workers, done)  # time processed, in order, to the end
+    assert set(seen) == {1, 2}

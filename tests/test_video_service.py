@@ -86,3 +86,28 @@ def test_web_ui_shows_the_frame_and_a_player_from_that_moment(service, faces_dir
     assert "00:00:08.000 – 00:00:10.500" in html
     assert re.search(r'<video controls preload="none"[^>]*src="/api/v1/images/\d+/video#t=8\.000"', html)
     assert re.search(r'<img class="track-thumb" src="/api/v1/tracks/\d+/thumbnail"', html)
+
+
+def test_ingest_job_status_shows_the_video_being_processed(faces_dir, tmp_path):
+    import time
+
+    from faceindex.config import Settings
+    from faceindex.engine import Engine
+    from faceindex.service.jobs import JobManager
+    from faceindex.service.schemas import JobPublic
+
+    made = vs.videos(faces_dir, tmp_path / "videos")
+    settings = Settings(store=tmp_path / "store", workers=1)
+    with Engine(settings=settings) as engine:
+        engine.collection("clips", "consent", "t")
+    manager = JobManager(settings)
+    job = manager.submit("folder", "clips", [made["made"]], "test")
+    snapshots = []
+    while (current := manager.get(job.id)).status not in ("done", "failed"):
+        if current.video is not None:
+            snapshots.append(JobPublic(**current.to_dict()).video)
+        time.sleep(0.05)
+    manager.shutdown()
+    assert current.status == "done" and current.counts["tracks"] == 3 and current.video is None
+    assert snapshots and all(s.name == "made.mp4" and s.duration == "00:00:10.500" for s in snapshots)
+    assert [s.done_s for s in snapshots] == sorted(s.done_s for s in snapshots)

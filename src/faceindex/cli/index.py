@@ -30,6 +30,14 @@ from faceindex.cli.common import (
 from faceindex.ingest.ray_ingest import RayAnalysis
 from faceindex.store.migrations import LEGAL_BASES
 from faceindex.store.skipped import skipped_files
+from faceindex.store.uris import uri_to_path
+from faceindex.video.timecode import timecode
+
+
+def display_path(uri: str) -> str:
+    """A video's file name for the progress line."""
+    return uri_to_path(uri).name
+
 
 SKIPPED_SHOWN = 50  # skipped files listed in text mode; --json and `stats --json` list them all
 
@@ -70,17 +78,27 @@ def add(
     with RayAnalysis(ray, actors=workers) if ray else nullcontext() as analyse, open_engine(
         store, write=True, workers=workers, detector=detector) as engine, Progress(
         TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, disable=as_json,
+        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"), console=console,
+        disable=as_json,
     ) as bar:
-        task = bar.add_task("files", total=None)
+        task = bar.add_task("", total=None)
+        video_task = None
 
         def progress(event: str, done: int, total: int | None) -> None:
             if event == "total":
                 bar.update(task, total=total)
             bar.update(task, completed=done)
 
+        def video_progress(uri: str, done_s: float, duration_s: float | None) -> None:
+            # One line for the video being analysed: time processed / duration (the bar counts seconds).
+            nonlocal video_task
+            what = f"{display_path(uri)} {timecode(done_s)} / {timecode(duration_s) if duration_s else '?'}"
+            if video_task is None:
+                video_task = bar.add_task(what, total=duration_s)
+            bar.update(video_task, description=what, total=duration_s, completed=done_s)
+
         report = engine.ingest(paths, collection, basis=basis, purpose=purpose, progress=progress, analyse=analyse,
-                               detail=detail,
+                               detail=detail, video_progress=video_progress,
                                jurisdictions=tuple(jurisdiction or ()), retention_days=retention_days, **policy)
     if as_json:
         emit_json({**report.counts(), "seconds": round(report.seconds, 2),

@@ -30,7 +30,7 @@ from faceindex.ingest.runner import Analyse, IngestReport, IngestRunner, Progres
 from faceindex.matching import ThresholdPolicy, load_calibration
 from faceindex.people.schema import PEOPLE_MIGRATIONS
 from faceindex.pipeline.analyse import FacePipeline
-from faceindex.pipeline.parallel import POOL_FAILED_HINT
+from faceindex.pipeline.parallel import POOL_FAILED_HINT, VideoProgress
 from faceindex.privacy.actions import (
     CollectionCreated,
     CollectionDeleted,
@@ -278,7 +278,8 @@ class Engine(Searching):
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], collection: str, *, basis: str | None = None,
                purpose: str | None = None, progress: ProgressFn | None = None, analyse: Analyse | None = None,
-               detail: str | None = None, **policy) -> IngestReport:
+               detail: str | None = None, video_progress: VideoProgress | None = None,
+               **policy) -> IngestReport:
         """Index every photo under `paths` into `collection` (created if basis and purpose are given).
 
         `analyse` runs the analysis elsewhere (`ingest.ray_ingest.RayAnalysis` for a Ray cluster); scanning,
@@ -291,7 +292,8 @@ class Engine(Searching):
         Results are committed in batches, each with an "ingest.batch" audit event in its transaction (so a
         killed run leaves no face without an event; the batches of one call share a run id), and the run
         ends with an "ingest" event of its totals. Files that could not be analysed for a reason not their
-        own are listed in `report.failed` and left for the next run.
+        own are listed in `report.failed` and left for the next run. `video_progress(uri, seconds processed,
+        duration)` is called while each video is analysed (about twice a second).
         """
         if getattr(multiprocessing.current_process(), "_inheriting", False):
             # We are a worker process importing the caller's script again (no `__main__` guard): ingesting
@@ -311,7 +313,7 @@ class Engine(Searching):
             self._record(IngestBatchCommitted(purpose=target.purpose, collection=target.name, run=run, report=counts))
 
         runner = IngestRunner(self.store, pipeline, self.settings, face_filter=self.privacy.ingest_filter(),
-                              progress=progress, audit=audit_batch, analyse=analyse)
+                              progress=progress, audit=audit_batch, analyse=analyse, video_progress=video_progress)
         report = runner.run([os.fsdecode(p) for p in paths], target, model_id)
         paths_digest = hashlib.sha256(b"\n".join(sorted(paths))).hexdigest()
         self.store.index()  # catch the index up and persist it before reporting success

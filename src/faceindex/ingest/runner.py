@@ -12,7 +12,7 @@ from faceindex.config import Settings
 from faceindex.ingest import detail as levels
 from faceindex.ingest.scanner import SourceFile, describe, scan
 from faceindex.pipeline.analyse import FacePipeline
-from faceindex.pipeline.parallel import AnalysisOutcome, analyse_stream
+from faceindex.pipeline.parallel import AnalysisOutcome, VideoProgress, analyse_stream
 from faceindex.pipeline.types import iou
 from faceindex.pipeline.video_analyse import AnalysedVideo
 from faceindex.store.catalog import Collection
@@ -98,7 +98,8 @@ class IngestRunner:
 
     def __init__(self, store: FaceStore, pipeline: FacePipeline, settings: Settings,
                  *, face_filter: FaceFilter | None = None, progress: ProgressFn | None = None,
-                 audit: BatchAudit | None = None, analyse: Analyse | None = None):
+                 audit: BatchAudit | None = None, analyse: Analyse | None = None,
+                 video_progress: VideoProgress | None = None):
         self.store = store
         self.catalog = store.catalog
         self.pipeline = pipeline
@@ -107,6 +108,7 @@ class IngestRunner:
         self.progress = progress or (lambda event, done, total: None)
         self.audit = audit
         self.analyse = analyse
+        self.video_progress = video_progress  # (uri, seconds processed, duration) while a video is analysed
         self._last_save = time.monotonic()
         self.videos = VideoStore(self.catalog, store.root)
         self._ops: list[_Op] = []
@@ -257,7 +259,8 @@ class IngestRunner:
             yield from self.analyse(todo, self.pipeline, at_most)
             return
         workers = min(self.settings.resolved_workers(), at_most)
-        yield from analyse_stream(((str(s.path), s.uri, s) for s in todo), self.pipeline, workers)
+        yield from analyse_stream(((str(s.path), s.uri, s) for s in todo), self.pipeline, workers,
+                                  video_progress=self.video_progress)
 
     # -- commit -------------------------------------------------------------------------------
     def _commit_op(self, item: tuple[AnalysisOutcome, SourceFile], collection: Collection, model_id: str) -> _Op:

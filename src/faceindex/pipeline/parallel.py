@@ -8,8 +8,11 @@ with `retry=True` (not a property of the file: callers must not record it as don
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import multiprocessing
+import queue as queue_module
 import signal
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -56,9 +59,15 @@ class AnalysisOutcome:
     retry: bool = False
 
 
-def init_worker(settings_json: str) -> None:
+VideoProgress = Callable[[str, float, float | None], None]
+"""video_progress(uri, seconds_processed, duration_seconds_or_None) while a video is analysed."""
+_progress_queue = None  # in a worker process: where video progress goes (a multiprocessing queue), if anywhere
+
+
+def init_worker(settings_json: str, progress_queue=None) -> None:
     """Process-pool initializer: load the models once per worker process."""
-    global _pipeline
+    global _pipeline, _progress_queue
+    _progress_queue = progress_queue
     # Ctrl-C reaches the whole foreground process group; the parent alone decides what it means (it stops
     # and says so in one line). A worker killed by it would print a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -70,14 +79,17 @@ def worker_ready() -> bool:
     return _pipeline is not None
 
 
-def analyse_file(path: str, uri: str, pipeline: FacePipeline | None = None) -> AnalysisOutcome:
+def analyse_file(path: str, uri: str, pipeline: FacePipeline | None = None,
+                 progress: VideoProgress | None = None) -> AnalysisOutcome:
     """Analyse one file; any failure becomes a recorded reason instead of stopping the batch."""
     pipeline = pipeline or _pipeline
     if pipeline is None:
         raise RuntimeError("worker used before init_worker")
     try:
         if is_video_file(path):  # by content, like photos: a video is analysed into tracks
-            return AnalysisOutcome(uri, analysis=video_analyser(pipeline).analyse(path))
+            report = progress or (_queue_progress if _progress_queue is not None else None)
+            return AnalysisOutcome(uri, analysis=video_analyser(pipeline).analyse(
+                path, progress=None if report is None else functools.partial(report, uri)))
         decoded = pipeline.decode(path)
         if min(decoded.width, decoded.height) < MIN_SIDE_PX:
             return AnalysisOutcome(uri, error=f"image too small to hold a face ({decoded.width}x{decoded.height} px; "
@@ -91,11 +103,18 @@ def analyse_file(path: str, uri: str, pipeline: FacePipeline | None = None) -> A
         return AnalysisOutcome(uri, error=f"unexpected {type(exc).__name__}: {exc}")
 
 
+def _queue_progress(uri: str, done_s: float, duration_s: float | None) -> None:
+    # Best effort: a full or closed queue never fails the analysis.
+    with contextlib.suppress(Exception):
+        _progress_queue.put_nowait((uri, done_s, duration_s))
+
+
 Task = Callable[[str, str], AnalysisOutcome]
 
 
 def analyse_stream(sources: Iterable[tuple[str, str, Key]], pipeline: FacePipeline,
-                   workers: int, *, task: Task = analyse_file) -> Iterator[tuple[AnalysisOutcome, Key]]:
+                   workers: int, *, task: Task = analyse_file,
+                   video_progress: VideoProgress | None = None) -> Iterator[tuple[AnalysisOutcome, Key]]:
     """Analyse (path, uri, key) sources, yielding (outcome, key) in completion order.
 
     With `workers` <= 1 everything runs here on `pipeline`; otherwise on that many spawned processes
@@ -115,14 +134,15 @@ def analyse_stream(sources: Iterable[tuple[str, str, Key]], pipeline: FacePipeli
         return
     queue = itertools.chain([first], queue)
     if workers <= 1:
-        yield from _in_process(queue, pipeline)
+        yield from _in_process(queue, pipeline, video_progress)
         return
-    yield from _Pools(pipeline, workers, task).run(queue)
+    yield from _Pools(pipeline, workers, task, video_progress).run(queue)
 
 
-def _in_process(queue: Iterable[tuple[str, str, Key]], pipeline: FacePipeline) -> Iterator[tuple[AnalysisOutcome, Key]]:
+def _in_process(queue: Iterable[tuple[str, str, Key]], pipeline: FacePipeline,
+                video_progress: VideoProgress | None = None) -> Iterator[tuple[AnalysisOutcome, Key]]:
     for path, uri, key in queue:
-        yield analyse_file(path, uri, pipeline), key
+        yield analyse_file(path, uri, pipeline, video_progress), key
 
 
 class _PoolStartFailed(Exception):
@@ -140,10 +160,12 @@ class _Broken(Generic[Key]):
 class _Pools:
     """Runs the stream on successive pools, replacing each pool that dies (see analyse_stream)."""
 
-    def __init__(self, pipeline: FacePipeline, workers: int, task: Task):
+    def __init__(self, pipeline: FacePipeline, workers: int, task: Task, video_progress: VideoProgress | None = None):
         self.pipeline = pipeline
         self.workers = workers
         self.task = task
+        self.video_progress = video_progress
+        self.progress_queue = None
         self.breaks = 0
         self.queue_left: Iterator = iter(())
 
@@ -159,7 +181,23 @@ class _Pools:
             warnings.warn(f"faceindex: the analysis worker processes could not start ({exc}); analysing in this "
                           f"process instead, which is slower. {POOL_FAILED_HINT}", RuntimeWarning, stacklevel=2)
             # What the failed pool had not taken (its own queue: the main one or suspects), then the main queue.
-            yield from _in_process(itertools.chain(self.queue_left, queue), self.pipeline)
+            yield from _in_process(itertools.chain(self.queue_left, queue), self.pipeline, self.video_progress)
+
+    def _queue(self, context):
+        """The queue workers put video progress in (one per stream), or None when nobody listens."""
+        if self.video_progress is not None and self.progress_queue is None:
+            self.progress_queue = context.Queue(maxsize=1000)
+        return self.progress_queue
+
+    def _drain(self) -> None:
+        if self.progress_queue is None:
+            return
+        while True:
+            try:
+                uri, done_s, duration_s = self.progress_queue.get_nowait()
+            except queue_module.Empty:
+                return
+            self.video_progress(uri, done_s, duration_s)
 
     def _count_break(self, broken: _Broken) -> None:
         self.breaks += 1
@@ -193,7 +231,7 @@ class _Pools:
         queue = itertools.chain([first], queue)
         context = multiprocessing.get_context("spawn")  # fork is unsafe once FAISS/OpenMP threads exist
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
-                                   initargs=(self.pipeline.settings.model_dump_json(),))
+                                   initargs=(self.pipeline.settings.model_dump_json(), self._queue(context)))
         try:
             try:
                 pool.submit(worker_ready).result()
@@ -210,7 +248,10 @@ class _Pools:
                         return _Broken([*pending.values(), source], "worker process ended")
                 if not pending:
                     return None
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                # With video progress asked for, wake up twice a second to pass it on while a long video runs.
+                finished, _ = wait(pending, timeout=None if self.progress_queue is None else 0.5,
+                                   return_when=FIRST_COMPLETED)
+                self._drain()
                 lost = []
                 for future in finished:
                     source = pending.pop(future)

@@ -28,7 +28,9 @@ from faceindex.engine import Engine
 from faceindex.errors import FaceIndexError
 from faceindex.pipeline.analyse import FacePipeline
 from faceindex.service.job_records import MAX_ATTEMPTS, UNFINISHED, JobRecords
+from faceindex.service.uploads import display_name
 from faceindex.store.catalog import utcnow
+from faceindex.video.timecode import timecode
 
 log = logging.getLogger("faceindex.service.jobs")
 
@@ -60,13 +62,15 @@ class Job:
     seconds: float | None = None
     attempts: int = 0
     """Times a worker started it (more than 1 after a restart interrupted it)."""
+    video: dict | None = None
+    """The video being analysed now: its file name, seconds (and HH:MM:SS.mmm) processed and its duration."""
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "collection": self.collection, "status": self.status,
                 "total": self.total, "done": self.done, "counts": dict(self.counts), "skipped": list(self.skipped),
                 "error": self.error, "created_at": self.created_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "seconds": self.seconds, "actor": self.actor,
-                "attempts": self.attempts}
+                "attempts": self.attempts, "video": self.video}
 
     def record(self) -> dict:
         """What the catalog keeps (to_dict plus the paths a resume needs)."""
@@ -181,6 +185,10 @@ class JobManager:
                 self.records.progress(job.id, job.total, job.done)
                 saved = time.monotonic()
 
+        def video_progress(uri: str, done_s: float, duration_s: float | None) -> None:
+            job.video = {"name": display_name(uri), "done_s": round(done_s, 3), "done": timecode(done_s),
+                         "duration_s": duration_s, "duration": None if duration_s is None else timecode(duration_s)}
+
         try:
             if job.kind == CLUSTER:
                 job.counts = self._cluster(job)
@@ -188,8 +196,10 @@ class JobManager:
                 if self._pipeline is None:
                     self._pipeline = FacePipeline(self.settings)
                 with Engine(settings=self.settings, actor=job.actor, pipeline=self._pipeline) as engine:
-                    report = engine.ingest(job.paths, job.collection, progress=progress)
+                    report = engine.ingest(job.paths, job.collection, progress=progress,
+                                           video_progress=video_progress)
                 job.counts = report.counts()
+                job.video = None  # no video is being analysed any more
                 job.skipped = [{"path": p, "reason": r} for p, r in report.skipped[:100]]
             job.status = "done"
         except FaceIndexError as exc:

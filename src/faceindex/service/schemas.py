@@ -79,6 +79,14 @@ class SkippedFile(BaseModel):
     reason: str
 
 
+class VideoProgressPublic(BaseModel):
+    name: str = Field(description="File name of the video being analysed.")
+    done_s: float = Field(description="Seconds of it processed so far.")
+    done: str = Field(description="The same as HH:MM:SS.mmm.")
+    duration_s: float | None = Field(description="Its duration in seconds (None: the container does not say).")
+    duration: str | None
+
+
 class JobPublic(BaseModel):
     id: str
     kind: Literal["upload", "folder", "people.cluster"]
@@ -94,6 +102,7 @@ class JobPublic(BaseModel):
     finished_at: str | None
     seconds: float | None
     actor: str
+    video: VideoProgressPublic | None = Field(None, description="The video being analysed now, while one is.")
 
 
 class DeletedPublic(BaseModel):

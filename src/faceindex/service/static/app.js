@@ -163,7 +163,8 @@ function pollJobs() {
       const job = await api("GET", "/api/v1/jobs/" + encodeURIComponent(el.dataset.job));
       const bar = el.querySelector("progress");
       if (job.total !== null) { bar.max = Math.max(job.total, 1); bar.value = job.done; }
-      el.querySelector(".job-status").textContent = job.status + (job.total !== null ? " · " + job.done + "/" + job.total + " files" : "");
+      el.querySelector(".job-status").textContent = job.status + (job.total !== null ? " · " + job.done + "/" + job.total + " files" : "")
+        + (job.video ? " · video " + job.video.name + " " + job.video.done + (job.video.duration ? " / " + job.video.duration : "") : "");
       if (job.status !== el.dataset.status) changed = true;
       el.dataset.status = job.status;
     } catch (e) { el.dataset.status = "unknown"; }
