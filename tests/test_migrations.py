@@ -16,6 +16,7 @@ from faceindex.service.schema import SERVICE_MIGRATIONS, ensure_service_schema
 from faceindex.store import connections
 from faceindex.store.catalog import Catalog
 from faceindex.store.migrations import CORE, MigrationSet, apply_migrations, flatten
+from faceindex.video.schema import VIDEO_MIGRATIONS
 
 # Every step ever released, per set, in order. Stores in the wild record these names in `_migrations`:
 # renaming or removing one breaks their upgrade, so this list only ever grows (append new steps at the end).
@@ -25,6 +26,7 @@ RELEASED = {
     "service": ["0100_api_keys", "0101_web_sessions", "0102_ingest_jobs"],
     "people": ["people_0001_tables"],
     "ingest": ["ingest_0001_detail"],
+    "video": ["video_0001_tables"],
 }
 
 # The schemas faceindex has shipped, in the order the steps were added (git history): a store written by
@@ -39,8 +41,8 @@ SHIPPED = [
     ["0001_initial", "0002_subjects_consent", "0003_optout_templates", "0004_erasure_journal", "0100_api_keys",
      "0101_web_sessions", "0005_upload_erasures", "0006_images_faces_withheld"],
 ]
-ALL_SETS = (CORE, PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS, PEOPLE_MIGRATIONS, INGEST_MIGRATIONS)
-ENGINE_SETS = RELEASED["core"] + RELEASED["privacy"] + RELEASED["people"] + RELEASED["ingest"]
+ALL_SETS = (CORE, PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS, PEOPLE_MIGRATIONS, INGEST_MIGRATIONS, VIDEO_MIGRATIONS)
+ENGINE_SETS = RELEASED["core"] + RELEASED["privacy"] + RELEASED["people"] + RELEASED["ingest"] + RELEASED["video"]
 """What the engine's write start-up applies (the service adds its own set)."""
 ALL_STEPS = dict(flatten(ALL_SETS))
 SRC = Path(__file__).resolve().parents[1] / "src" / "faceindex"
@@ -93,7 +95,8 @@ def test_the_store_imports_nothing_above_it():
 def test_a_fresh_store_applies_every_set(tmp_path):
     (tmp_path / "a").mkdir()
     Catalog(tmp_path / "a" / "catalog.sqlite", migrations=[PRIVACY_MIGRATIONS, SERVICE_MIGRATIONS,
-                                                           PEOPLE_MIGRATIONS, INGEST_MIGRATIONS]).close()
+                                                           PEOPLE_MIGRATIONS, INGEST_MIGRATIONS,
+                                                           VIDEO_MIGRATIONS]).close()
     assert applied(tmp_path / "a" / "catalog.sqlite") == [n for names in RELEASED.values() for n in names]
     with Engine.open(tmp_path / "b", mode="write") as engine:  # the engine's write start-up: core, privacy, people,
         # ingest
