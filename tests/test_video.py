@@ -241,6 +241,7 @@ def test_cli_add_and_search_show_video_timecodes(made, faces_dir, tmp_path):
     assert [s["start"] for s in hit["video"]["spans"]] == ["00:00:00.000", "00:00:08.000"]
 
 
+@pytest.mark.slow
 def test_per_video_progress_reaches_the_caller_in_process_and_from_workers(made, tmp_path):
     seen: dict[int, list[tuple[str, float, float | None]]] = {}
     for workers in (1, 2):

@@ -51,6 +51,7 @@ def video_server(faces_dir, tmp_path_factory):
     engine.close()
 
 
+@pytest.mark.slow
 def test_video_hit_plays_from_its_moment(video_server, browser, faces_dir, tmp_path):  # noqa: F811
     url, admin = video_server
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
