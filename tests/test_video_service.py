@@ -111,3 +111,11 @@ def test_ingest_job_status_shows_the_video_being_processed(faces_dir, tmp_path):
     assert current.status == "done" and current.counts["tracks"] == 3 and current.video is None
     assert snapshots and all(s.name == "made.mp4" and s.duration == "00:00:10.500" for s in snapshots)
     assert [s.done_s for s in snapshots] == sorted(s.done_s for s in snapshots)
+
+
+def test_rest_search_answer_matches_its_documented_schema(service, faces_dir):
+    from faceindex.service.schemas import SearchPublic
+
+    for person in vs.PROBES:
+        result = search(service, faces_dir, person)
+        assert SearchPublic.model_validate(result).model_dump(exclude_none=True)["faces"][0]["candidates"]

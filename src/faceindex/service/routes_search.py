@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from faceindex.service.deps import ERRORS, UPLOAD_ERRORS, CanSearch, StateDep
@@ -31,7 +32,9 @@ async def search(principal: CanSearch, state: StateDep,
     upload = await read_upload(photo, state.config)
     result = await run_in_threadpool(run_search, state, principal, upload, purpose, top_k=top_k, face=face,
                                      threshold=threshold)
-    return with_video_urls(result.to_dict())
+    # Returned as is (validated by the tests against SearchPublic, which documents it): a photo candidate keeps
+    # exactly the shape of `faceindex search --json`, without a `video: null` the response model would add.
+    return JSONResponse(with_video_urls(result.to_dict()))
 
 
 @router.post("/verify", response_model=VerifyPublic)
