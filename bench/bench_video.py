@@ -141,9 +141,16 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     try:
-        video = work / "bench.mp4"
+        # The made video is kept between runs (encoding 720p takes minutes on a busy machine): same arguments,
+        # same file, same known appearances.
+        cache = Path(tempfile.gettempdir()) / f"faceindex-bench-video-{args.seconds:g}s-{args.size}-{args.fps}fps"
+        video, truth_file = cache.with_suffix(".mp4"), cache.with_suffix(".json")
         t = time.perf_counter()
-        truth = make(video, args.seconds, size, args.fps)
+        if video.is_file() and truth_file.is_file():
+            truth = [(who, start, end, Path(photo)) for who, start, end, photo in json.loads(truth_file.read_text())]
+        else:
+            truth = make(video, args.seconds, size, args.fps)
+            truth_file.write_text(json.dumps([(w, s, e, str(p)) for w, s, e, p in truth]))
         made_s = time.perf_counter() - t
         settings = Settings(workers=1)
         pipeline = FacePipeline(settings)
