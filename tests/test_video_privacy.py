@@ -123,3 +123,18 @@ def test_access_report_lists_each_video_appearance_with_timecodes(store, faces_d
     assert "thumbnail_file" not in json.dumps(data) and "video-thumbnails" not in json.dumps(data)
     page = report.html_path.read_text()
     assert "00:00:08.000 to 00:00:10.500" in page and "data:image/jpeg;base64," in page
+
+
+def test_video_on_a_postgresql_catalog_ingests_searches_and_erases(made, faces_dir, tmp_path, request):
+    """The video tables and their SQL work on the cluster catalog too (PostgreSQL, started by the tests)."""
+    pg_url = request.getfixturevalue("pg_url")
+    store = tmp_path / "store"
+    with Engine(store, Settings(workers=1, catalog_url=pg_url), pipeline=vs.pipeline()) as engine:
+        report = engine.ingest([made["made"]], "clips", basis="consent", purpose="t")
+        assert report.tracks == 3
+        assert people_in_video(engine, faces_dir) == {"Jennifer_Aniston", "Matt_Damon"}
+        engine.privacy.erase(engine.privacy.plan_erasure(selfie=str(vs.probe(faces_dir, "Matt_Damon"))))
+        assert people_in_video(engine, faces_dir) == {"Jennifer_Aniston"}
+        spans = [(a.start_s, a.end_s) for a in engine.videos.appearances_of_images([1]).get(1, [])]
+    assert [(round(s), round(e)) for s, e in spans] == [(0, 3), (8, 10)]
+    assert len(vs.thumbnails(store)) == 2

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from faceindex.store.catalog import Catalog
 from faceindex.store.catalog_sql import id_chunks, marks
+from faceindex.video.schema import VIDEO_MIGRATIONS
 from faceindex.video.timecode import timecode
+
+_HAS_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Catalogs known to have the video tables (a search builds a VideoStore per call: this spares it the check)."""
 
 THUMBS_DIR = "video-thumbnails"
 """Folder (0700) in the store directory holding one JPEG (0600) per track: derived from the video, personal
@@ -54,9 +59,15 @@ class VideoStore:
 
     @property
     def ready(self) -> bool:
-        if not self._tables and self.catalog.exists:
-            self._tables = bool(self.catalog.count(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'video_tracks'"))
+        """Whether the catalog has the video tables: the video set is registered on it (the Engine does) and
+        applied. Read once per catalog (from its `_migrations`, on any backend), then remembered."""
+        if not self._tables:
+            self._tables = _HAS_TABLES.get(self.catalog, False)
+        if not self._tables and self.catalog.exists \
+                and any(s.name == VIDEO_MIGRATIONS.name for s in self.catalog.migration_sets):
+            self._tables = not set(VIDEO_MIGRATIONS.names) & set(self.catalog.pending_migrations())
+            if self._tables:
+                _HAS_TABLES[self.catalog] = True
         return self._tables
 
     # -- writes (inside the caller's transaction) -------------------------------------------------
