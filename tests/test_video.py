@@ -257,3 +257,17 @@ def test_per_video_progress_reaches_the_caller_in_process_and_from_workers(made,
         done = [d for _, d, _ in calls]
         assert done == sorted(done) and done[-1] >= 9.5, (workers, done)  # time processed, in order, to the end
     assert set(seen) == {1, 2}
+
+
+def test_a_video_given_as_bytes_is_analysed_like_its_file(made, faces_dir):
+    """Ray's read stage hands each file's bytes to the analysing function: a video must not become a skip, and
+    a photo's bytes must still be analysed as a photo."""
+    from faceindex.pipeline.parallel import analyse_file
+
+    from_bytes = analyse_file(made["made"].read_bytes(), "u", vs.pipeline())
+    from_path = analyse_file(str(made["made"]), "u", vs.pipeline())
+    assert from_bytes.error is None and from_path.error is None
+    assert [(t.start_s, t.end_s) for t in from_bytes.analysis.tracks] == \
+        [(t.start_s, t.end_s) for t in from_path.analysis.tracks] == [(0.0, 3.0), (3.0, 6.0), (8.0, 10.5)]
+    photo = analyse_file(vs.probe(faces_dir, "Matt_Damon").read_bytes(), "u", vs.pipeline())
+    assert photo.error is None and len(photo.analysis.accepted) == 1

@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from faceindex.config import Settings
 from faceindex.errors import FaceIndexError, WorkerPoolError
 from faceindex.pipeline.analyse import AnalysedImage, FacePipeline
-from faceindex.pipeline.video_analyse import video_analyser
+from faceindex.pipeline.video_analyse import analyse_video
 from faceindex.pipeline.video_decode import is_video_file
 
 _pipeline: FacePipeline | None = None
@@ -88,8 +88,8 @@ def analyse_file(path: str, uri: str, pipeline: FacePipeline | None = None,
     try:
         if is_video_file(path):  # by content, like photos: a video is analysed into tracks
             report = progress or (_queue_progress if _progress_queue is not None else None)
-            return AnalysisOutcome(uri, analysis=video_analyser(pipeline).analyse(
-                path, progress=None if report is None else functools.partial(report, uri)))
+            return AnalysisOutcome(uri, analysis=analyse_video(
+                pipeline, path, progress=None if report is None else functools.partial(report, uri)))
         decoded = pipeline.decode(path)
         if min(decoded.width, decoded.height) < MIN_SIDE_PX:
             return AnalysisOutcome(uri, error=f"image too small to hold a face ({decoded.width}x{decoded.height} px; "

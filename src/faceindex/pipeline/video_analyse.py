@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +114,19 @@ class VideoAnalyser:
                 best_s=round(best.time_s, 3), best_box=best.face.box, faces=list(range(first, len(result.faces))),
                 thumbnail=thumbnail(track.best_image, best.face.box, track.best_scale)))
         return result
+
+
+def analyse_video(pipeline: FacePipeline, source: str | os.PathLike | bytes, *,
+                  progress: ProgressFn | None = None) -> AnalysedVideo:
+    """Analyse a video given by path, or by its bytes (Ray's read stage hands bytes over): those are written to
+    a private temporary file (0600, deleted at once) because FFmpeg seeks in the file and the sampler checks
+    that it does not change while read."""
+    if not isinstance(source, bytes | bytearray | memoryview):
+        return video_analyser(pipeline).analyse(source, progress=progress)
+    with tempfile.NamedTemporaryFile(prefix="faceindex-video-", suffix=".bin") as handle:
+        handle.write(source)
+        handle.flush()
+        return video_analyser(pipeline).analyse(handle.name, progress=progress)
 
 
 def video_analyser(pipeline: FacePipeline) -> VideoAnalyser:

@@ -46,12 +46,15 @@ def sniff_video(head: bytes) -> str | None:
     return None
 
 
-def is_video_file(path: str | os.PathLike) -> bool:
-    """Whether a file sniffs as a video container (False when unreadable: the photo path then reports why)."""
+def is_video_file(source: str | os.PathLike | bytes) -> bool:
+    """Whether a file (or its bytes) sniffs as a video container (False when unreadable: the photo path then
+    reports why)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return sniff_video(bytes(source[:600])) is not None
     try:
-        with open(path, "rb") as handle:
+        with open(source, "rb") as handle:
             return sniff_video(handle.read(600)) is not None
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
         return False
 
 
