@@ -119,3 +119,15 @@ def test_rest_search_answer_matches_its_documented_schema(service, faces_dir):
     for person in vs.PROBES:
         result = search(service, faces_dir, person)
         assert SearchPublic.model_validate(result).model_dump(exclude_none=True)["faces"][0]["candidates"]
+
+
+def test_search_by_several_photos_of_one_person_gives_video_hits_with_urls(service, faces_dir):
+    people = faces_dir / "people" / "Jennifer_Aniston"
+    files = [("photos", (name, (people / name).read_bytes(), "image/jpeg"))
+             for name in ("deepface__img53.jpg", "deepface__img12.jpg")]
+    response = service.client.post("/api/v1/search/same-person", headers=service.auth("searcher"),
+                                   data={"purpose": "case V"}, files=files)
+    assert response.status_code == 200, response.text
+    hits = [c for f in response.json()["faces"] for c in f["candidates"] if c.get("video")]
+    assert hits and all(h["video"]["play"].startswith(f"/api/v1/images/{h['image_id']}/video#t=") for h in hits)
+    assert str(service.store) not in response.text

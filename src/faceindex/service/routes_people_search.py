@@ -16,6 +16,7 @@ from faceindex.service import people_search
 from faceindex.service.deps import ERRORS, NOT_FOUND, UPLOAD_ERRORS, CanSearch, StateDep
 from faceindex.service.schemas_people_search import FusedSearchPublic, PersonSearchCreate
 from faceindex.service.uploads import read_upload
+from faceindex.service.video_media import with_video_urls
 
 router = APIRouter(prefix="/api/v1/search", tags=["search"], responses={**ERRORS, **NOT_FOUND})
 MAX_PHOTOS = 12
@@ -31,7 +32,7 @@ def search_person(body: PersonSearchCreate, principal: CanSearch, state: StateDe
     `expected_false_candidates` keeps its meaning. The person's own faces are the probe, not candidates."""
     result = people_search.search_person(state, principal, body.person, body.purpose, top_k=body.top_k,
                                          threshold=body.threshold)
-    return result.to_dict()
+    return with_video_urls(result.to_dict())  # video hits name service URLs, never store paths
 
 
 @router.post("/same-person", response_model=FusedSearchPublic, responses={**EMPTY, **UPLOAD_ERRORS})
@@ -54,4 +55,4 @@ async def search_same_person(
     uploads = [await read_upload(photo, state.config) for photo in photos]
     result = await run_in_threadpool(people_search.search_same_person, state, principal, uploads, purpose,
                                      top_k=top_k, threshold=threshold, face=face)
-    return result.to_dict()
+    return with_video_urls(result.to_dict())  # video hits name service URLs, never store paths
