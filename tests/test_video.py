@@ -197,6 +197,7 @@ def test_reingest_skips_unchanged_and_replaces_changed_video(made, tmp_path):
         assert (first.indexed + first.copied, first.videos, first.tracks) == (2, 2, 2)
         assert len(vs.thumbnails(store)) == 2
         assert engine.ingest([folder], "c").unchanged == 2
+        assert engine.ingest([folder], "c", detail="thorough").unchanged == 2  # a video's analysis has no levels
         shutil.copy(made["clip.avi"], folder / "v.mkv")  # new content at the same path
         again = engine.ingest([folder], "c")
     assert (again.replaced, again.indexed) == (1, 1)

@@ -216,6 +216,7 @@ class IngestRunner:
                 height=twin["height"], fmt=twin["format"], captured_at=twin["captured_at"], n_faces=twin["n_faces"])
             copied = self.catalog.copy_faces(twin["id"], image_id)
             if tracks := self.videos.copy_video(twin["id"], image_id):
+                levels.record_image_detail(self.catalog, image_id, levels.LEVELS[-1])  # as a video's own row
                 batch.videos += 1
                 batch.tracks += tracks
             batch.copied += 1
@@ -286,6 +287,9 @@ class IngestRunner:
                 counts = commit_video(self.catalog, self.videos, collection_id=collection.id, uri=source.uri,
                                       sha256=source.sha256, size_bytes=source.size, analysis=analysis,
                                       model_id=model_id, face_filter=self.face_filter)
+                # Video frames get their own fixed analysis whatever the collection's detail level: recorded as
+                # the highest, so re-adding at a higher level never analyses a video again for nothing.
+                levels.record_image_detail(self.catalog, counts["image_id"], levels.LEVELS[-1])
                 batch.indexed += 1
                 batch.videos += 1
                 batch.faces += counts["faces"]

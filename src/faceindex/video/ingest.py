@@ -21,7 +21,7 @@ def commit_video(catalog: Catalog, videos: VideoStore, *, collection_id: int, ur
 
     Opt-out: a track any of whose faceprints the filter drops is dropped whole (its other faceprints and its
     thumbnail show the same person), counted in `opted_out_faces` and `images.faces_withheld`.
-    Returns the counts to add to the batch: faces, opted_out_faces, tracks.
+    Returns the image id and the counts to add to the batch: faces, opted_out_faces, tracks.
     """
     tracks = analysis.tracks
     dropped_faces = 0
@@ -43,4 +43,4 @@ def commit_video(catalog: Catalog, videos: VideoStore, *, collection_id: int, ur
         videos.record_track(image_id, start_s=track.start_s, end_s=track.end_s, frames=track.frames,
                             best_s=track.best_s, box=track.best_box, thumbnail=videos.write_thumbnail(track.thumbnail),
                             face_ids=[next(face_ids) for _ in track.faces])
-    return {"faces": len(faces), "opted_out_faces": dropped_faces, "tracks": len(tracks)}
+    return {"image_id": image_id, "faces": len(faces), "opted_out_faces": dropped_faces, "tracks": len(tracks)}
