@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONAL = {"cv2": "yunet", "face_recognition": "bench", "pymilvus": "cluster", "milvus_lite": "cluster",
-            "psycopg": "cluster"}
+            "psycopg": "cluster", "ray": "cluster"}
 """Modules only optional parts import (each behind a message naming its extra)."""
 
 

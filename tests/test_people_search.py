@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from faceindex.cli import app
 from faceindex.errors import EmptyStoreError, InvalidInputError, NoFaceError, NotFoundError, PolicyError
-from faceindex.evaluation.fusion import FusionCalibration, fuse
+from faceindex.fusion import FusionCalibration, fuse
 from faceindex.matching import FusedResult, fusion_policy, load_fusion_calibration
 
 runner = CliRunner()

@@ -180,7 +180,7 @@ class ShiftedCalibration:
 
 def fusion_policy(single: ThresholdPolicy, fusion, probes: int) -> ThresholdPolicy:
     """The ThresholdPolicy of a fused score of `probes` probes: the single-probe policy itself for one probe;
-    else the fusion calibration's bucket (see evaluation/fusion.py), or, without one, the fallback threshold
+    else the fusion calibration's bucket (see fusion.py), or, without one, the fallback threshold
     with FMRs unknown. A fixed threshold (`Settings.threshold`) stays fixed; its FMR is read on the fused scale."""
     if probes < 1:
         raise InvalidInputError("a fused search needs at least one probe")
@@ -197,7 +197,7 @@ def fusion_policy(single: ThresholdPolicy, fusion, probes: int) -> ThresholdPoli
 def load_fusion_calibration(model_id: str):
     """The fused-score calibration shipped for a model id (`faceindex/data/fusion-<model id, + as ->.json`), or
     None when there is none (fused searches then use FUSED_FALLBACK_THRESHOLD and report FMRs as unknown)."""
-    from faceindex.evaluation.fusion import FusionCalibration
+    from faceindex.fusion import FusionCalibration
 
     name = f"fusion-{model_id.replace('+', '-')}.json"
     try:

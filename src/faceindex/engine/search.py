@@ -16,8 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from faceindex.errors import EmptyStoreError, FaceIndexError, InvalidInputError, NoFaceError, PolicyError
-from faceindex.evaluation.fusion import fuse
 from faceindex.events import Event, param, tally
+from faceindex.fusion import fuse
 from faceindex.matching import (
     Candidate,
     FusedCandidate,
@@ -188,7 +188,7 @@ class Searching:
     def search_person(self, person: int | str, purpose: str, *, top_k: int | None = None,
                       threshold: float | None = None) -> FusedResult:
         """Search with every confirmed face of a person (all its faces when none is confirmed: `source` says
-        which), fused into one probe (evaluation/fusion.py: cosine to their mean faceprint).
+        which), fused into one probe (fusion.py: cosine to their mean faceprint).
 
         The threshold and FMRs come from the fused score's own calibration for that many probes, so "expected
         false candidates" keeps its meaning. The probe faces themselves are not candidates; the person's other

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from faceindex.errors import NoFaceError, NotFoundError, PolicyError, StoreError
-from faceindex.evaluation.fusion import fuse
+from faceindex.fusion import fuse
 from faceindex.ingest.runner import FaceFilter
 from faceindex.matching import fusion_policy, load_fusion_calibration
 from faceindex.people.operations import PeopleOps

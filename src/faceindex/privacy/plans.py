@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from faceindex.errors import InvalidInputError, NotFoundError
-from faceindex.evaluation.fusion import fuse
+from faceindex.fusion import fuse
 from faceindex.matching import fusion_policy, load_fusion_calibration
 from faceindex.people.operations import PeopleOps
 from faceindex.privacy.context import ImageSource, PrivacyContext, chunked_query
