@@ -2,7 +2,7 @@
 
 Usage: python bench/calibrate_fusion.py [--out src/faceindex/data/fusion-dlib-resnet-v1-flip.json] [--rules]
 
-1. calibrate: on LFW DevTrain's cached faceprints (bench/people_data.py), per probe count m (evaluation/fusion.py
+1. calibrate: on LFW DevTrain's cached faceprints (bench/people_data.py), per probe count m (fusion.py
    BUCKETS) ~1 500 random sets of m photos of one identity, each scored against every face of the other
    identities (impostors) and its own remaining photos (genuine); one Calibration per m, written to --out.
 2. check: on people/ (36 identities, not used above; identities also in LFW DevTrain are left out of the
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from benchlib import machine_line  # noqa: E402
 from people_data import load  # noqa: E402
 
-from faceindex.evaluation.fusion import BUCKETS, fuse, measure, probe_sets  # noqa: E402
+from faceindex.fusion import BUCKETS, fuse, measure, probe_sets  # noqa: E402
 from faceindex.matching import ThresholdPolicy, fusion_policy, load_calibration  # noqa: E402
 
 SOURCE = ("lfw-devtrain: LFW View 1 DevTrain, 9 517 faceprints of 4 035 identities (the face nearest the centre, "
@@ -115,7 +115,7 @@ def main() -> None:
     print(machine_line())
     lfw, people = load("lfw"), load("people")
     model_id = str(lfw["model_id"])
-    from faceindex.evaluation.fusion import FusionCalibration
+    from faceindex.fusion import FusionCalibration
 
     if not args.skip_calibrate:
         start = time.perf_counter()
