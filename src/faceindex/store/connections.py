@@ -6,12 +6,12 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from faceindex.errors import StoreError, StoreNotFoundError
 from faceindex.store.write_lock import DEFAULT_TIMEOUT_S, StoreWriteLock, make_private_file
+from faceindex.store.writer_scope import WriterScope
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class RoutedConnection:
         return self._owner.current().executemany(sql, rows)
 
 
-class Connections:
+class Connections(WriterScope):
     """The connections to one catalog file, opened lazily.
 
     Guarantees (what the service relies on to run searches without a global lock):
@@ -66,6 +66,8 @@ class Connections:
     store that lacks some is a StoreError: it was written by an older faceindex).
     """
 
+    BEGIN_SQL = "BEGIN IMMEDIATE"  # take SQLite's write lock at BEGIN, not at the first write (no upgrade deadlock)
+
     def __init__(self, path: Path, *, migrate: Callable[[sqlite3.Connection], list[str]],
                  pending: Callable[[sqlite3.Connection], list[str]], lock_timeout: float = DEFAULT_TIMEOUT_S):
         self.path = Path(path)
@@ -77,7 +79,6 @@ class Connections:
         self._guard = threading.Lock()  # opening and closing connections
         self._checked = False  # schema checked (or migrated) once for readers
         self._read_only: bool | None = None
-        self.depth = 0  # transaction nesting of the thread holding the write lock
         self.router = RoutedConnection(self)
 
     # -- state ----------------------------------------------------------------------------------
@@ -195,37 +196,7 @@ class Connections:
             self._writer = writer
             self._checked = True
 
-    # -- writing --------------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT on the writer, under the write lock; nested uses join the outer one."""
-        if self.lock.held_by_me and self.depth:
-            self.depth += 1
-            try:
-                yield self._writer
-            finally:
-                self.depth -= 1
-            return
-        self.open_for_writing()
-        with self.lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            self.depth = 1
-            try:
-                yield self._writer
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            else:
-                self._writer.execute("COMMIT")
-            finally:
-                self.depth = 0
-
-    @contextmanager
-    def write_lock(self) -> Iterator[sqlite3.Connection]:
-        """Hold the write lock without a transaction (e.g. while the index file is rewritten)."""
-        self.open_for_writing()
-        with self.lock:
-            yield self._writer
+    # -- writing: transaction() and write_lock() come from WriterScope ---------------------------
 
     def close(self) -> None:
         with self._guard:

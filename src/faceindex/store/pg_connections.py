@@ -19,8 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from faceindex.store.connections import RoutedConnection
 from faceindex.store.pg_connection import PgConnection, configure, is_postgres_url, psycopg_module, reason, redact
 from faceindex.store.sql_dialect import POSTGRESQL
 from faceindex.store.write_lock import DEFAULT_TIMEOUT_S, StoreWriteLock
+from faceindex.store.writer_scope import WriterScope
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class _ClusterWriteLock(StoreWriteLock):
         super().release()
 
 
-class PgConnections:
+class PgConnections(WriterScope):
     """The connections to one PostgreSQL catalog, opened lazily (see the module docstring)."""
 
     dialect = POSTGRESQL
@@ -285,36 +285,10 @@ class PgConnections:
                             self.location)
                 self._lock_conn = None
 
-    # -- writing --------------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[PgConnection]:
-        if self.lock.held_by_me and self.depth:
-            self.depth += 1
-            try:
-                yield self._writer
-            finally:
-                self.depth -= 1
-            return
-        self.open_for_writing()
-        with self.lock:
-            self._writer.execute("BEGIN")
-            self.depth = 1
-            try:
-                yield self._writer
-            except BaseException:
-                if not self._writer.raw.closed:
-                    self._writer.raw.execute("ROLLBACK")
-                raise
-            else:
-                self._writer.execute("COMMIT")
-            finally:
-                self.depth = 0
-
-    @contextmanager
-    def write_lock(self) -> Iterator[PgConnection]:
-        self.open_for_writing()
-        with self.lock:
-            yield self._writer
+    # -- writing: transaction() and write_lock() come from WriterScope ---------------------------
+    def _rollback(self) -> None:
+        if not self._writer.raw.closed:  # a connection the server dropped has nothing to roll back
+            self._writer.raw.execute("ROLLBACK")
 
     def close(self) -> None:
         with self._guard:
