@@ -28,6 +28,7 @@ from PIL import Image
 from faceindex.errors import FaceIndexError
 from faceindex.pipeline.decode import decode_image, sniff_format
 from faceindex.pipeline.types import Box
+from faceindex.pipeline.video_decode import is_video_file
 from faceindex.privacy.context import PrivacyContext
 from faceindex.privacy.obscure import obscure
 from faceindex.store.catalog import id_chunks, marks
@@ -36,6 +37,7 @@ from faceindex.store.uris import uri_to_path
 log = logging.getLogger(__name__)
 
 UPLOADS_DIR = "uploads"
+STAGING_DIR = "uploads-staging"
 SAVE_FORMATS = {"JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"}
 """Formats a redacted upload is re-encoded in (those the service accepts); anything else becomes PNG,
 which is fine because faceindex judges a file's format by its bytes, never by its name."""
@@ -49,6 +51,12 @@ itself is kept for its collection's own retention period (whose expiry deletes t
 
 def uploads_root(store: str | os.PathLike) -> Path:
     return Path(store) / UPLOADS_DIR
+
+
+def staging_root(store: str | os.PathLike) -> Path:
+    """Where uploaded videos are streamed before they are checked: outside the uploads folder, so the sweep of
+    unreferenced uploads never deletes a file still being written (stale ones are swept by age instead)."""
+    return Path(store) / STAGING_DIR
 
 
 def is_store_upload(store: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -65,10 +73,10 @@ def write_atomic(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     try:  # makes the rename or unlink itself durable; not possible on every platform
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -182,6 +190,11 @@ class UploadEraser:
     def _redact(self, row_id: int, uri: str, boxes: list[list[int]], done_sha: str | None) -> bool:
         """Obscure the boxes in the file and update its records; False if it had to be deleted instead."""
         path = uri_to_path(uri)
+        if is_video_file(path):  # sniffed before reading: a video may be gigabytes
+            # A video is not redacted frame by frame: the store's copy goes, as for an undecodable photo.
+            log.warning("an erased face was in an uploaded video; deleting the store's copy of the video")
+            _delete(path)
+            return False
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest != done_sha:  # not rewritten yet (or rewritten by a run that crashed before recording it)
@@ -206,4 +219,4 @@ class UploadEraser:
 
 def _delete(path: Path) -> None:
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

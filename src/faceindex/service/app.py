@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -86,6 +87,9 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_wrapper)
 
 
+UPLOAD_ROUTE = re.compile(r"/api/v1/collections/[^/]+/uploads")
+
+
 class BodyLimitMiddleware:
     """Refuses request bodies over `max_bytes` with 413 in the API's error shape.
 
@@ -93,17 +97,22 @@ class BodyLimitMiddleware:
     as it streams and cut off once over the limit, so a client cannot fill the disk with a huge upload.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        # The ingest upload route takes videos, streamed to disk (never into memory): it gets the larger limit.
+        self.upload_bytes = max(max_bytes, upload_bytes or 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if scope["method"] == "POST" and UPLOAD_ROUTE.fullmatch(scope["path"]):
+            limit = self.upload_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(send, limit)
             return
         seen = 0
 
@@ -112,14 +121,14 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"request body over the {self.max_bytes:,}-byte limit")
+                if seen > limit:
+                    raise HTTPException(413, f"request body over the {limit:,}-byte limit")
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps(error_body("upload_too_large", f"request body over the {self.max_bytes:,}-byte limit"))
+    async def _refuse(self, send: Send, limit: int) -> None:
+        body = json.dumps(error_body("upload_too_large", f"request body over the {limit:,}-byte limit"))
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body.encode()})
@@ -228,7 +237,8 @@ def create_app(engine_or_settings: Engine | Settings | str | Path | None = None,
     sweep(state)
     # Added innermost first: the access log sees the final status; credentials and limits are checked before
     # any route touches the body.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_bytes,
+                       upload_bytes=config.max_video_upload_bytes)
     app.add_middleware(AuthFirstMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(AccessLogMiddleware)

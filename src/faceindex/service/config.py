@@ -30,6 +30,11 @@ class ServiceConfig(BaseSettings):
         2, ge=1, description="Photos decoded at once (searches, verifications, selfies, thumbnails, crops); more "
         "wait their turn. With max_upload_pixels this bounds the memory decoding can take.",
     )
+    max_video_upload_bytes: int = Field(
+        4 * 2**30, ge=1024, description="Largest single uploaded video (bytes); 4 GiB holds about an hour of 1080p "
+        "camera video. It is streamed to disk, never held in memory, and the request-body limit of the upload "
+        "route is raised to this size (photos keep max_upload_bytes).",
+    )
     max_files_per_upload: int = Field(200, ge=1, description="Most photos in one ingest upload request.")
     rate_per_minute: float = Field(
         120.0, gt=0, description="Sustained requests per minute allowed per API key (token bucket refill rate). "

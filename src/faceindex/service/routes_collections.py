@@ -1,4 +1,4 @@
-"""Collections and ingest: create, list, get, delete; upload photos or register a server folder as a job."""
+"""Collections and ingest: create, list, get, delete; upload photos and videos or register a server folder as a job."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from faceindex.service.deps import (
     CanWriteCollections,
     StateDep,
 )
+from faceindex.service.errors import UploadTooLargeError
 from faceindex.service.schemas import CollectionCreate, CollectionPublic, DeletedPublic, FolderCreate, JobPublic
 from faceindex.service.shared import collection_public, find_collection, sweep
 from faceindex.service.state import ServiceState
-from faceindex.service.uploads import read_upload, save_uploads
+from faceindex.service.uploads import Upload, read_upload, safe_name, save_uploads
+from faceindex.service.video_uploads import HEAD, VideoUpload, is_video_head, keep_video, stage_video
 from faceindex.store import reads
 
 router = APIRouter(prefix="/api/v1", tags=["collections"], responses=ERRORS)
@@ -67,26 +69,47 @@ def delete_collection(ref: Annotated[str, Path(description=REF)], principal: Can
 @router.post("/collections/{ref}/uploads", response_model=JobPublic, status_code=202,
              responses={**NOT_FOUND, **UPLOAD_ERRORS})
 async def upload_photos(ref: Annotated[str, Path(description=REF)], principal: CanIngest, state: StateDep,
-                        files: Annotated[list[UploadFile], File(description="Photos to index.")]):
-    """Upload photos into a collection; they are indexed by a background job whose progress you poll.
+                        files: Annotated[list[UploadFile], File(description="Photos and videos to index.")]):
+    """Upload photos and videos into a collection; they are indexed by a background job whose progress you poll
+    (`video` in the job shows the video being analysed, with its timecode).
 
-    Every file is checked by content first (format, bytes, pixels): one bad file refuses the whole request,
-    so nothing is half-uploaded. The photos are kept under the store's `uploads/` folder.
+    Every file is checked by content first (format, bytes, pixels; a video's header is opened): one bad file
+    refuses the whole request, so nothing is half-uploaded. Photos are limited by `max_upload_bytes`, videos by
+    `max_video_upload_bytes` and streamed to disk, never held in memory. Files are kept under the store's
+    `uploads/` folder and deleted with their collection.
     """
     config = state.config
     if not files:
         raise InvalidInputError("no files uploaded")
     if len(files) > config.max_files_per_upload:
-        raise InvalidInputError(f"at most {config.max_files_per_upload} photos per upload; got {len(files)}")
-    uploads = [await read_upload(f, config) for f in files]
+        raise InvalidInputError(f"at most {config.max_files_per_upload} files per upload; got {len(files)}")
+    settings = state.jobs.settings  # the engine's own settings (the store, its video limits)
+    store = settings.store
+    photos: list[Upload] = []
+    videos: list[VideoUpload] = []
+    try:
+        for f in files:
+            head = await f.read(HEAD)
+            if is_video_head(head):
+                videos.append(await stage_video(f, head, safe_name(f.filename), store, config, settings))
+            else:
+                photos.append(await read_upload(f, config, head))
+                # Photos are held in memory until saved: the route's raised body limit is for videos only.
+                if sum(len(p.data) for p in photos) > config.max_request_bytes:
+                    raise UploadTooLargeError(f"photos over {config.max_request_bytes:,} bytes in one request; "
+                                              "upload them in several requests")
 
-    def store_and_queue():
-        with state.gate.write(principal) as engine:
-            collection = find_collection(engine, ref)
-            paths = save_uploads(engine.settings.store, collection.id, uploads)
-            return state.jobs.submit("upload", collection.name, paths, principal.actor)
+        def store_and_queue():
+            with state.gate.write(principal) as engine:
+                collection = find_collection(engine, ref)
+                paths = save_uploads(engine.settings.store, collection.id, photos)
+                paths += [keep_video(engine.settings.store, collection.id, v) for v in videos]
+                return state.jobs.submit("upload", collection.name, paths, principal.actor)
 
-    return (await run_in_threadpool(store_and_queue)).to_dict()
+        return (await run_in_threadpool(store_and_queue)).to_dict()
+    finally:
+        for video in videos:  # staged but not kept (a later file was refused, or no such collection)
+            video.discard()
 
 
 def allowed_folder(state: ServiceState, raw: str) -> pathlib.Path:

@@ -106,7 +106,17 @@ def collections_page(request: Request, principal: page("collections:read"), stat
     ingests = [j for j in state.jobs.list() if j.kind != "people.cluster"]  # grouping runs show on /people
     jobs = [j.to_dict() for j in ingests[:20]] if principal.can("ingest") else []
     return render(request, "collections.html", principal, collections=collections, jobs=jobs, bases=LEGAL_BASES,
-                  folders=[str(p) for p in state.config.allowed_folders], selected=selected)
+                  folders=[str(p) for p in state.config.allowed_folders], selected=selected,
+                  upload_limits={"photo": byte_size(state.config.max_upload_bytes),
+                                 "video": byte_size(state.config.max_video_upload_bytes)})
+
+
+def byte_size(n: int) -> str:
+    """Bytes as people read them in a hint: '20 MiB', '4 GiB', '512 KiB' (binary units, as the settings are)."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
 
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)

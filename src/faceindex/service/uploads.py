@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from PIL import Image
 
 from faceindex.errors import ImageError, ImageTooLargeError
 from faceindex.pipeline.decode import sniff_format
-from faceindex.privacy.uploads import is_store_upload, uploads_root, write_atomic
+from faceindex.privacy.uploads import is_store_upload, staging_root, uploads_root, write_atomic
 from faceindex.service.config import ServiceConfig
 from faceindex.service.errors import UnsupportedMediaError, UploadTooLargeError
 
@@ -77,9 +78,9 @@ def check_upload(data: bytes, filename: str | None, config: ServiceConfig) -> Up
     return Upload(name, data, fmt, width, height)
 
 
-async def read_upload(file: UploadFile, config: ServiceConfig) -> Upload:
-    """Read at most the byte limit (+1 to detect overflow) and check the photo."""
-    data = await file.read(config.max_upload_bytes + 1)
+async def read_upload(file: UploadFile, config: ServiceConfig, head: bytes = b"") -> Upload:
+    """Read at most the byte limit (+1 to detect overflow) and check the photo. `head`: bytes already read."""
+    data = head + await file.read(config.max_upload_bytes + 1 - len(head))
     return check_upload(data, file.filename, config)
 
 
@@ -118,13 +119,33 @@ def sweep_uploads(store: Path, referenced: set[str], keep: set[str]) -> int:
 
     `keep` holds paths of queued or running ingest jobs, not yet in the catalog. Returns files deleted.
     """
+    removed = _sweep_staging(store)
     root = uploads_root(store)
     if not root.is_dir():
-        return 0
-    removed = 0
+        return removed
     for path in root.rglob("*"):
         # Half-written `.tmp` files of a crashed upload go too: saving and sweeping both hold the engine lock.
         if path.is_file() and str(path.resolve()) not in referenced | keep:
             path.unlink(missing_ok=True)
             removed += 1
+    return removed
+
+
+STAGING_STALE_S = 3600.0
+"""A staged video untouched this long (seconds) is a leftover of a crashed upload: one being streamed is written
+every few milliseconds, and one being checked or moved is at most seconds old."""
+
+
+def _sweep_staging(store: Path) -> int:
+    folder = staging_root(store)
+    if not folder.is_dir():
+        return 0
+    removed, cutoff = 0, time.time() - STAGING_STALE_S
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
     return removed
