@@ -5,12 +5,10 @@ photo and see the right person first. Screenshots go to the pytest tmp dir and t
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, LAUNCH_ARGS, served
 from test_service_support import NONFACE, REPO_ROOT_ARTIFACTS, upload_name
 
 from faceindex.config import Settings
@@ -19,9 +17,6 @@ from faceindex.service.app import create_app
 from faceindex.service.keys import KeyStore
 from faceindex.service.schema import ensure_service_schema
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 GALLERY = {"Jennifer_Aniston": ["deepface__img12.jpg", "deepface__img53.jpg"],
            "Angelina_Jolie": ["deepface__img10.jpg", "deepface__img11.jpg"],
            "Elon_Musk": ["deepface__img18.jpg"]}
@@ -34,25 +29,11 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium n
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The real app under uvicorn on a free loopback port, over a fresh store with one admin key."""
-    import uvicorn
-
     engine = Engine(tmp_path_factory.mktemp("browser-store"), Settings(workers=1), actor="test")
     ensure_service_schema(engine)
     _, admin = KeyStore(engine).create("browser-admin", "admin")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", admin
-    server.should_exit = True
-    thread.join(15)
+    with served(create_app(engine)) as url:
+        yield url, admin
     engine.close()
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, LAUNCH_ARGS, served
 from fastapi.testclient import TestClient
 from test_service_support import Service, gallery_service, login, upload_name, uploaded_as
 
@@ -37,9 +36,6 @@ GROUP_PHOTO = "deepface__couple.jpg"
 # (ignored by git), so a test run never rewrites tracked files.
 SCREENSHOTS = Path(os.environ.get("FACEINDEX_SCREENSHOTS")
                    or Path(__file__).resolve().parents[1] / "test-artifacts")
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 
 
 def upload(svc: Service, collection: str, files: list[tuple[str, Path]]) -> dict:
@@ -458,22 +454,8 @@ def test_pages_and_their_forms(svc):
 @pytest.fixture(scope="module")
 def live_url(svc):
     """The module's app served by uvicorn on a free loopback port (the TestClient keeps owning its lifespan)."""
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(svc.client.app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
+    with served(svc.client.app, lifespan="off") as url:
+        yield url
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium")

@@ -3,13 +3,10 @@ playing from that moment through the service's range requests. The screenshot go
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 import video_support as vs
-from test_browser import CHROMIUM, artifacts, browser  # noqa: F401 - the browser fixture is shared
+from browser_support import CHROMIUM, served
+from test_browser import artifacts, browser  # noqa: F401 - the browser fixture is shared
 
 from faceindex.config import Settings
 from faceindex.engine import Engine
@@ -25,8 +22,6 @@ SCREENSHOT = "video-search.png"
 @pytest.fixture(scope="module")
 def video_server(faces_dir, tmp_path_factory):
     """The real app under uvicorn on a loopback port, over a store holding the Hamilton clip and the made video."""
-    import uvicorn
-
     made = vs.videos(faces_dir, tmp_path_factory.getbasetemp() / "videos")
     engine = Engine(tmp_path_factory.mktemp("video-browser-store"), Settings(workers=1), actor="test",
                     pipeline=vs.pipeline())
@@ -34,20 +29,8 @@ def video_server(faces_dir, tmp_path_factory):
                   purpose="browser video test")
     ensure_service_schema(engine)
     _, admin = KeyStore(engine).create("browser-admin", "admin")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}", admin
-    server.should_exit = True
-    thread.join(15)
+    with served(create_app(engine)) as url:
+        yield url, admin
     engine.close()
 
 
