@@ -3,9 +3,9 @@ privacy routes by person. Responses extend the search JSON (schemas.SearchPublic
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from faceindex.service.deps import MAX_INT
 from faceindex.service.schemas import CandidatePublic, OptOutPublic, ProbeFacePublic
@@ -16,6 +16,8 @@ PERSON_REF = "A person's id (a number, or digits) or the exact name an operator 
 def person_ref(value: int | str) -> int | str:
     """A person reference as the people layer takes it: digits become an id, which must fit SQLite's INTEGER
     (a bigger one would be an OverflowError deep in the store, not a clear 422); a name is kept as given."""
+    if isinstance(value, str) and not 1 <= len(value) <= 200:
+        raise ValueError("a person name has 1 to 200 characters")
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, int) and not 0 <= value <= MAX_INT:
@@ -23,19 +25,15 @@ def person_ref(value: int | str) -> int | str:
     return value
 
 
+PersonRef = Annotated[int | str, AfterValidator(person_ref), Field(description=PERSON_REF)]
+
+
 class PersonSearchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    person: int | str = Field(description=PERSON_REF)
+    person: PersonRef
     purpose: str = Field(min_length=1, max_length=500, description="Purpose or case reference (audited).")
     top_k: int | None = Field(None, ge=1, le=100, description="Candidates to return.")
     threshold: float | None = Field(None, ge=-1, le=1, description="Admin only: overrides the calibrated threshold.")
-
-    @field_validator("person")
-    @classmethod
-    def _person(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and not 1 <= len(value) <= 200:
-            raise ValueError("a person name has 1 to 200 characters")
-        return person_ref(value)
 
 
 class FusedCandidatePublic(CandidatePublic):
@@ -77,15 +75,8 @@ class FusedSearchPublic(BaseModel):
 
 class PersonOptOutCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    person: int | str = Field(description=PERSON_REF)
+    person: PersonRef
     reference: str | None = Field(None, max_length=500, description="Request reference (audited).")
-
-    @field_validator("person")
-    @classmethod
-    def _person(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and not 1 <= len(value) <= 200:
-            raise ValueError("a person name has 1 to 200 characters")
-        return person_ref(value)
 
 
 class PersonOptOutPublic(OptOutPublic):
