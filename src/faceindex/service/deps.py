@@ -45,3 +45,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND = {404: {**_ERR, "description": "No such record."}}
 UPLOAD_ERRORS = {413: {**_ERR, "description": "Upload over the byte or pixel limit."},
                  415: {**_ERR, "description": "Not a supported image format (judged by content)."}}
+MEDIA_UPLOAD_ERRORS = {413: {**_ERR, "description": "Upload over the byte or pixel limit (a video: over "
+                                                     "max_video_upload_bytes)."},
+                       415: {**_ERR, "description": "Neither a supported image nor a video format (judged by "
+                                                    "content)."},
+                       422: {**_ERR, "description": "A video that cannot be read (bad_video: truncated, audio only, "
+                                                    "unknown codec), named with its file."}}
+"""The ingest upload route's errors: it takes photos and videos (the probe routes take photos only)."""

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from faceindex.errors import InvalidInputError, NotFoundError, PolicyError
 from faceindex.service.deps import (
     ERRORS,
+    MEDIA_UPLOAD_ERRORS,
     NOT_FOUND,
-    UPLOAD_ERRORS,
     CanIngest,
     CanReadCollections,
     CanWriteCollections,
@@ -67,7 +67,7 @@ def delete_collection(ref: Annotated[str, Path(description=REF)], principal: Can
 
 
 @router.post("/collections/{ref}/uploads", response_model=JobPublic, status_code=202,
-             responses={**NOT_FOUND, **UPLOAD_ERRORS})
+             responses={**NOT_FOUND, **MEDIA_UPLOAD_ERRORS})
 async def upload_photos(ref: Annotated[str, Path(description=REF)], principal: CanIngest, state: StateDep,
                         files: Annotated[list[UploadFile], File(description="Photos and videos to index.")]):
     """Upload photos and videos into a collection; they are indexed by a background job whose progress you poll
