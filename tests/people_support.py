@@ -11,6 +11,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from faceindex.cli import app
 from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.pipeline.analyse import FacePipeline
@@ -74,3 +77,10 @@ def faces_of_folder(engine: Engine, name: str) -> list[int]:
     return [r[0] for r in engine.catalog.conn.execute(
         "SELECT f.id FROM faces f JOIN images i ON i.id = f.image_id WHERE f.embedding IS NOT NULL AND i.uri LIKE ?",
         (f"%/{name}/%",))]
+
+
+def cli(*args: object, code: int = 0) -> str:
+    """`faceindex ARGS` in-process; asserts the exit code and returns the output."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output

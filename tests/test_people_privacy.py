@@ -11,25 +11,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from people_support import faces_of_folder, folder, fresh_copy, open_engine, person_of_folder, photos_of
+from people_support import (
+    cli,
+    faces_of_folder,
+    folder,
+    fresh_copy,
+    open_engine,
+    person_of_folder,
+    photos_of,
+)
 from privacy_support import scan_store
-from typer.testing import CliRunner
 
-from faceindex.cli import app
 from faceindex.errors import InvalidInputError, NoFaceError, NotFoundError, PolicyError
-
-runner = CliRunner()
 
 
 @pytest.fixture()
 def store(faces_dir, tmp_path_factory, tmp_path) -> Path:
     return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
-
-
-def cli(*args: object, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def found_folders(engine, photo: Path) -> set[str]:

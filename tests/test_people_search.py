@@ -11,26 +11,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from people_support import PEOPLE, faces_of_folder, folder, fresh_copy, open_engine, person_of_folder, photos_of
-from typer.testing import CliRunner
+from people_support import (
+    PEOPLE,
+    cli,
+    faces_of_folder,
+    folder,
+    fresh_copy,
+    open_engine,
+    person_of_folder,
+    photos_of,
+)
 
-from faceindex.cli import app
 from faceindex.errors import EmptyStoreError, InvalidInputError, NoFaceError, NotFoundError, PolicyError
 from faceindex.fusion import FusionCalibration, fuse
 from faceindex.matching import FusedResult, fusion_policy, load_fusion_calibration
-
-runner = CliRunner()
 
 
 @pytest.fixture()
 def store(faces_dir, tmp_path_factory, tmp_path) -> Path:
     return fresh_copy(faces_dir, tmp_path_factory, tmp_path)
-
-
-def cli(*args: object, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def test_search_by_person_finds_each_persons_unseen_photo_and_nobody_else(store: Path):
