@@ -26,6 +26,26 @@ from faceindex.service.errors import PhotoChangedError
 from faceindex.store.uris import uri_to_path
 
 
+def open_unswapped(uri: str, what: str) -> int:
+    """A read-only descriptor of the catalogued file at `uri` (the caller closes it), if it is still the file the
+    catalogue recorded a path for: the path resolves to itself (no symlink on it), the last component is opened
+    without following links, and it is a regular file. NotFoundError when it is gone, PhotoChangedError otherwise;
+    `what` ("photo", "video") names it in the message. The content check (sha256) is the caller's."""
+    path = uri_to_path(uri)  # a name that is not UTF-8 is stored as fsbytes:…
+    try:
+        if os.path.realpath(path) != str(path):
+            raise PhotoChangedError(f"the {what}'s path now leads elsewhere (a symlink); not shown")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"the {what} file is no longer on disk") from exc
+    except OSError as exc:  # ELOOP: the file itself was replaced by a symlink
+        raise PhotoChangedError(f"the {what} file was replaced since it was indexed; not shown") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PhotoChangedError(f"the {what} path is no longer a regular file; not shown")
+    return fd
+
+
 def catalogued_bytes(uri: str, sha256: str | None, max_bytes: int) -> bytes:
     """The bytes of a catalogued photo, only if the file is still the one indexed; else 404 or 410.
 
@@ -35,18 +55,7 @@ def catalogued_bytes(uri: str, sha256: str | None, max_bytes: int) -> bytes:
     bytes read must hash to the sha256 recorded at ingest. Reading once and decoding those same bytes
     leaves no window between the check and the use.
     """
-    path = uri_to_path(uri)  # a name that is not UTF-8 is stored as fsbytes:…
-    try:
-        if os.path.realpath(path) != str(path):
-            raise PhotoChangedError("the photo's path now leads elsewhere (a symlink); not shown")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
-        raise NotFoundError("the photo file is no longer on disk") from exc
-    except OSError as exc:  # ELOOP: the file itself was replaced by a symlink
-        raise PhotoChangedError("the photo file was replaced since it was indexed; not shown") from exc
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise PhotoChangedError("the photo path is no longer a regular file; not shown")
+    with os.fdopen(open_unswapped(uri, "photo"), "rb") as handle:
         data = handle.read(max_bytes + 1)
     if sha256 is None or hashlib.sha256(data).hexdigest() != sha256:
         raise PhotoChangedError("the photo file changed since it was indexed; not shown (re-ingest it)")

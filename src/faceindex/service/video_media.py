@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from faceindex.errors import InvalidInputError, NotFoundError
+from faceindex.errors import InvalidInputError
 from faceindex.service.errors import PhotoChangedError
-from faceindex.store.uris import uri_to_path
+from faceindex.service.media import open_unswapped
 
 CHUNK = 256 * 1024
 MAX_RANGE = 8 * 2**20
@@ -55,19 +54,9 @@ class OpenVideo:
 
 def open_catalogued(uri: str, sha256: str | None) -> OpenVideo:
     """An open file descriptor of the catalogued video (the caller closes it), or 404/410 as for photos."""
-    path = uri_to_path(uri)
-    try:
-        if os.path.realpath(path) != str(path):
-            raise PhotoChangedError("the video's path now leads elsewhere (a symlink); not shown")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
-        raise NotFoundError("the video file is no longer on disk") from exc
-    except OSError as exc:
-        raise PhotoChangedError("the video file was replaced since it was indexed; not shown") from exc
+    fd = open_unswapped(uri, "video")
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise PhotoChangedError("the video path is no longer a regular file; not shown")
         key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
         with _verified_lock:
             known = _verified.get(uri) == key
