@@ -142,20 +142,16 @@ class Connections(WriterScope):
             # immutable file is exact.
             return self._connect(base + "&immutable=1", uri=True)
 
-    def _check_schema(self) -> None:
-        """Once per process: migrations a reader needs. Applied when the store is writable, else StoreError."""
-        with self._guard:
-            if self._checked:
-                return
-            missing = self.pending_now()
-        if missing:
-            if not self.writable:
-                raise StoreError(f"the store at {self.path.parent} was written by an older faceindex and is "
-                                 f"read-only here; open it once with write access to upgrade it "
-                                 f"({len(missing)} schema steps missing)")
-            log.info("upgrading the store schema at %s: %s", self.path.parent, ", ".join(missing))
-            self.open_for_writing()
-        self._checked = True
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: its directory."""
+        return str(self.path.parent)
+
+    def _refuse_upgrade(self, missing: list[str]) -> None:
+        if not self.writable:
+            raise StoreError(f"the store at {self.path.parent} was written by an older faceindex and is "
+                             f"read-only here; open it once with write access to upgrade it "
+                             f"({len(missing)} schema steps missing)")
 
     def schema_changed(self) -> None:
         """More migrations were registered: the next reader opened checks the schema again."""

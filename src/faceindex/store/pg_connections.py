@@ -192,16 +192,6 @@ class PgConnections(WriterScope):
             self._all.append(conn)
         return conn
 
-    def _check_schema(self) -> None:
-        with self._guard:
-            if self._checked:
-                return
-            missing = self.pending_now()
-        if missing:
-            log.info("upgrading the store schema at %s: %s", self.location, ", ".join(missing))
-            self.open_for_writing()
-        self._checked = True
-
     def schema_changed(self) -> None:
         self._checked = False
         self._shape = None

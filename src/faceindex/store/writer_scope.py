@@ -1,10 +1,14 @@
-"""What both catalog connection layers share: one writer used only under the store's write lock, nested transactions."""
+"""What both catalog connection layers share: one writer under the store's write lock, nested transactions, the
+schema check a reader makes once."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class WriterScope:
@@ -22,6 +26,24 @@ class WriterScope:
 
     def open_for_writing(self) -> None:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
+
+    def pending_now(self) -> list[str]:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _refuse_upgrade(self, missing: list[str]) -> None:
+        """Raise when this store cannot apply the `missing` migrations a read needs (a read-only copy)."""
+
+    def _check_schema(self) -> None:
+        """Once per process: migrations a reader needs, applied through the writer (or refused, see above)."""
+        with self._guard:
+            if self._checked:
+                return
+            missing = self.pending_now()
+        if missing:
+            self._refuse_upgrade(missing)
+            log.info("upgrading the store schema at %s: %s", self.location, ", ".join(missing))
+            self.open_for_writing()
+        self._checked = True
 
     def _rollback(self) -> None:
         self._writer.execute("ROLLBACK")
