@@ -90,8 +90,15 @@ def say(*parts: str | tuple[str, str], err: bool = False) -> None:
 
 
 def table(*headers: str, title: str | None = None) -> Table:
-    """A rich table; fill it with `add_row` so that cells print literally."""
-    return Table(*headers, title=None if title is None else Text(title))
+    """A rich table; fill it with `add_row` so that cells print literally.
+
+    Every column folds a long cell onto more lines instead of cutting it with "…": a path, name or reason
+    that is cut short cannot be checked or copied, and terminals (and CI logs) are often only 80 wide.
+    """
+    tbl = Table(title=None if title is None else Text(title))
+    for header in headers:
+        tbl.add_column(header, overflow="fold")
+    return tbl
 
 
 def add_row(tbl: Table, *cells: object) -> None:

@@ -162,9 +162,7 @@ def _print_plan(summary: dict) -> None:
         say(f"person {summary['person_id']}: {summary['faces']} face(s) in {photos} photo(s) (byte-identical "
             "copies included); score = cosine to the person's mean faceprint")
     if summary["matches"]:
-        tbl = table("face", "score", "collection")
-        tbl.add_column("path", overflow="fold")  # the photo is what the officer checks: never cut short
-        tbl.add_column("flag")
+        tbl = table("face", "score", "collection", "path", "flag")  # table() folds: a path is never cut short
         for m in summary["matches"]:
             flags = (["same photo as another match"] if m["same_photo_as"] else []) + (
                 [f"found via face {m['via']}"] if m.get("via") else []) + (
@@ -177,10 +175,11 @@ def _print_plan(summary: dict) -> None:
         # Erasure matches at a stricter threshold than search (a wrong match would erase someone else's face):
         # what search would still find must be shown, never left out silently.
         fmr = summary.get("search_threshold_fmr")
+        erasure_rule = (f"erasure's is {summary['threshold']}" if summary.get("threshold") is not None
+                        else "erasure takes the person's grouped faces, not a search")
         say((f"NOT in this erasure: {len(left)} more face(s) an ordinary search finds", "yellow"),
             f" (search threshold {summary.get('search_threshold')}" + (f", FMR {fmr:.1e}" if fmr else "") +
-            f"; erasure's is {summary.get('threshold')}). Look at them, and add the right ones with "
-            "--include-face ID:")
+            f"; {erasure_rule}). Look at them, and add the right ones with --include-face ID:")
         tbl = table("face", "score", "FMR", "collection", "path")
         for m in left:
             add_row(tbl, m["face_id"], f"{m['score']:.3f}", "-" if m.get("fmr") is None else f"{m['fmr']:.1e}",

@@ -57,8 +57,7 @@ def _print_result(result: ProbeResult, face: int | None) -> None:
         say(f"  face {number} at {item['box']}: {item['note']} (threshold {item['threshold']}{fmr})")
         if item["candidates"]:
             videos = any("video" in cand for cand in item["candidates"])  # a time column only when needed
-            tbl = table("score", "FMR", "box", "collection", "subject", "flag", *(["time"] if videos else []))
-            tbl.add_column("path", overflow="fold")  # a provenance path is never cut short
+            tbl = table("score", "FMR", "box", "collection", "subject", "flag", *(["time"] if videos else []), "path")
             for cand in item["candidates"]:
                 flag = "same photo as another candidate" if cand["same_photo_as"] else ""
                 when = [f"{cand['video']['start']}-{cand['video']['end']}" if "video" in cand else ""] if videos else []
@@ -86,8 +85,7 @@ def _print_fused(result: FusedResult) -> None:
         (f", {expected:.2g} expected false candidates" if expected is not None else "") +
         f"; {fused['calibration']})")
     if item["candidates"]:
-        tbl = table("score", "FMR", "best single", "person", "box", "collection", "subject", "flag")
-        tbl.add_column("path", overflow="fold")
+        tbl = table("score", "FMR", "best single", "person", "box", "collection", "subject", "flag", "path")
         for cand in item["candidates"]:
             person = "" if cand["person"] is None else str(cand["person"]) + (
                 f" ({cand['person_name']})" if cand["person_name"] else "")
