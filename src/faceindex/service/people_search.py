@@ -3,12 +3,32 @@ and the web page share. The engine does the search and audits it; this adds the 
 
 from __future__ import annotations
 
-from faceindex.errors import ForbiddenError
+from faceindex.errors import ForbiddenError, InvalidInputError
 from faceindex.matching import FusedResult
 from faceindex.service.principal import Principal
+from faceindex.service.search_views import candidate_rows
 from faceindex.service.state import ServiceState
-from faceindex.service.uploads import Upload, display_name
-from faceindex.store import reads
+from faceindex.service.uploads import Upload
+
+MAX_PHOTOS = 12
+"""Photos one same-person search may fuse (REST and web page): each is decoded and analysed in the request (~1 s
+on 2 cores), and the fused calibration's buckets are measured up to about a dozen probes."""
+
+
+def check_photo_count(n: int) -> None:
+    """The rule both the REST route and the web page apply before reading any photo."""
+    if not 1 <= n <= MAX_PHOTOS:
+        raise InvalidInputError(f"send 1 to {MAX_PHOTOS} photos of the person (got {n})")
+
+
+def probe_names(uploads: list[Upload]) -> list[str]:
+    """`upload:<name>` for each photo, in order; a name sent twice gets ` (2)`, ` (3)`… so that each skipped or
+    used photo of the result names exactly one upload (two files called `photo.jpg` are common)."""
+    names, seen = [], {}
+    for u in uploads:
+        seen[u.name] = seen.get(u.name, 0) + 1
+        names.append(f"upload:{u.name}" + (f" ({seen[u.name]})" if seen[u.name] > 1 else ""))
+    return names
 
 
 def _check_threshold(principal: Principal, threshold: float | None) -> None:
@@ -38,17 +58,15 @@ def search_same_person(state: ServiceState, principal: Principal, uploads: list[
                        face: int | None = None) -> FusedResult:
     """Search with several uploaded photos of one person fused into one probe (blocking). One decode slot is
     held for all of them: the photos are analysed one after another, so one request never takes more."""
+    check_photo_count(len(uploads))
     _check_threshold(principal, threshold)
     with state.decodes, state.gate.read(principal) as engine:
         result = engine.search_same_person([u.data for u in uploads], purpose, top_k=top_k, threshold=threshold,
-                                           face=face, probe_names=[f"upload:{u.name}" for u in uploads])
+                                           face=face, probe_names=probe_names(uploads))
     return _grant(state, principal, result)
 
 
 def candidate_view(engine, result: FusedResult) -> list[dict]:
     """The fused probe as the search page lists a probe face: its candidates with each photo's size (to draw the
-    box) and file name."""
-    candidates = result.face.candidates
-    sizes = reads.image_sizes(engine.catalog, [c.image_id for c in candidates])
-    return [{"face": result.face, "candidates": [{**c.__dict__, "name": display_name(c.path),
-                                                  "size": sizes.get(c.image_id, (1, 1))} for c in candidates]}]
+    box), file name and video hit."""
+    return [{"face": result.face, "candidates": candidate_rows(engine, result.face.candidates)}]

@@ -11,7 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from faceindex.errors import InvalidInputError
 from faceindex.service import people_search
 from faceindex.service.deps import ERRORS, NOT_FOUND, UPLOAD_ERRORS, CanSearch, StateDep
 from faceindex.service.schemas_people_search import FusedSearchPublic, PersonSearchCreate
@@ -19,9 +18,7 @@ from faceindex.service.uploads import read_upload
 from faceindex.service.video_media import with_video_urls
 
 router = APIRouter(prefix="/api/v1/search", tags=["search"], responses={**ERRORS, **NOT_FOUND})
-MAX_PHOTOS = 12
-"""Photos one same-person search may fuse: each is decoded and analysed in the request (~1 s on 2 cores), and
-the fused calibration's buckets are measured up to about a dozen probes."""
+MAX_PHOTOS = people_search.MAX_PHOTOS
 EMPTY = {409: {**ERRORS[422], "description": "The store holds no faces: nothing was searched (never 'no match')."}}
 
 
@@ -50,8 +47,7 @@ async def search_same_person(
     Photos without a usable face are listed in `fused.skipped` and the others are fused; two photos that score
     below the 1:1 threshold against each other are named in `fused.warnings` (they may not show one person).
     """
-    if not 1 <= len(photos) <= MAX_PHOTOS:
-        raise InvalidInputError(f"send 1 to {MAX_PHOTOS} photos of the person (got {len(photos)})")
+    people_search.check_photo_count(len(photos))  # before reading any: 13 photos of 20 MiB are refused unread
     uploads = [await read_upload(photo, state.config) for photo in photos]
     result = await run_in_threadpool(people_search.search_same_person, state, principal, uploads, purpose,
                                      top_k=top_k, threshold=threshold, face=face)

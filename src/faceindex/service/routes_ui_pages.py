@@ -7,21 +7,19 @@ The search page posts a plain form instead, so it also works without JavaScript.
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from faceindex.errors import FaceIndexError
-from faceindex.matching import ProbeResult
+from faceindex.service import people_search
 from faceindex.service.auth import Principal, Require
 from faceindex.service.deps import MAX_INT, IdPath, Offset, OptionalId, StateDep
 from faceindex.service.keys import ROLES, KeyStore
-from faceindex.service.media import thumbnail
+from faceindex.service.search_views import candidate_rows, fused_photos_view, probe_view
 from faceindex.service.shared import (
     audit_view,
     check_view,
@@ -32,43 +30,16 @@ from faceindex.service.shared import (
     run_search,
 )
 from faceindex.service.state import ServiceState
-from faceindex.service.uploads import Upload, display_name, read_upload
-from faceindex.service.video_media import public_video
+from faceindex.service.uploads import display_name, read_upload
 from faceindex.store import reads
 from faceindex.store.migrations import LEGAL_BASES
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 48
-PROBE_SIDE = 720
-"""Longest side (px) of the probe shown back on the results page with its numbered face boxes."""
 
 
 def page(permission: str):
     return Annotated[Principal, Depends(Require(permission))]
-
-
-def _candidate_view(engine, result: ProbeResult) -> list[dict]:
-    """Faces of a search result with, per candidate, the photo's size (to draw its box) and file name."""
-    sizes = reads.image_sizes(engine.catalog, [c.image_id for f in result.faces or [] for c in f.candidates])
-    return [{"face": face, "candidates": [{**c.__dict__, "name": display_name(c.path),
-                                           "size": sizes.get(c.image_id, (1, 1)),
-                                           "video": c.video and public_video(c.image_id, c.video)}
-                                          for c in face.candidates]}
-            for face in result.faces or []]
-
-
-def _probe_view(state: ServiceState, upload: Upload, settings) -> dict:
-    """The probe as a small inline JPEG with the size of the upright photo, so the page can draw each face's
-    box with its number (1, 2, …: the numbers the results and the CLI use). Nothing is stored."""
-    with state.decodes:
-        data = thumbnail(upload.data, settings, PROBE_SIDE)
-    with Image.open(io.BytesIO(data)) as small:
-        tw, th = small.size
-    width, height = upload.width, upload.height
-    if (tw > th) != (width > height) and tw != th:  # EXIF rotation: boxes are in upright coordinates
-        width, height = height, width
-    return {"src": "data:image/jpeg;base64," + base64.b64encode(data).decode(), "width": width, "height": height,
-            "label": max(14, max(width, height) // 28)}
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -89,12 +60,59 @@ async def search_submit(request: Request, principal: page("search"), state: Stat
 
     def view():
         with state.gate.read(principal) as engine:
-            faces, settings = _candidate_view(engine, result), engine.settings
-        return faces, _probe_view(state, upload, settings)
+            faces = [{"face": face, "candidates": candidate_rows(engine, face.candidates)}
+                     for face in result.faces or []]
+            settings = engine.settings
+        return faces, probe_view(state, upload, settings)
 
     faces, probe = await run_in_threadpool(view)
     return render(request, "search.html", principal, result=result, faces=faces, probe=probe, purpose=purpose,
                   error=None)
+
+
+def _same_person(request: Request, principal: Principal, state: ServiceState, status_code: int = 200,
+                 **context) -> HTMLResponse:
+    """The same-person search page: its form, and the result or the error when there is one."""
+    defaults = {"result": None, "purpose": "", "face": None, "error": None}
+    return render(request, "search_same_person.html", principal, status_code=status_code, **{**defaults, **context},
+                  max_photos=people_search.MAX_PHOTOS, upload_limit=byte_size(state.config.max_upload_bytes))
+
+
+@router.get("/search/same-person", response_class=HTMLResponse)
+def same_person_page(request: Request, principal: page("search"), state: StateDep):
+    """Search with several photos of one person: their faces fused into one probe (as REST's same-person)."""
+    return _same_person(request, principal, state)
+
+
+@router.post("/search/same-person", response_class=HTMLResponse)
+async def same_person_submit(request: Request, principal: page("search"), state: StateDep,
+                             purpose: Annotated[str, Form(max_length=500)] = "",
+                             top_k: Annotated[int | None, Form(ge=1, le=100)] = None,
+                             face: Annotated[int | None, Form(ge=1, le=1000)] = None):
+    """The REST route's rules (people_search): 1 to MAX_PHOTOS photos, counted before any is read; a file that is
+    not an image stops the search, naming it; photos without a usable face are skipped and listed. `face` is
+    numbered from 1, as on the search page and in the CLI (the REST field counts from 0)."""
+    # Read from the form itself: a form sent with no file chosen carries one empty part without a file name, which
+    # the framework would refuse as "not a file" on a generic page; it is "no photo", said on this page.
+    parts = (await request.form()).getlist("photos")
+    chosen = [p for p in parts if isinstance(p, StarletteUpload) and (p.filename or p.size)]
+    context = {"purpose": purpose, "face": face}
+    try:
+        people_search.check_photo_count(len(chosen))
+        uploads = [await read_upload(p, state.config) for p in chosen]
+        names = people_search.probe_names(uploads)
+        result = await run_in_threadpool(people_search.search_same_person, state, principal, uploads, purpose,
+                                         top_k=top_k, face=None if face is None else face - 1)
+    except FaceIndexError as exc:
+        return _same_person(request, principal, state, exc.http_status, error=exc.message, **context)
+
+    def view():
+        with state.gate.read(principal) as engine:
+            faces, settings = people_search.candidate_view(engine, result), engine.settings
+        return faces, fused_photos_view(state, uploads, names, result, settings)
+
+    faces, shown = await run_in_threadpool(view)
+    return _same_person(request, principal, state, result=result, faces=faces, fused=result, photos=shown, **context)
 
 
 @router.get("/collections", response_class=HTMLResponse)

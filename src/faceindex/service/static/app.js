@@ -176,17 +176,37 @@ function pollJobs() {
   });
 }
 
-/** The drop zone of the search page: drag a photo in, or pick one, and see a local preview (never uploaded until Search). */
+/** The drop zone of the search pages: drag photos in, or pick them, and see local previews (never uploaded until
+ * Search). With `multiple` (several photos of one person) every photo is previewed and more than data-max is named
+ * at once; the server refuses them too. */
 function setupDropzone() {
   const zone = document.getElementById("dropzone");
   if (!zone) return;
   const input = zone.querySelector("input[type=file]");
   const preview = document.getElementById("preview");
+  const previews = document.getElementById("previews");
+  const error = input.form && input.form.querySelector("[data-error]");
   const show = () => {
     if (!input.files.length) return;
-    preview.src = URL.createObjectURL(input.files[0]);
-    preview.hidden = false;
     zone.classList.add("has-file");
+    if (!input.multiple) {
+      preview.src = URL.createObjectURL(input.files[0]);
+      preview.hidden = false;
+      return;
+    }
+    previews.replaceChildren(...Array.from(input.files).map((file) => {
+      const img = document.createElement("img");
+      img.src = URL.createObjectURL(file);
+      img.alt = file.name;
+      img.title = file.name;
+      return img;
+    }));
+    previews.hidden = false;
+    const max = Number(input.dataset.max);
+    if (error) {
+      error.textContent = max && input.files.length > max
+        ? input.files.length + " photos chosen: at most " + max + " can be searched together." : "";
+    }
   };
   input.addEventListener("change", show);
   ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
