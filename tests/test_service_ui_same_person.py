@@ -20,6 +20,9 @@ from fastapi.testclient import TestClient
 from test_service_people import cluster
 from test_service_support import NONFACE, gallery_service, login, start_service
 
+from faceindex.service.people_search import probe_names
+from faceindex.service.uploads import Upload
+
 SCREENSHOTS = Path(os.environ.get("FACEINDEX_SCREENSHOTS")
                    or Path(__file__).resolve().parents[1] / "test-artifacts")
 JOLIE = ["deepface__img2.jpg", "deepface__img5.jpg"]
@@ -106,6 +109,17 @@ def test_no_match_is_said_only_after_a_search(svc, faces_dir):
     assert "The store was searched" in result.text and not candidate_files(result.text)
 
 
+def test_photos_of_two_people_are_flagged(svc, faces_dir):
+    web, csrf = web_client(svc, "searcher")
+    files = [photo(faces_dir, f"people/Angelina_Jolie/{JOLIE[0]}"),
+             photo(faces_dir, f"people/Mark_Zuckerberg/{ZUCKERBERG[0]}")]
+    result = web.post("/search/same-person", data={"purpose": "case 12-two", "csrf_token": csrf}, files=files)
+    assert result.status_code == 200, result.text
+    warning = re.search(r'class="notice fused-warning" role="alert">Warning: ([^<]*)<', result.text)
+    assert warning and f"{JOLIE[0]} and {ZUCKERBERG[0]} score" in warning.group(1), result.text
+    assert "they may not show one person" in warning.group(1)
+
+
 def test_a_group_photo_shows_which_face_was_used(svc, faces_dir):
     """The REST rule: each photo's prominent face, or face N of every photo. Two files of one name stay apart."""
     web, csrf = web_client(svc, "searcher")
@@ -175,6 +189,12 @@ def test_an_empty_store_is_an_error_never_no_match(tmp_path, faces_dir):
         empty.close()
 
 
+def test_two_uploads_of_one_name_are_told_apart():
+    """The result names each photo used or skipped: two files called photo.jpg must not read as one."""
+    uploads = [Upload(name, b"", "JPEG", 1, 1) for name in ("photo.jpg", "a.jpg", "photo.jpg", "photo.jpg")]
+    assert probe_names(uploads) == ["upload:photo.jpg", "upload:a.jpg", "upload:photo.jpg (2)", "upload:photo.jpg (3)"]
+
+
 @pytest.fixture(scope="module")
 def live_url(svc):
     """The module's app served by uvicorn on a free loopback port (the TestClient keeps owning its lifespan)."""
@@ -197,9 +217,12 @@ def test_same_person_page_in_chromium(svc, live_url, faces_dir):
         page.wait_for_url(f"{live_url}/search")
         page.click("#tab-same-person")
         page.wait_for_url(f"{live_url}/search/same-person")
+        page.set_input_files("#photos", [str(faces_dir / NONFACE)] * 13)
+        assert "13 photos chosen: at most 12" in page.inner_text("#photos-error")  # said before sending them
         page.set_input_files("#photos", [str(faces_dir / "people/Angelina_Jolie" / n) for n in JOLIE]
                              + [str(faces_dir / NONFACE)])
         assert page.locator("#previews img").count() == 3  # previewed locally before anything is sent
+        assert page.inner_text("#photos-error") == ""
         page.fill("input[name=purpose]", "case 12-browser")
         page.click("#same-person-form button[type=submit]")
         page.wait_for_selector("#results")
