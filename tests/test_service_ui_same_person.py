@@ -130,9 +130,12 @@ def test_a_group_photo_shows_which_face_was_used(svc, faces_dir):
                      prominent.text, re.S)
     assert used and used.group(1) == used.group(2), prominent.text
     assert 'data-photo="photo.jpg (2)" data-face="1"' in prominent.text and "its face used" in prominent.text
-    second = web.post("/search/same-person", data={"purpose": "case 12-group", "csrf_token": csrf, "face": "2"},
+    second = web.post("/search/same-person", data={"purpose": "case 12-group", "csrf_token": csrf, "face": "2",
+                                                    "top_k": "3"},
                       files=files)  # numbered from 1 as on the search page: face 2 is the smaller face
     assert second.status_code == 200, second.text
+    assert 'name="face" min="1" max="1000" placeholder="the prominent face" value="2"' in second.text
+    assert 'placeholder="default" value="3"' in second.text  # the form keeps what was typed
     assert 'data-photo="photo.jpg" data-face="2"' in second.text and "face 2 of 2 used" in second.text
     assert re.search(r'data-photo="photo.jpg \(2\)">.*?skipped: no face 2 \(the photo has 1\)', second.text, re.S)
 

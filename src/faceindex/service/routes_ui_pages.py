@@ -73,7 +73,7 @@ async def search_submit(request: Request, principal: page("search"), state: Stat
 def _same_person(request: Request, principal: Principal, state: ServiceState, status_code: int = 200,
                  **context) -> HTMLResponse:
     """The same-person search page: its form, and the result or the error when there is one."""
-    defaults = {"result": None, "purpose": "", "face": None, "error": None}
+    defaults = {"result": None, "purpose": "", "top_k": None, "face": None, "error": None}
     return render(request, "search_same_person.html", principal, status_code=status_code, **{**defaults, **context},
                   max_photos=people_search.MAX_PHOTOS, upload_limit=byte_size(state.config.max_upload_bytes))
 
@@ -96,7 +96,7 @@ async def same_person_submit(request: Request, principal: page("search"), state:
     # the framework would refuse as "not a file" on a generic page; it is "no photo", said on this page.
     parts = (await request.form()).getlist("photos")
     chosen = [p for p in parts if isinstance(p, StarletteUpload) and (p.filename or p.size)]
-    context = {"purpose": purpose, "face": face}
+    context = {"purpose": purpose, "top_k": top_k, "face": face}  # what was typed stays in the form
     try:
         people_search.check_photo_count(len(chosen))
         uploads = [await read_upload(p, state.config) for p in chosen]
