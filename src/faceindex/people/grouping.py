@@ -17,6 +17,9 @@ How it works (`agglomerate`):
    show the same person twice), a cannot-link (a face an operator rejected from a person), or two
    fixed groups (existing people: operator decisions and earlier groupings are never undone here).
 4. A second pass over the edges catches pairs whose average rose through later merges.
+5. `group` then lets a face left alone join the group whose *mean faceprint* it matches, at the fused-score
+   threshold for that group's size and with a margin over the next group (people/refine.py): a person's
+   outlier photos reach their mean well before they reach the average-link bar.
 
 Incremental use is the same call: existing people are `fixed` starting groups, new faces are free
 (-1); new faces join people or each other, and fixed groups never merge with each other.
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from faceindex.people.knn import EXACT_BELOW, Search, knn_edges, undirected
+from faceindex.people.refine import join_to_means
 
 __all__ = ["EXACT_BELOW", "GroupingParams", "STORE_SEARCH_MAX", "agglomerate", "confidence", "group",
            "knn_edges", "undirected"]
@@ -52,6 +56,10 @@ class GroupingParams:
       reach this instead (None = ``link_threshold``): the precision knob for strangers seen once.
     - ``min_size``: a group with fewer faces forms no new person (its faces stay unassigned, grouped
       again on the next run): a stranger seen once in a crowd is not a "person" to review.
+    - ``join_thresholds``: after agglomeration, the cosine a face left alone needs to its group's mean
+      faceprint to join it, by group size (index 0 for 2 faces, the last for that many or more; see
+      people/refine.py); empty = no such step (a model without a fused-score calibration).
+    - ``join_margin``: how much that face's best group must beat its second (cosine units).
     """
 
     edge_threshold: float = 0.92
@@ -59,10 +67,13 @@ class GroupingParams:
     k: int = 20
     min_size: int = 2
     single_threshold: float | None = None
+    join_thresholds: tuple[float, ...] = ()
+    join_margin: float = 0.01
 
     @classmethod
     def from_calibration(cls, calibration, *, edge_fmr: float = 3e-3, link_fmr: float = 1e-4,
-                         single_fmr: float = 5e-5, k: int = 20, min_size: int = 2) -> GroupingParams:
+                         single_fmr: float = 5e-5, k: int = 20, min_size: int = 2, fusion="auto",
+                         join_fmr: float = 1e-4, join_margin: float = 0.01) -> GroupingParams:
         """Thresholds at the given false-match rates of the model's calibration (per face pair).
 
         Defaults, for dlib-resnet-v1: edges at FMR 3e-3 (cosine ≈ 0.918), links between groups at FMR
@@ -70,9 +81,33 @@ class GroupingParams:
         stricter bar than a group because its one score against a whole gallery has many chances to be a
         lucky impostor, while a group's average over many pairs is steady. Chosen on LFW DevTrain, the
         data the calibration was measured on (BENCHMARKS.md has the sweep): measured, not held out.
+
+        Join step (people/refine.py): `fusion` is the model's fused-score calibration ("auto": the one shipped
+        for `calibration.model_id`, None: no join step); a face joins a group of n at the fused threshold for
+        n probes at `join_fmr`, 1e-4 (≈ 0.948 for 2 faces to ≈ 0.955 for 16+), with `join_margin` 0.01 over
+        its next group. FMR and margin chosen on one half of LFW DevTrain's identities, reported on the other.
         """
+        if isinstance(fusion, str) and fusion == "auto":
+            from faceindex.matching import load_fusion_calibration
+
+            model_id = getattr(calibration, "model_id", None)
+            fusion = load_fusion_calibration(model_id) if model_id else None
+        joins: tuple[float, ...] = ()
+        if fusion is not None:
+            # Sizes 2..top+1; the last entry (the top bucket shifted by its drift) serves every larger group.
+            top = max(fusion.buckets) + 1
+            joins = tuple(_fused_threshold(fusion, m, join_fmr) for m in range(2, top + 1))
+            # Never lower for a bigger group: strangers score higher against a mean of more faces, and the
+            # measured buckets are noisy by ~0.002 (bucket 16 came out below 12 for dlib).
+            joins = tuple(float(t) for t in np.maximum.accumulate(joins))
         return cls(float(calibration.threshold_for_fmr(edge_fmr)), float(calibration.threshold_for_fmr(link_fmr)),
-                   k, min_size, float(calibration.threshold_for_fmr(single_fmr)))
+                   k, min_size, float(calibration.threshold_for_fmr(single_fmr)), joins, join_margin)
+
+
+def _fused_threshold(fusion, m: int, fmr: float) -> float:
+    """The fused score strangers reach against m probes at `fmr` (smallest bucket >= m, else the top + drift)."""
+    _, calibration, shift = fusion.for_probes(m)
+    return float(calibration.threshold_for_fmr(fmr)) + float(shift)
 
 
 def agglomerate(x: np.ndarray, edges: tuple[np.ndarray, np.ndarray, np.ndarray], params: GroupingParams, *,
@@ -211,7 +246,7 @@ def _labels(find, start: np.ndarray, involved: np.ndarray, size: dict[int, int],
 def group(x: np.ndarray, params: GroupingParams, *, photo: np.ndarray | None = None,
           start: np.ndarray | None = None, cannot_join: Sequence[tuple[int, int]] = (),
           new_rows: np.ndarray | None = None, search: Search | None = None) -> np.ndarray:
-    """k-NN graph + agglomeration in one call; see `agglomerate` for the arguments.
+    """k-NN graph + agglomeration + the join step (`params.join_thresholds`) in one call; see `agglomerate`.
 
     `new_rows`: only these rows look for neighbours (incremental: the faces not yet in a group);
     default every row. `search`: neighbours in row space from an index that already holds `x` (the
@@ -221,7 +256,9 @@ def group(x: np.ndarray, params: GroupingParams, *, photo: np.ndarray | None = N
     n_queries = len(x) if new_rows is None else len(new_rows)
     use = search if search is not None and n_queries <= STORE_SEARCH_MAX else None
     edges = knn_edges(x, params.k, queries=new_rows, min_sim=params.edge_threshold, search=use)
-    return agglomerate(x, edges, params, photo=photo, start=start, cannot_join=cannot_join)
+    labels = agglomerate(x, edges, params, photo=photo, start=start, cannot_join=cannot_join)
+    return join_to_means(x, labels, edges, params.join_thresholds, params.join_margin, photo=photo, start=start,
+                         cannot_join=cannot_join)
 
 
 def confidence(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
