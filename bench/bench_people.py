@@ -2,11 +2,13 @@
 
 Usage:
     python bench/bench_people.py quality [--sets people lfw] [--narrow]      # faceprints cached by bench/people_data.py
+    python bench/bench_people.py halves        # join-step parameters: tuned on half A, reported on half B
     (scale: bench/bench_people_scale.py)
 
 quality: on each labelled set (one faceprint per photo, identity = folder), pairwise and BCubed precision,
 recall and F of
-- faceindex (people.grouping at its default thresholds, from the model's calibration; not tuned here),
+- faceindex (people.grouping at its default thresholds, from the model's calibration and, for the join step,
+  the fused-score calibration of the faceprints' model; not tuned here), and without the join step (as before),
 - dlib `chinese_whispers_clustering` at the face_recognition docs' distance 0.6 (Euclidean on dlib's raw
   descriptors; our faceprints are L2-normalised, so the distance is scaled by 1/mean raw norm, measured here),
 - Immich-style incremental DBSCAN (each face in turn: it joins the person of its nearest neighbour within the
@@ -17,14 +19,19 @@ recall and F of
   same Euclidean criterion as face_recognition (cosine 1 - d²/2 at d = 0.6/norm), min faces 3 kept,
 - and each baseline again at the threshold that maximises its BCubed F on this very data (tuned on the test
   set: an upper bound for it), and at the best threshold keeping pairwise precision >= 0.99.
+halves: LFW DevTrain's identities split in two at random (seed 0); each half grouped on its own. The join
+step's FMR and margin are chosen on half A (best BCubed F with pairwise precision >= 0.99) and reported on
+half B (held out) and on the whole set.
 scale is bench/bench_people_scale.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +43,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from benchlib import machine_line  # noqa: E402
 from people_data import FACES, load  # noqa: E402
 
-from faceindex.matching import load_calibration  # noqa: E402
+from faceindex.matching import load_calibration, load_fusion_calibration  # noqa: E402
 from faceindex.people.grouping import GroupingParams, group, knn_edges  # noqa: E402
 from faceindex.people.metrics import cluster_scores  # noqa: E402
 
@@ -125,11 +132,19 @@ def tuned(name: str, fn, grid, truth) -> list[dict]:
     return out
 
 
+def default_params(model_id: str, **kw) -> GroupingParams:
+    """The product's defaults: pair thresholds from the dlib-resnet-v1 calibration (as measured before), the join
+    step from the fused-score calibration of the faceprints' own model (`model_id` of the cache)."""
+    kw.setdefault("fusion", load_fusion_calibration(model_id))
+    return GroupingParams.from_calibration(load_calibration("dlib-resnet-v1"), **kw)
+
+
 def quality(sets: list[str], narrow: bool = False) -> None:
-    cal = load_calibration("dlib-resnet-v1")
-    params = GroupingParams.from_calibration(cal)
+    params = default_params(str(load(sets[0])["model_id"]))
     print(f"machine: {machine_line()}")
-    print(f"faceindex params: edge {params.edge_threshold:.4f}, link {params.link_threshold:.4f}, k {params.k}")
+    print(f"faceindex params: edge {params.edge_threshold:.4f}, link {params.link_threshold:.4f}, k {params.k}, "
+          f"join {params.join_thresholds[0] if params.join_thresholds else None} .. "
+          f"{params.join_thresholds[-1] if params.join_thresholds else None}, margin {params.join_margin}")
     for name in sets:
         quality_one(name, params, narrow)
 
@@ -147,8 +162,12 @@ def quality_one(name: str, params: GroupingParams, narrow: bool = False) -> None
     results = []
     start = time.perf_counter()
     labels = group(x, params)
-    results.append(row("faceindex", f"edge {params.edge_threshold:.3f} link {params.link_threshold:.3f}",
-                        labels, truth, time.perf_counter() - start))
+    results.append(row("faceindex", f"edge {params.edge_threshold:.3f} link {params.link_threshold:.3f} "
+                        f"join FMR 1e-4 margin {params.join_margin}", labels, truth, time.perf_counter() - start))
+    start = time.perf_counter()
+    before = replace(params, join_thresholds=())
+    results.append(row("faceindex without the join step", f"edge {params.edge_threshold:.3f} "
+                        f"link {params.link_threshold:.3f}", group(x, before), truth, time.perf_counter() - start))
     start = time.perf_counter()
     cw = chinese_whispers(x, FR_DISTANCE / norm)
     results.append(row("dlib chinese whispers", f"d {FR_DISTANCE / norm:.3f}", cw, truth,
@@ -173,14 +192,53 @@ def quality_one(name: str, params: GroupingParams, narrow: bool = False) -> None
               f"{r['bcubed_f']:.4f} | {r['seconds']:.1f} |")
 
 
+def split_identities(truth: np.ndarray, seed: int = 0) -> np.ndarray:
+    """True for the faces of half A of the identities (a random half, fixed by `seed`), False for half B."""
+    names = np.unique(truth)
+    half_a = names[np.random.default_rng(seed).permutation(len(names))[: len(names) // 2]]
+    return np.isin(truth, half_a)
+
+
+def halves(fmrs=(1e-5, 3e-5, 5e-5, 1e-4), margins=(0.0, 0.005, 0.01, 0.015)) -> None:
+    """Join step's FMR and margin chosen on half A of LFW DevTrain's identities, reported on half B and all."""
+    d = load("lfw")
+    model_id = str(d["model_id"])
+    in_a = split_identities(d["identity"])
+    print(f"machine: {machine_line()}")
+    parts = {"A (tuning)": in_a, "B (held out)": ~in_a, "all": np.ones(len(in_a), bool)}
+    table: dict[tuple, dict] = {}
+    for part, sel in parts.items():
+        x, truth = d["x"][sel], d["identity"][sel]
+        print(f"{part}: {len(x)} faceprints of {len(np.unique(truth))} identities", flush=True)
+        table[(part, "none", "-")] = cluster_scores(group(x, default_params(model_id, fusion=None)), truth).as_dict()
+        for fmr, margin in itertools.product(fmrs, margins):
+            params = default_params(model_id, join_fmr=fmr, join_margin=margin)
+            table[(part, f"{fmr:g}", f"{margin:g}")] = cluster_scores(group(x, params), truth).as_dict()
+    choices = [k[1:] for k in table if k[0] == "A (tuning)" and k[1] != "none"]
+    ok = [c for c in choices if table[("A (tuning)", *c)]["pairwise_precision"] >= 0.99]
+    pick = max(ok, key=lambda c: table[("A (tuning)", *c)]["bcubed_f"])
+    print(f"\nchosen on A: join FMR {pick[0]}, margin {pick[1]}")
+    print("| join FMR | margin | " + " | ".join(f"{p}: pairwise P, BCubed P, R, F" for p in parts) + " |")
+    print("|---|---|" + "---|" * len(parts))
+    for c in [("none", "-")] + choices:
+        cells = [f"{table[(p, *c)]['pairwise_precision']:.4f}, {table[(p, *c)]['bcubed_precision']:.4f}, "
+                 f"{table[(p, *c)]['bcubed_recall']:.4f}, {table[(p, *c)]['bcubed_f']:.4f}" for p in parts]
+        mark = " (chosen)" if c == pick else ""
+        print(f"| {c[0]}{mark} | {c[1]} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--sets", nargs="+", default=["people", "lfw"])
     q.add_argument("--narrow", action="store_true", help="baselines tuned on a narrow grid around the known optima")
+    sub.add_parser("halves", help="join-step parameters tuned on half of LFW's identities, reported on the other")
     args = parser.parse_args()
-    quality(args.sets, args.narrow)
+    if args.cmd == "halves":
+        halves()
+    else:
+        quality(args.sets, args.narrow)
 
 
 if __name__ == "__main__":
