@@ -168,6 +168,15 @@ def quality_one(name: str, params: GroupingParams, narrow: bool = False) -> None
     before = replace(params, join_thresholds=())
     results.append(row("faceindex without the join step", f"edge {params.edge_threshold:.3f} "
                         f"link {params.link_threshold:.3f}", group(x, before), truth, time.perf_counter() - start))
+    # What `people cluster` runs on a store of these faceprints: every threshold from the calibration of the
+    # faceprints' own model (dlib-resnet-v1+flip; the rows above keep dlib-resnet-v1's pair thresholds, as before).
+    model_id = str(d["model_id"])
+    store = GroupingParams.from_calibration(load_calibration(model_id))
+    for label, p in ((f"faceindex, {model_id} calibration", store),
+                     (f"faceindex, {model_id} calibration, without the join step", replace(store, join_thresholds=()))):
+        start = time.perf_counter()
+        results.append(row(label, f"edge {p.edge_threshold:.3f} link {p.link_threshold:.3f} "
+                            f"single {p.single_threshold:.3f}", group(x, p), truth, time.perf_counter() - start))
     start = time.perf_counter()
     cw = chinese_whispers(x, FR_DISTANCE / norm)
     results.append(row("dlib chinese whispers", f"d {FR_DISTANCE / norm:.3f}", cw, truth,
@@ -182,7 +191,8 @@ def quality_one(name: str, params: GroupingParams, narrow: bool = False) -> None
     results += tuned("dlib chinese whispers", lambda t: chinese_whispers(x, t), dist_grid, truth)
     im_cos = np.arange(0.945, 0.9651, 0.005) if narrow else np.arange(0.90, 0.9651, 0.005)
     results += tuned("Immich-style DBSCAN", lambda t: immich(x, t), im_cos, truth)
-    results += tuned("faceindex", lambda t: group(x, GroupingParams(0.918, t, single_threshold=t + 0.004)),
+    # tuned: the link threshold (single = link + 0.004), the join step as in the defaults
+    results += tuned("faceindex", lambda t: group(x, replace(params, link_threshold=t, single_threshold=t + 0.004)),
                      np.arange(0.925, 0.9551, 0.005), truth)
     print("| method | threshold | pairwise P | pairwise R | pairwise F | BCubed P | BCubed R | BCubed F | s |")
     print("|---|---|---|---|---|---|---|---|---|")
