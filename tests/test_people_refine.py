@@ -6,6 +6,8 @@ test_people.py): a person is a direction u, their photos u + a·e_k with e_k ort
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,32 @@ def test_thresholds_come_from_the_shipped_fused_calibration():
     assert GroupingParams.from_calibration(load_calibration(model), fusion=None).join_thresholds == ()
     # a model without a fused calibration groups without the join step
     assert GroupingParams.from_calibration(load_calibration("dlib-resnet-v1")).join_thresholds == ()
+
+
+PEOPLE = ("Leonardo_DiCaprio", "Mark_Zuckerberg", "Matt_Damon", "Robert_Downey_Jr", "Tom_Cruise")
+
+
+def test_real_photos_an_outlier_joins_its_person_and_nobody_mixes(faces_dir):
+    """Real pipeline on 20 photos of 5 people/ folders: Robert Downey Jr's fifth photo misses the average-link bar
+    and is found by the join step; every group stays one person."""
+    from faceindex.config import Settings
+    from faceindex.evaluation.dataset import LabelledEmbedder, scan_labelled_folder
+    from faceindex.pipeline.analyse import FacePipeline
+
+    images = [i for i in scan_labelled_folder(faces_dir / "people") if i.identity in PEOPLE]
+    embedder = LabelledEmbedder(FacePipeline(Settings()), workers=1, face_choice="prominent")
+    done = [e for e in embedder.embed_all(images) if e.ok]
+    assert len(done) == 20
+    x = np.stack([e.embedding for e in done]).astype(np.float32)
+    truth = np.array([e.image.identity for e in done])
+    params = GroupingParams.from_calibration(load_calibration(embedder.model_id))
+    assert params.join_thresholds  # the default pipeline's model ships a fused calibration
+    before = group(x, replace(params, join_thresholds=()))
+    after = group(x, params)
+    outlier = int(np.flatnonzero([e.image.path.name == "insightface__d5.jpeg" for e in done])[0])
+    assert before[outlier] == -1
+    mates = (truth == "Robert_Downey_Jr") & (np.arange(len(x)) != outlier)
+    assert after[outlier] >= 0 and set(after[mates].tolist()) == {after[outlier]}
+    for label in set(after[after >= 0].tolist()):
+        assert len(set(truth[after == label].tolist())) == 1
+    assert (after >= 0).sum() == (before >= 0).sum() + 1
