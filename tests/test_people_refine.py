@@ -1,7 +1,7 @@
 """people.refine: a lone face joins the group whose mean faceprint it matches, with margin and constraints.
 
-Hand-built unit faceprints (the algorithm is under test, not the face pipeline; real photos go through it in
-test_people.py): a person is a direction u, their photos u + a·e_k with e_k orthogonal noise directions.
+
+
 """
 
 from __future__ import annotations
