@@ -1,7 +1,7 @@
 """people.refine: a lone face joins the group whose mean faceprint it matches, with margin and constraints.
 
-
-
+Hand-built unit faceprints where the algorithm is under test (a person is a direction u, their photos u + a·e_k
+with e_k orthogonal noise directions), and the real pipeline on 20 photos of people/ for the end-to-end case.
 """
 
 from __future__ import annotations
