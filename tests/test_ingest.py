@@ -78,6 +78,26 @@ def test_hostile_files_are_skipped_with_reasons_and_the_batch_goes_on(faces_dir,
         assert engine.stats()["skipped"] == len(hostile)
 
 
+def test_a_rerun_reports_files_skipped_before_as_skipped_again_never_unchanged(faces_dir, tmp_path):
+    good = copy_people(faces_dir, tmp_path / "photos", ["John_Salley"])
+    hostile = make_hostile_files(tmp_path / "photos" / "junk", good[0])
+    with Engine(tmp_path / "store", Settings(workers=1)) as engine:
+        engine.ingest([tmp_path / "photos"], "c", basis="consent", purpose="robustness test")
+        rows = {r["uri"]: r["id"] for r in engine.catalog.conn.execute("SELECT id, uri FROM images")}
+        again = engine.ingest([tmp_path / "photos"], "c")
+        # The broken files are still not indexed: the re-run says so with their reasons, it does not call them
+        # "unchanged" (which read as "indexed, nothing to do") ...
+        assert dict(again.skipped).keys() == {str(p.resolve()) for p in hostile.values()}
+        assert again.unchanged == len(good) and again.indexed == again.replaced == 0
+        # ... and a skip for the same reason keeps its catalog row (no churn of ids on every run).
+        assert {r["uri"]: r["id"] for r in engine.catalog.conn.execute("SELECT id, uri FROM images")} == rows
+        # A broken file that is repaired in place is indexed by the next run.
+        shutil.copy(good[0], hostile["truncated"])
+        fixed = engine.ingest([tmp_path / "photos"], "c")
+        assert fixed.indexed + fixed.copied == 1 and len(fixed.skipped) == len(hostile) - 1
+        assert engine.stats()["skipped"] == len(hostile) - 1
+
+
 def test_rerun_is_incremental_and_changed_files_are_reindexed(faces_dir, tmp_path):
     files = copy_people(faces_dir, tmp_path / "photos", ["Katy_Perry"])
     with Engine(tmp_path / "store", Settings(workers=1)) as engine:

@@ -29,7 +29,7 @@ from faceindex.cli.common import (
 )
 from faceindex.ingest.ray_ingest import RayAnalysis
 from faceindex.store.migrations import LEGAL_BASES
-from faceindex.store.skipped import skipped_files
+from faceindex.store.reads import skipped_files
 from faceindex.store.uris import uri_to_path
 from faceindex.video.timecode import timecode
 

@@ -31,8 +31,10 @@ the next run); larger ones write fewer audit events (~720 an hour of a slow inge
 
 RETRIED_REASONS = ("worker failed", "out of memory", "unexpected ")
 """Skip reasons that are not a property of the file (a dead worker process, memory pressure, a bug of ours,
-as older versions recorded them): a file skipped for one of these is analysed again by the next run
-instead of counting as unchanged."""
+as older versions recorded them). Today every recorded skip is tried again by the next run (`_to_retry`): a
+file that still cannot be indexed is reported as skipped again, with its reason, and the run exits as partial
+— never counted as "unchanged", which would tell the operator it is indexed. The list stays for the Ray stages'
+outcomes that must not look like a recorded reason (ingest/ray_stages.py)."""
 
 
 @dataclass
@@ -243,6 +245,11 @@ class IngestRunner:
         return True
 
     def _record_skip(self, batch: IngestReport, collection: Collection, source: SourceFile, reason: str) -> None:
+        current = self.catalog.find_image(collection.id, source.uri)
+        if (current is not None and current["status"] == "skipped" and current["sha256"] == source.sha256
+                and current["error"] == reason):
+            batch.skipped.append((source.uri, reason))  # skipped again, as recorded: reported, the row kept
+            return
         if not self._make_room(collection, source, batch):
             return
         self.catalog.insert_image(collection.id, source.uri, sha256=source.sha256,
@@ -357,5 +364,11 @@ frames a face differently from HOG: crowd_detect.SAME_FACE_IOU)."""
 
 
 def _to_retry(row) -> bool:
-    """Whether a recorded skip was for a reason that is not the file's own (see RETRIED_REASONS)."""
-    return row["status"] == "skipped" and (row["error"] or "").startswith(RETRIED_REASONS)
+    """Whether a catalog row is a recorded skip: those files are analysed again on every run.
+
+    Why every skip and not only the reasons that are not the file's own: a re-run that counted a skipped file as
+    "unchanged" exited 0 and told the operator everything was indexed. Trying again costs little (a file that
+    cannot be decoded fails in milliseconds; one over the size limits is refused before decoding) and picks up a
+    newer faceindex that can read the file. A file failing again for the same reason keeps its row (`_record_skip`).
+    """
+    return row["status"] == "skipped"
