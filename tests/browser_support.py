@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
@@ -36,3 +38,36 @@ def served(app, *, lifespan: str = "on") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@contextmanager
+def signed_in_page(live_url: str, path: str, key: str) -> Iterator[tuple[object, list[str]]]:
+    """Chromium (headless, 1280x900) signed in with `key` on `live_url + path`; yields the page and the list the
+    page's console errors are collected in (a test asserts it stays empty), closes the browser on exit."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.goto(f"{live_url}{path}")
+        page.fill("input[name=key]", key)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_url}{path}")
+        try:
+            yield page, problems
+        finally:
+            browser.close()
+
+
+def screenshot(page, path: Path) -> None:
+    """A full-page screenshot once every image on the page has loaded (a half-loaded page is no documentation)."""
+    page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def fits_a_phone(page) -> bool:
+    """Whether the page needs no sideways scrolling at a phone's width (390 px)."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")

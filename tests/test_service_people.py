@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, LAUNCH_ARGS, served
+from browser_support import CHROMIUM, fits_a_phone, screenshot, served, signed_in_page
 from fastapi.testclient import TestClient
 from test_service_support import Service, gallery_service, login, upload_name, uploaded_as
 
@@ -461,18 +461,8 @@ def live_url(svc):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium")
 def test_people_pages_in_chromium(svc, live_url):
     """A curator renames a person on its page; screenshots of the People page and a person page for the docs."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
     zuck = people_of(svc)["Mark_Zuckerberg"]
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-        page.goto(f"{live_url}/people")
-        page.fill("input[name=key]", svc.keys["curator"])
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_url}/people")
-
+    with signed_in_page(live_url, "/people", svc.keys["curator"]) as (page, problems):
         page.click("#people-filter input[name=unnamed]")
         page.click("#people-filter button[type=submit]")
         page.wait_for_selector(f".person-card[data-person='{zuck['id']}']")
@@ -485,18 +475,13 @@ def test_people_pages_in_chromium(svc, live_url):
         assert page.inner_text("#person-name").startswith("Mark Zuckerberg")
         assert person(svc, zuck["id"]).json()["name"] == "Mark Zuckerberg"
         page.check(f".face-tile[data-face='{zuck['faces'][0]['face_id']}'] input")  # a selected crop, as shown
-        page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth)")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "person.png"), full_page=True)
+        screenshot(page, SCREENSHOTS / "person.png")
 
         page.goto(f"{live_url}/people")
         page.wait_for_selector(".person-card")
         assert "Mark Zuckerberg" in page.inner_text("#people")
-        page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth)")
-        page.screenshot(path=str(SCREENSHOTS / "people.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-        browser.close()
+        screenshot(page, SCREENSHOTS / "people.png")
+        assert fits_a_phone(page)
     assert not problems, problems
     for name in ("people.png", "person.png"):
         assert (SCREENSHOTS / name).stat().st_size > 20_000

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, LAUNCH_ARGS, served
+from browser_support import CHROMIUM, fits_a_phone, screenshot, served, signed_in_page
 from fastapi.testclient import TestClient
 from test_service_people import cluster
 from test_service_support import NONFACE, gallery_service, login, start_service
@@ -208,16 +208,7 @@ def live_url(svc):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium")
 def test_same_person_page_in_chromium(svc, live_url, faces_dir):
     """A searcher picks three photos (one without a face) in a real browser; screenshot for the docs."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-        page.goto(f"{live_url}/search")
-        page.fill("input[name=key]", svc.keys["searcher"])
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_url}/search")
+    with signed_in_page(live_url, "/search", svc.keys["searcher"]) as (page, problems):
         page.click("#tab-same-person")
         page.wait_for_url(f"{live_url}/search/same-person")
         page.set_input_files("#photos", [str(faces_dir / NONFACE)] * 13)
@@ -231,11 +222,7 @@ def test_same_person_page_in_chromium(svc, live_url, faces_dir):
         page.wait_for_selector("#results")
         assert page.locator("#candidates li.cand").count() == 2
         assert page.locator(".probe-photo.skipped-photo").count() == 1
-        page.wait_for_function("() => [...document.querySelectorAll('img')].every(i => i.complete && i.naturalWidth)")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "same-person.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-        browser.close()
+        screenshot(page, SCREENSHOTS / "same-person.png")
+        assert fits_a_phone(page)
     assert not problems, problems
     assert (SCREENSHOTS / "same-person.png").stat().st_size > 20_000
