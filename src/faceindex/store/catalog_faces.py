@@ -11,7 +11,6 @@ import numpy as np
 
 from faceindex.pipeline.types import Face
 from faceindex.store.catalog_sql import id_chunks, marks, utcnow
-from faceindex.store.sql_dialect import SQLITE
 
 INSERT_FACE = ("INSERT INTO faces (image_id, box_left, box_top, box_right, box_bottom, landmarks, detector,"
                " det_score, size_px, blur, rejected, model_id, embedding, created_at)"
@@ -24,16 +23,22 @@ class FaceRecords:
     conn: Any
 
     def insert_faces(self, image_id: int, faces: list[Face], model_id: str) -> list[int]:
-        """Insert an image's faces; their new ids, in order. On PostgreSQL in one round trip (a pipeline of the
-        inserts, each returning its id) instead of one per face: the server is across a network."""
+        """Insert an image's faces; their new ids, in order (`insert_faces_of` for one image)."""
+        return self.insert_faces_of([(image_id, faces)], model_id)[0]
+
+    def insert_faces_of(self, images: list[tuple[int, list[Face]]], model_id: str) -> list[list[int]]:
+        """Insert the faces of several images (image id, its faces) in one batch; per image, its faces' new ids
+        in order. The connection decides how the batch travels (RoutedConnection.insert_returning_ids): on
+        PostgreSQL a batch of an ingest transaction's faces costs two round trips (ids, then COPY) instead of
+        one statement per face; on SQLite the same rows go one statement each, in the process."""
         now = utcnow()
-        rows = [(image_id, *face.box, json.dumps(face.landmarks), face.detector, face.score, face.size_px,
-                 face.blur, face.rejected if face.embedding is None else None, model_id,
+        rows = [(int(image_id), *(int(v) for v in face.box), json.dumps(face.landmarks), face.detector,
+                 float(face.score), int(face.size_px), float(face.blur),
+                 face.rejected if face.embedding is None else None, model_id,
                  None if face.embedding is None else np.asarray(face.embedding, np.float32).tobytes(), now)
-                for face in faces]
-        if getattr(self, "dialect", SQLITE) != SQLITE:
-            return self.conn.insert_returning_ids(INSERT_FACE, rows)
-        return [int(self.conn.execute(INSERT_FACE, row).lastrowid) for row in rows]
+                for image_id, faces in images for face in faces]
+        ids = iter(self.conn.insert_returning_ids(INSERT_FACE, rows))
+        return [[next(ids) for _ in faces] for _, faces in images]
 
     def copy_faces(self, from_image: int, to_image: int) -> int:
         cur = self.conn.execute(

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from faceindex.errors import NotFoundError
-from faceindex.store.catalog_sql import id_chunks, marks, utcnow
+from faceindex.store.catalog_sql import chunks, id_chunks, marks, utcnow
+
+INSERT_IMAGE = ("INSERT INTO images (collection_id, uri, sha256, size_bytes, width, height, format, captured_at,"
+                " ingested_at, status, error, n_faces, faces_withheld) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class ImageRecords:
@@ -46,13 +49,29 @@ class ImageRecords:
                      width: int | None = None, height: int | None = None, fmt: str | None = None,
                      captured_at: str | None = None, status: str = "indexed", error: str | None = None,
                      n_faces: int = 0, faces_withheld: int = 0) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO images (collection_id, uri, sha256, size_bytes, width, height, format, captured_at,"
-            " ingested_at, status, error, n_faces, faces_withheld) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (collection_id, uri, sha256, size_bytes, width, height, fmt, captured_at, utcnow(), status, error,
-             n_faces, faces_withheld),
-        )
-        return int(cur.lastrowid)
+        return self.insert_images(collection_id, [dict(
+            uri=uri, sha256=sha256, size_bytes=size_bytes, width=width, height=height, fmt=fmt,
+            captured_at=captured_at, status=status, error=error, n_faces=n_faces, faces_withheld=faces_withheld)])[0]
+
+    def insert_images(self, collection_id: int, images: list[dict[str, Any]]) -> list[int]:
+        """Insert image rows of one collection in one batch; their new ids, in order. Each dict holds
+        `insert_image`'s keyword arguments and `uri` (`sha256` and `size_bytes` required, the rest optional).
+        On PostgreSQL the batch costs one or two round trips whatever its size (insert_returning_ids)."""
+        now = utcnow()
+        rows = [(collection_id, i["uri"], i["sha256"], i["size_bytes"], i.get("width"), i.get("height"),
+                 i.get("fmt"), i.get("captured_at"), now, i.get("status", "indexed"), i.get("error"),
+                 i.get("n_faces", 0), i.get("faces_withheld", 0)) for i in images]
+        return self.conn.insert_returning_ids(INSERT_IMAGE, rows)
+
+    def find_images(self, collection_id: int, uris: list[str]) -> dict[str, sqlite3.Row | None]:
+        """`find_image` of many uris in one query per ID_CHUNK of them: every uri asked maps to its row or None.
+        What ingest asks of a scanned chunk of files (one round trip per chunk on PostgreSQL, not per file)."""
+        found: dict[str, sqlite3.Row | None] = dict.fromkeys(uris)
+        for chunk in chunks(dict.fromkeys(uris)):
+            for row in self.conn.execute(f"SELECT * FROM images WHERE collection_id = ? AND uri IN ({marks(chunk)})",
+                                         (collection_id, *chunk)):
+                found[row["uri"]] = row
+        return found
 
     def delete_images(self, image_ids: list[int]) -> int:
         """Delete images (their faces cascade); bumps the epoch when any face goes. Returns faces deleted.

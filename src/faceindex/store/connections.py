@@ -47,6 +47,17 @@ class RoutedConnection:
     def executemany(self, sql: str, rows) -> sqlite3.Cursor:
         return self._owner.current().executemany(sql, rows)
 
+    def insert_returning_ids(self, sql: str, rows) -> list[int]:
+        """Run one INSERT (SQLite's dialect, into a table with a generated id) for each row; the new ids in row
+        order. The batch API of the catalog's writers: the connection decides how a batch is sent. PostgreSQL's
+        sends it in one or two round trips (pipelined INSERTs, or COPY: pg_connection); SQLite, in the process,
+        runs the statement once per row (its `executemany` cannot return the ids), which costs microseconds."""
+        conn = self._owner.current()
+        batched = getattr(conn, "insert_returning_ids", None)
+        if batched is not None:
+            return batched(sql, rows)
+        return [int(conn.execute(sql, tuple(row)).lastrowid) for row in rows]
+
 
 class Connections(WriterScope):
     """The connections to one catalog file, opened lazily.

@@ -119,6 +119,23 @@ def translate(sql: str, identity_tables: frozenset[str] = frozenset(),
     return _placeholders(sql), returns_id
 
 
+_PLAIN_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*;?\s*$",
+                           re.IGNORECASE)
+
+
+def copy_target(sql: str) -> tuple[str, tuple[str, ...]] | None:
+    """(table, columns) of a plain `INSERT INTO t (a, b) VALUES (?, ?)`, whose rows may go by COPY instead; None
+    for any other form (OR IGNORE / OR REPLACE, INSERT … SELECT, literals, RETURNING): those keep their
+    statement, since COPY has no conflict clause and takes only values."""
+    match = _PLAIN_INSERT.match(sql)
+    if not match:
+        return None
+    columns = tuple(c.strip().lower() for c in match.group(2).split(","))
+    if len(columns) != match.group(0).count("?"):  # one placeholder per column, nothing else
+        return None
+    return match.group(1).lower(), columns
+
+
 # -- schema -------------------------------------------------------------------------------------------------------
 _TRIGGER = re.compile(
     r"CREATE\s+TRIGGER\s+(\w+)\s+BEFORE\s+(UPDATE|DELETE|INSERT)\s+ON\s+(\w+)\s+BEGIN\s+SELECT\s+"

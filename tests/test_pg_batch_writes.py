@@ -1,0 +1,104 @@
+"""Batched catalog writes and lookups (issue 11 follow-up) on SQLite and on a real PostgreSQL server: the ids a
+batch returns are its rows' own ids in order, below and above the COPY threshold, rows read back equal, a
+failed batch rolls back whole, and a batch lookup answers every key. No models: synthetic faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from store_support import MODEL, synthetic_faces
+
+from faceindex.pipeline.types import Face
+from faceindex.store.catalog import Catalog
+from faceindex.store.pg_connection import COPY_MIN_ROWS
+from faceindex.store.sql_dialect import IntegrityError, copy_target
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cat(request, tmp_path):
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    catalog = Catalog(tmp_path / "catalog.sqlite", url=url, lazy=True)
+    with catalog.transaction():
+        catalog.bind_model(MODEL)
+    yield catalog
+    catalog.close()
+
+
+def test_copy_target_takes_only_plain_value_inserts():
+    assert copy_target("INSERT INTO faces (a, B) VALUES (?, ?)") == ("faces", ("a", "b"))
+    assert copy_target("INSERT OR IGNORE INTO t (a) VALUES (?)") is None  # COPY has no conflict clause
+    assert copy_target("INSERT INTO t (a, b) VALUES (?, 'x')") is None
+    assert copy_target("INSERT INTO t (a) SELECT a FROM u") is None
+    assert copy_target("INSERT INTO t (a) VALUES (?) RETURNING a") is None
+
+
+@pytest.mark.parametrize("n_images", [3, COPY_MIN_ROWS + 9])  # pipelined INSERTs, then COPY on PostgreSQL
+def test_a_batch_returns_its_rows_ids_in_order_and_the_rows_read_back_equal(cat, n_images):
+    faces = synthetic_faces(2 * n_images, seed=n_images)
+    faces[1] = Face(box=(1, 2, 30, 40), score=0.5, detector="hog", landmarks=[(1.5, 2.5)] * 5, size_px=29,
+                    blur=3.25, rejected="too small")  # a rejected face: no faceprint, a reason
+    with cat.transaction():
+        collection = cat.create_collection("c", "consent", "p").id
+        before = cat.insert_image(collection, "/first.jpg", sha256="f" * 64, size_bytes=1)
+        image_ids = cat.insert_images(collection, [
+            {"uri": f"/{i}.jpg", "sha256": f"{i:064x}", "size_bytes": 100 + i, "width": 640, "height": 480,
+             "fmt": "JPEG", "n_faces": 2, "status": "indexed"} for i in range(n_images)])
+        face_ids = cat.insert_faces_of([(image, faces[2 * k:2 * k + 2]) for k, image in enumerate(image_ids)],
+                                       MODEL)
+        after = cat.insert_image(collection, "/last.jpg", sha256="e" * 64, size_bytes=1)
+    assert image_ids == list(range(before + 1, before + 1 + n_images))  # no gap, ascending, as one by one
+    assert after == image_ids[-1] + 1
+    rows = {r["uri"]: r for r in cat.conn.execute("SELECT * FROM images WHERE id IN "
+                                                  f"({','.join('?' * n_images)})", image_ids)}
+    for i, image in enumerate(image_ids):
+        assert (rows[f"/{i}.jpg"]["id"], rows[f"/{i}.jpg"]["size_bytes"], rows[f"/{i}.jpg"]["format"]) \
+            == (image, 100 + i, "JPEG")
+    flat = [f for pair in face_ids for f in pair]
+    assert [len(pair) for pair in face_ids] == [2] * n_images and flat == sorted(flat) and len(set(flat)) == len(flat)
+    for k, pair in enumerate(face_ids):
+        for face_id, face in zip(pair, faces[2 * k:2 * k + 2], strict=True):
+            row = cat.conn.execute("SELECT * FROM faces WHERE id = ?", (face_id,)).fetchone()
+            assert row["image_id"] == image_ids[k]
+            assert (row["box_left"], row["box_top"], row["box_right"], row["box_bottom"]) == face.box
+            assert (row["det_score"], row["blur"], row["size_px"], row["rejected"]) == \
+                (face.score, face.blur, face.size_px, face.rejected)
+            if face.embedding is None:
+                assert row["embedding"] is None
+            else:
+                assert np.frombuffer(bytes(row["embedding"]), np.float32).tobytes() == face.embedding.tobytes()
+    ids, vectors = next(cat.iter_embeddings())
+    assert ids.tolist() == [f for f in flat if f != face_ids[0][1]]  # the vector store's view: same ids
+    assert cat.insert_faces(image_ids[0], faces[:1], MODEL) == [flat[-1] + 1]
+
+
+def test_a_failed_batch_rolls_back_whole_and_its_ids_are_not_reused(cat):
+    with cat.transaction():
+        collection = cat.create_collection("c", "consent", "p").id
+    rows = [{"uri": f"/{i}.jpg", "sha256": None, "size_bytes": None} for i in range(COPY_MIN_ROWS + 1)]
+    rows[-1] = dict(rows[0])  # UNIQUE (collection_id, uri): the last row of the batch fails
+    with pytest.raises(IntegrityError), cat.transaction():
+        cat.insert_images(collection, rows)
+    assert cat.count("SELECT count(*) FROM images") == 0
+    with cat.transaction():
+        first = cat.insert_images(collection, rows[:-1])
+    assert len(first) == len(rows) - 1 and first == sorted(first)
+    # A face for a missing image fails the batch (foreign key) and nothing of it is kept.
+    with pytest.raises(IntegrityError), cat.transaction():
+        cat.insert_faces_of([(first[0], synthetic_faces(COPY_MIN_ROWS, 1)), (10**9, synthetic_faces(1, 2))], MODEL)
+    assert cat.count("SELECT count(*) FROM faces") == 0
+
+
+def test_a_batch_lookup_answers_every_uri_asked(cat):
+    with cat.transaction():
+        collection = cat.create_collection("c", "consent", "p").id
+        other = cat.create_collection("d", "consent", "p").id
+        ids = cat.insert_images(collection, [{"uri": f"/{i}.jpg", "sha256": f"{i:064x}", "size_bytes": i}
+                                             for i in range(1200)])  # more than one IN (...) chunk
+        cat.insert_image(other, "/elsewhere.jpg", sha256=None, size_bytes=None)
+    asked = [f"/{i}.jpg" for i in range(0, 1200, 3)] + ["/missing.jpg", "/elsewhere.jpg"]
+    found = cat.find_images(collection, asked)
+    assert list(found) == asked
+    assert found["/missing.jpg"] is None and found["/elsewhere.jpg"] is None  # another collection's row
+    for i in range(0, 1200, 3):
+        assert found[f"/{i}.jpg"]["id"] == ids[i] == cat.find_image(collection, f"/{i}.jpg")["id"]
+    assert cat.find_images(collection, []) == {}
