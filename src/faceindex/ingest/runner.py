@@ -24,6 +24,8 @@ SAVE_EVERY_S = 60.0
 """Persist the index at least this often during long runs, so a crash loses little catch-up work."""
 
 BATCH_FILES = 32
+LOOKUP_FILES = 256
+"""Scanned files whose catalog rows are looked up in one query before they are hashed and settled."""
 BATCH_SECONDS = 5.0
 """A batch of results is committed (one transaction, one audit event) once it holds BATCH_FILES files or
 its first result is BATCH_SECONDS old. Smaller batches lose less analysis to a kill -9 (it is redone by
@@ -114,6 +116,7 @@ class IngestRunner:
         self._last_save = time.monotonic()
         self.videos = VideoStore(self.catalog, store.root)
         self._ops: list[_Op] = []
+        self._faces: dict[str, list] = {}  # model id → [(image id, faces)] of the batch in hand (_flush)
         self._batch_started = 0.0
         self.detail = pipeline.settings.detail  # recorded per image; a higher one re-analyses (ingest.detail)
 
@@ -131,12 +134,16 @@ class IngestRunner:
 
         def needing_analysis() -> Iterator[SourceFile]:
             # Lazy, so hashing, skipping and analysis overlap: a huge folder starts indexing at once and
-            # each file is read while it is still in the page cache for its worker.
-            for found in files:
+            # each file is read while it is still in the page cache for its worker. The catalog rows of the
+            # files are looked up per LOOKUP_FILES (one query, not one per file: a round trip each on a server).
+            known: dict = {}
+            for n, found in enumerate(files):
+                if n % LOOKUP_FILES == 0:
+                    known = self.catalog.find_images(collection.id, [f.uri for f in files[n:n + LOOKUP_FILES]])
                 source = describe(found)
-                if source.sha256 in queued and self.catalog.find_image(collection.id, source.uri) is None:
+                if source.sha256 in queued and known.get(source.uri) is None:
                     copies_in_run.append(source)
-                elif self._settle_without_analysis(source, collection, model_id, report):
+                elif self._settle_without_analysis(source, collection, model_id, report, known):
                     self._tick()
                 else:
                     queued.add(source.sha256)
@@ -177,9 +184,13 @@ class IngestRunner:
             return
         ops, self._ops = self._ops, []
         batch = IngestReport()
+        self._faces = {}
         with self.catalog.transaction():
             for op in ops:
                 op(batch)
+            for model_id, faces in self._faces.items():
+                self.catalog.insert_faces_of(faces, model_id)
+            self._faces = {}
             if self.audit is not None:
                 self.audit({k: v for k, v in batch.counts().items() if k != "files"})
         report.add(batch)
@@ -190,9 +201,11 @@ class IngestRunner:
 
     # -- before analysis ----------------------------------------------------------------------
     def _settle_without_analysis(self, source: SourceFile, collection: Collection, model_id: str,
-                                 report: IngestReport) -> bool:
-        """Handle unchanged files, unreadable files and exact copies of indexed photos. True = handled."""
-        existing = self.catalog.find_image(collection.id, source.uri)
+                                 report: IngestReport, known: dict | None = None) -> bool:
+        """Handle unchanged files, unreadable files and exact copies of indexed photos. True = handled.
+        `known`: the catalog rows (or None) of a chunk of uris looked up at once (Catalog.find_images)."""
+        existing = (known[source.uri] if known is not None and source.uri in known
+                    else self.catalog.find_image(collection.id, source.uri))
         if (existing is not None and existing["sha256"] == source.sha256 and source.sha256 is not None
                 and not _to_retry(existing)):
             if not self._wants_more_detail(existing):
@@ -318,7 +331,9 @@ class IngestRunner:
                 captured_at=analysis.captured_at.isoformat() if analysis.captured_at else None,
                 n_faces=len(accepted), faces_withheld=len(dropped))
             levels.record_image_detail(self.catalog, image_id, self.detail)
-            self.catalog.insert_faces(image_id, faces, model_id)
+            # Written with the whole batch's faces at the end of the batch (_flush: one insert_faces_of, COPY on
+            # PostgreSQL). No op of a batch reads faces another op deferred: the scan yields each uri once.
+            self._faces.setdefault(model_id, []).append((image_id, faces))
             batch.indexed += 1
             batch.faces += len(accepted)
             batch.rejected_faces += len(faces) - len(accepted)
