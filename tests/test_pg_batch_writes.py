@@ -102,3 +102,41 @@ def test_a_batch_lookup_answers_every_uri_asked(cat):
     for i in range(0, 1200, 3):
         assert found[f"/{i}.jpg"]["id"] == ids[i] == cat.find_image(collection, f"/{i}.jpg")["id"]
     assert cat.find_images(collection, []) == {}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_ingest_writes_a_batch_faces_in_one_call_and_looks_up_scanned_files_per_chunk(backend, request, tmp_path,
+                                                                                      faces_dir, monkeypatch):
+    """The real ingest (real models, real photos): a batch's faces go to the catalog in one insert_faces_of, and
+    a re-run over unchanged files asks the catalog once per chunk of files, never once per file; the faces
+    stored are those the report counts, each with its faceprint in the vector store."""
+    from privacy_support import pipeline
+
+    from faceindex.config import Settings
+    from faceindex.engine import Engine
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in sorted((faces_dir / "people/Jack_Dorsey").iterdir())[:4]:
+        (photos / path.name).write_bytes(path.read_bytes())
+    calls: dict[str, int] = {}
+    for name in ("insert_faces", "insert_faces_of", "find_image", "find_images"):
+        original = getattr(Catalog, name)
+
+        def spy(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Catalog, name, spy)
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else ""
+    settings = Settings(workers=1, catalog_url=url, vectors_url="faiss")
+    with Engine.open(tmp_path / "store", settings, pipeline=pipeline(), mode="write") as engine:
+        first = engine.ingest([photos], "c", basis="consent", purpose="test")
+        assert (first.indexed, first.faces) == (4, 4) and calls["insert_faces_of"] == 1  # one batch of 4 files
+        assert calls.get("insert_faces", 0) == 0
+        assert engine.catalog.count("SELECT count(*) FROM faces WHERE embedding IS NOT NULL") == 4
+        assert engine.stats()["faces"] == 4
+        calls.clear()
+        again = engine.ingest([photos], "c")
+        assert (again.unchanged, again.indexed) == (4, 0)
+        assert calls == {"find_images": 1}  # one lookup for the 4 files, none per file
