@@ -8,6 +8,9 @@ transaction, each face with its 512-byte faceprint), over the whole run. Lookups
 inserts: `face_details` of 10 random face ids per call (what a search does for its top 10), and
 `indexed_twin` by sha256 (what ingest asks of every file before analysing it), calls/s; and the time of a
 bare `SELECT 1` through the catalog, the floor each statement pays (a round trip to the server on PostgreSQL).
+Batched (the batch API, what ingest now uses): the same number of images and faces again, with one insert_images
+and one insert_faces_of per transaction (COPY on PostgreSQL); image lookups by uri one by one (find_image) and
+per LOOKUP_FILES uris (find_images, what ingest's scan does), uris/s.
 PostgreSQL runs twice:
 with its defaults (synchronous_commit=on: every commit waits for its WAL flush) and with synchronous_commit=off
 given in the URL (`?options=-c%20synchronous_commit%3Doff`), closer to SQLite's synchronous=NORMAL, which does
@@ -31,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from benchlib import machine_line  # noqa: E402
 from store_support import MODEL, synthetic_faces  # noqa: E402
 
-from faceindex.ingest.runner import BATCH_FILES  # noqa: E402
+from faceindex.ingest.runner import BATCH_FILES, LOOKUP_FILES  # noqa: E402
 from faceindex.store.catalog import Catalog  # noqa: E402
 
 ASYNC = "options=-c%20synchronous_commit%3Doff"
@@ -52,11 +55,34 @@ def run(label: str, catalog: Catalog, images: int, faces_per_image: int, lookups
                 catalog.insert_faces(image, faces[j:j + faces_per_image], MODEL)
     insert_s = time.perf_counter() - start
     total = images * faces_per_image
+    # The same rows through the batch API (what ingest's commit now does with a batch's faces): one
+    # insert_images and one insert_faces_of per transaction.
+    start = time.perf_counter()
+    for lo in range(0, images, BATCH_FILES):
+        n = min(BATCH_FILES, images - lo)
+        with catalog.transaction():
+            ids = catalog.insert_images(collection, [
+                {"uri": f"/batched/{i}.jpg", "sha256": f"b{i:063x}", "size_bytes": 1, "width": 640, "height": 480,
+                 "n_faces": faces_per_image} for i in range(lo, lo + n)])
+            catalog.insert_faces_of([(image, faces[k * faces_per_image:(k + 1) * faces_per_image])
+                                     for k, image in enumerate(ids)], MODEL)
+    batched_s = time.perf_counter() - start
+    uris = [f"/bench/{i}.jpg" for i in range(images)]
+    start = time.perf_counter()
+    pick = random.Random(seed)
+    for _ in range(lookups // 10):  # per chunk of LOOKUP_FILES, as ingest's scan asks
+        chunk = pick.sample(uris, min(LOOKUP_FILES, images))
+        assert all(row is not None for row in catalog.find_images(collection, chunk).values())
+    chunk_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for uri in random.Random(seed).sample(uris, min(lookups, images)):
+        assert catalog.find_image(collection, uri) is not None
+    one_s = time.perf_counter() - start
     rng = random.Random(seed)
     top = catalog.max_face_id()
     start = time.perf_counter()
     for _ in range(lookups):
-        details = catalog.face_details(rng.sample(range(top - total + 1, top + 1), 10))
+        details = catalog.face_details(rng.sample(range(top - 2 * total + 1, top + 1), 10))
         assert len(details) == 10
     details_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -67,10 +93,13 @@ def run(label: str, catalog: Catalog, images: int, faces_per_image: int, lookups
     for _ in range(lookups):
         catalog.conn.execute("SELECT 1").fetchone()
     trip_ms = 1000 * (time.perf_counter() - start) / lookups
-    row = {"backend": label, "faces_per_s": total / insert_s, "details_per_s": lookups / details_s,
-           "sha256_per_s": lookups / twin_s, "round_trip_ms": trip_ms}
-    print(f"{label:<37} insert {row['faces_per_s']:7.0f} faces/s  face_details(10 ids) "
-          f"{row['details_per_s']:6.0f}/s  image by sha256 {row['sha256_per_s']:6.0f}/s  "
+    row = {"backend": label, "faces_per_s": total / insert_s, "batched_faces_per_s": total / batched_s,
+           "details_per_s": lookups / details_s, "sha256_per_s": lookups / twin_s,
+           "uri_per_s": min(lookups, images) / one_s,
+           "uri_batched_per_s": (lookups // 10) * min(LOOKUP_FILES, images) / chunk_s, "round_trip_ms": trip_ms}
+    print(f"{label:<37} insert {row['faces_per_s']:7.0f} faces/s, batched {row['batched_faces_per_s']:7.0f}  "
+          f"face_details(10 ids) {row['details_per_s']:6.0f}/s  image by sha256 {row['sha256_per_s']:6.0f}/s  "
+          f"image by uri {row['uri_per_s']:6.0f}/s, per {LOOKUP_FILES} {row['uri_batched_per_s']:7.0f}/s  "
           f"SELECT 1 {trip_ms:.3f} ms", flush=True)
     catalog.close()
     return row
@@ -110,7 +139,13 @@ def main() -> None:
         for row in rows[1:]:
             print(f"# {row['backend']} / sqlite: insert {row['faces_per_s'] / base['faces_per_s']:.2f}x, "
                   f"face_details {row['details_per_s'] / base['details_per_s']:.2f}x, "
-                  f"sha256 lookup {row['sha256_per_s'] / base['sha256_per_s']:.2f}x")
+                  f"sha256 lookup {row['sha256_per_s'] / base['sha256_per_s']:.2f}x; batched insert "
+                  f"{row['batched_faces_per_s'] / base['batched_faces_per_s']:.2f}x, uri lookups "
+                  f"{row['uri_per_s'] / base['uri_per_s']:.2f}x one by one, "
+                  f"{row['uri_batched_per_s'] / base['uri_batched_per_s']:.2f}x per {LOOKUP_FILES}")
+            print(f"# {row['backend']}: batched insert {row['batched_faces_per_s'] / row['faces_per_s']:.1f}x "
+                  f"its own row-by-row rate, uri lookups per {LOOKUP_FILES} "
+                  f"{row['uri_batched_per_s'] / row['uri_per_s']:.1f}x one by one")
     finally:
         if server is not None:
             server.stop()
