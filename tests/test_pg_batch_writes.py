@@ -140,3 +140,82 @@ def test_ingest_writes_a_batch_faces_in_one_call_and_looks_up_scanned_files_per_
         again = engine.ingest([photos], "c")
         assert (again.unchanged, again.indexed) == (4, 0)
         assert calls == {"find_images": 1}  # one lookup for the 4 files, none per file
+
+
+def test_add_on_postgresql_killed_mid_batch_loses_and_duplicates_nothing(faces_dir, tmp_path, pg_url):
+    """kill -9 of `faceindex add` on the PostgreSQL catalog while it commits (after its first committed image, at
+    seeded moments): the batch in hand is lost whole (its COPY runs inside the batch's transaction), no image or
+    face is stored twice, none without its image, and completing the run stores every file once."""
+    import json
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psycopg
+    from privacy_support import pipeline
+
+    from faceindex.config import Settings
+    from faceindex.engine import Engine
+
+    photos = tmp_path / "photos"
+    for person in ("Jack_Dorsey", "John_Salley"):
+        (photos / person).mkdir(parents=True)
+        for path in (faces_dir / "people" / person).iterdir():
+            (photos / person / path.name).write_bytes(path.read_bytes())
+    n_files = sum(1 for p in photos.rglob("*") if p.is_file())
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), "FACEINDEX_WORKERS": "1",
+           "FACEINDEX_CATALOG_URL": pg_url}
+    store = tmp_path / "store"
+    cmd = [sys.executable, "-m", "faceindex", "add", str(photos), "--collection", "c", "--basis", "consent",
+           "--purpose", "crash", "--store", str(store), "--json"]
+
+    def query(sql: str) -> int:
+        try:
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                return conn.execute(sql).fetchone()[0]
+        except psycopg.errors.UndefinedTable:  # the schema is not there yet
+            return 0
+
+    def whole() -> int:
+        assert query("SELECT count(*) FROM (SELECT 1 FROM images GROUP BY collection_id, uri"
+                     " HAVING count(*) > 1) d") == 0
+        assert query("SELECT count(*) FROM (SELECT 1 FROM faces GROUP BY image_id, box_left, box_top, box_right,"
+                     " box_bottom HAVING count(*) > 1) d") == 0, "a face was stored twice"
+        assert query("SELECT count(*) FROM faces f LEFT JOIN images i ON i.id = f.image_id WHERE i.id IS NULL") == 0
+        assert query("SELECT count(*) FROM images i WHERE i.status = 'indexed' AND i.n_faces <>"
+                     " (SELECT count(*) FROM faces f WHERE f.image_id = i.id AND f.embedding IS NOT NULL)") == 0
+        return query("SELECT count(*) FROM images")
+
+    rng = random.Random(11)
+    killed_mid_run = 0
+    for _ in range(2):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        try:
+            start = query("SELECT count(*) FROM images") if killed_mid_run else 0
+            deadline = time.monotonic() + 240
+            while proc.poll() is None and query("SELECT count(*) FROM images") <= start:
+                assert time.monotonic() < deadline, "add never committed an image"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 1.0))
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_mid_run += 1
+            proc.wait()
+        assert whole() <= n_files
+    assert killed_mid_run >= 1, "no kill landed while `add` ran"
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert whole() == n_files
+    again = json.loads(subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600).stdout)
+    assert (again["unchanged"], again["indexed"]) == (n_files, 0)
+    with Engine.open(store, Settings(workers=1, catalog_url=pg_url), pipeline=pipeline(), mode="write") as engine:
+        assert engine.audit.verify() == []
+        assert len(engine.store.index()) == engine.stats()["faces"] == query(
+            "SELECT count(*) FROM faces WHERE embedding IS NOT NULL") > 0
