@@ -2,6 +2,7 @@
 
     python bench/bench_catalog.py                        # 4 000 images x 2 faces, throw-away local server
     python bench/bench_catalog.py --url postgresql://user@host/db   # an existing (empty) database instead
+    python bench/bench_catalog.py --add-folder PHOTOS [--src OTHER/src]   # `faceindex add` end to end, both
 
 Insert: faces/s written as ingest writes them (store.Catalog.insert_image + insert_faces, BATCH_FILES images per
 transaction, each face with its 512-byte faceprint), over the whole run. Lookups, single thread, after the
@@ -105,12 +106,39 @@ def run(label: str, catalog: Catalog, images: int, faces_per_image: int, lookups
     return row
 
 
+def add_runs(folder: Path, src: Path, url: str, tmp: Path) -> None:
+    """`faceindex add FOLDER` end to end into SQLite and into PostgreSQL (a new database), then the same command
+    again (every file unchanged: what a nightly rescan of an archive costs), timed as whole processes."""
+    import json
+    import os
+    import subprocess
+
+    n_files = sum(1 for p in folder.rglob("*") if p.is_file())
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    for label, catalog_url in (("sqlite", ""), ("postgresql", url)):
+        store = tmp / f"add-{label}"
+        cmd = [sys.executable, "-m", "faceindex", "add", str(folder), "--collection", "c", "--basis", "consent",
+               "--purpose", "bench", "--store", str(store), "--json"]
+        for run_label in ("first add", "again (unchanged)"):
+            start = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                  env={**env, "FACEINDEX_CATALOG_URL": catalog_url})
+            seconds = time.perf_counter() - start
+            report = json.loads(done.stdout)
+            print(f"add {label:<10} {run_label:<18} {n_files} files in {seconds:6.1f} s = {n_files / seconds:6.1f} "
+                  f"files/s (indexed {report['indexed']}, unchanged {report['unchanged']}, faces {report['faces']})",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=4_000)
     parser.add_argument("--faces-per-image", type=int, default=2)
     parser.add_argument("--lookups", type=int, default=1_000)
     parser.add_argument("--url", help="an existing empty PostgreSQL database (default: a throw-away server)")
+    parser.add_argument("--add-folder", type=Path, help="instead: time `faceindex add` of this folder end to end")
+    parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[1] / "src",
+                        help="the faceindex sources `--add-folder` runs (default: this checkout's)")
     args = parser.parse_args()
     print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_line()}")
     print(f"# {args.images} images x {args.faces_per_image} faces, batches of {BATCH_FILES} images, "
@@ -121,6 +149,10 @@ def main() -> None:
 
         server = PostgresServer().start(durable=True)
     try:
+        if args.add_folder is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                add_runs(args.add_folder, args.src, args.url or server.new_database(), Path(tmp))
+            return
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "a").mkdir()
