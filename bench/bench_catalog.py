@@ -141,8 +141,11 @@ def main() -> None:
                         help="the faceindex sources `--add-folder` runs (default: this checkout's)")
     args = parser.parse_args()
     print(f"# {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {machine_line()}")
-    print(f"# {args.images} images x {args.faces_per_image} faces, batches of {BATCH_FILES} images, "
-          f"{args.lookups} lookups of each kind")
+    if args.add_folder is None:
+        print(f"# {args.images} images x {args.faces_per_image} faces, batches of {BATCH_FILES} images, "
+              f"{args.lookups} lookups of each kind")
+    else:
+        print(f"# faceindex add {args.add_folder} with the sources in {args.src}")
     server = None
     if args.url is None:
         from pg_support import PostgresServer
