@@ -107,7 +107,8 @@ def test_a_batch_lookup_answers_every_uri_asked(cat):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_ingest_writes_a_batch_faces_in_one_call_and_looks_up_scanned_files_per_chunk(backend, request, tmp_path,
                                                                                       faces_dir, monkeypatch):
-    """The real ingest (real models, real photos): a batch's faces go to the catalog in one insert_faces_of, and
+    """The real ingest (real models, real photos): a batch's images and faces go to the catalog in one
+    insert_images and one insert_faces_of, with their detail level, and
     a re-run over unchanged files asks the catalog once per chunk of files, never once per file; the faces
     stored are those the report counts, each with its faceprint in the vector store."""
     from privacy_support import pipeline
@@ -120,7 +121,7 @@ def test_ingest_writes_a_batch_faces_in_one_call_and_looks_up_scanned_files_per_
     for path in sorted((faces_dir / "people/Jack_Dorsey").iterdir())[:4]:
         (photos / path.name).write_bytes(path.read_bytes())
     calls: dict[str, int] = {}
-    for name in ("insert_faces", "insert_faces_of", "find_image", "find_images"):
+    for name in ("insert_image", "insert_images", "insert_faces", "insert_faces_of", "find_image", "find_images"):
         original = getattr(Catalog, name)
 
         def spy(self, *args, _original=original, _name=name, **kwargs):
@@ -132,8 +133,13 @@ def test_ingest_writes_a_batch_faces_in_one_call_and_looks_up_scanned_files_per_
     settings = Settings(workers=1, catalog_url=url, vectors_url="faiss")
     with Engine.open(tmp_path / "store", settings, pipeline=pipeline(), mode="write") as engine:
         first = engine.ingest([photos], "c", basis="consent", purpose="test")
-        assert (first.indexed, first.faces) == (4, 4) and calls["insert_faces_of"] == 1  # one batch of 4 files
-        assert calls.get("insert_faces", 0) == 0
+        assert (first.indexed, first.faces) == (4, 4)
+        # One batch of 4 files: its images in one call, their faces in one; none one by one.
+        assert (calls["insert_images"], calls["insert_faces_of"]) == (1, 1)
+        assert calls.get("insert_image", 0) == calls.get("insert_faces", 0) == 0
+        rows = engine.catalog.conn.execute("SELECT uri, detail, n_faces FROM images ORDER BY id").fetchall()
+        assert sorted(r["uri"].rsplit("/", 1)[1] for r in rows) == sorted(p.name for p in photos.iterdir())
+        assert {(r["detail"], r["n_faces"]) for r in rows} == {(engine.collection_detail("c"), 1)}
         assert engine.catalog.count("SELECT count(*) FROM faces WHERE embedding IS NOT NULL") == 4
         assert engine.stats()["faces"] == 4
         calls.clear()

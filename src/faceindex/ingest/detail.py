@@ -13,6 +13,7 @@ follows the store's setting, and an image without one counts as UNRECORDED.
 from __future__ import annotations
 
 from faceindex.errors import InvalidInputError, NotFoundError
+from faceindex.store.catalog_sql import id_chunks, marks
 from faceindex.store.migrations import MigrationSet
 
 LEVELS = ("fast", "auto", "thorough")
@@ -75,6 +76,12 @@ def image_detail(row) -> str | None:
 def record_image_detail(catalog, image_id: int, level: str | None) -> None:
     """Record the level an image was analysed at (in the caller's transaction)."""
     catalog.conn.execute("UPDATE images SET detail = ? WHERE id = ?", (level, image_id))
+
+
+def record_images_detail(catalog, image_ids: list[int], level: str | None) -> None:
+    """Record the level several images were analysed at, one statement per ID_CHUNK of them (a batch's images)."""
+    for chunk in id_chunks(image_ids):
+        catalog.conn.execute(f"UPDATE images SET detail = ? WHERE id IN ({marks(chunk)})", (level, *chunk))
 
 
 def face_boxes(catalog, image_id: int) -> list[tuple[int, int, int, int]]:

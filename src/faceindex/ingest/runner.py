@@ -116,7 +116,7 @@ class IngestRunner:
         self._last_save = time.monotonic()
         self.videos = VideoStore(self.catalog, store.root)
         self._ops: list[_Op] = []
-        self._faces: dict[str, list] = {}  # model id → [(image id, faces)] of the batch in hand (_flush)
+        self._images: dict[tuple[int, str], list] = {}  # (collection, model) → [(image row, faces)] (_flush)
         self._batch_started = 0.0
         self.detail = pipeline.settings.detail  # recorded per image; a higher one re-analyses (ingest.detail)
 
@@ -184,13 +184,11 @@ class IngestRunner:
             return
         ops, self._ops = self._ops, []
         batch = IngestReport()
-        self._faces = {}
+        self._images = {}
         with self.catalog.transaction():
             for op in ops:
                 op(batch)
-            for model_id, faces in self._faces.items():
-                self.catalog.insert_faces_of(faces, model_id)
-            self._faces = {}
+            self._write_images()
             if self.audit is not None:
                 self.audit({k: v for k, v in batch.counts().items() if k != "files"})
         report.add(batch)
@@ -198,6 +196,17 @@ class IngestRunner:
             self.store.index()  # catch up in memory, then persist
             self.store.save_index()
             self._last_save = time.monotonic()
+
+    def _write_images(self) -> None:
+        """Insert the analysed images the batch's ops deferred, with their level and faces: per collection and
+        model, one insert_images, one UPDATE of their level and one insert_faces_of (a few round trips for the
+        whole batch on PostgreSQL, instead of four per file)."""
+        deferred, self._images = self._images, {}
+        for (collection_id, model_id), items in deferred.items():
+            image_ids = self.catalog.insert_images(collection_id, [row for row, _ in items])
+            levels.record_images_detail(self.catalog, image_ids, self.detail)
+            self.catalog.insert_faces_of([(image_id, faces) for image_id, (_, faces) in zip(image_ids, items,
+                                                                                              strict=True)], model_id)
 
     # -- before analysis ----------------------------------------------------------------------
     def _settle_without_analysis(self, source: SourceFile, collection: Collection, model_id: str,
@@ -325,15 +334,13 @@ class IngestRunner:
                 batch.opted_out_faces += len(dropped)
                 faces = [f for f in faces if id(f) not in dropped]  # opted-out faces are never stored
                 accepted = [f for f in faces if f.ok]
-            image_id = self.catalog.insert_image(
-                collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=analysis.width,
+            # Written with the batch's other images and faces at its end (_write_images: COPY on PostgreSQL). No
+            # op of a batch reads the rows another op deferred: the scan yields each uri once.
+            self._images.setdefault((collection.id, model_id), []).append((dict(
+                uri=source.uri, sha256=source.sha256, size_bytes=source.size, width=analysis.width,
                 height=analysis.height, fmt=analysis.format,
                 captured_at=analysis.captured_at.isoformat() if analysis.captured_at else None,
-                n_faces=len(accepted), faces_withheld=len(dropped))
-            levels.record_image_detail(self.catalog, image_id, self.detail)
-            # Written with the whole batch's faces at the end of the batch (_flush: one insert_faces_of, COPY on
-            # PostgreSQL). No op of a batch reads faces another op deferred: the scan yields each uri once.
-            self._faces.setdefault(model_id, []).append((image_id, faces))
+                n_faces=len(accepted), faces_withheld=len(dropped)), faces))
             batch.indexed += 1
             batch.faces += len(accepted)
             batch.rejected_faces += len(faces) - len(accepted)
