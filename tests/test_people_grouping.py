@@ -193,11 +193,13 @@ def test_people_ops_ask_the_store_index_for_the_new_faces_only(tmp_path):
     new_x, _ = gallery.probes(40, seed=33)
     _fill(store, "a", new_x, 800)
     second = ops.cluster()
-    assert asked[1:] == [40 + first.unassigned], "only the faces not yet in a person are looked up"
+    # The 40 new faces, then the free faces they reached (seen before, left alone): not every free face again.
+    assert asked[1] == 40 and sum(asked[1:]) < 40 + first.unassigned, asked
     assert second.joined_existing > 20
     # A scope under half the store (collection b alone) builds its own graph: the store's neighbours would
     # mostly be faces of collection a.
     _fill(store, "b", gallery.vectors[:100], 900)
+    calls = len(asked)
     ops.cluster("b")
-    assert len(asked) == 2
+    assert len(asked) == calls
     store.close()

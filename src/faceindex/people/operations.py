@@ -18,7 +18,7 @@ from faceindex.errors import ConflictError, EmptyStoreError, InvalidInputError, 
 from faceindex.events import EVENT_TYPES, Event
 from faceindex.matching import load_calibration
 from faceindex.people import events as _events  # noqa: F401  (registers the people actions' event types)
-from faceindex.people import grouping, knn
+from faceindex.people import grouping, incremental, knn
 from faceindex.people.schema import MAX_NAME
 from faceindex.people.store import PeopleStore, Person, PersonFace
 from faceindex.store.catalog import Catalog
@@ -76,12 +76,18 @@ class PeopleOps:
             self.audit(EVENT_TYPES[action].from_parts(None, params, counts))
 
     # -- grouping ----------------------------------------------------------------------------------------
-    def cluster(self, collection: str | None = None) -> ClusterReport:
+    def cluster(self, collection: str | None = None, *, incremental: bool = True) -> ClusterReport:
         """Group the faces not yet in a person; they join existing people or form new ones (>= min_size faces).
 
         Only collections that allow grouping take part; naming one that does not is a PolicyError. An empty
         scope is an EmptyStoreError (never "no people"). Runs in one write transaction, so two runs at once
         take turns and the second groups only what the first left free.
+
+        Incremental (the default, when the store's index is at hand and covers the scope): only the faces no
+        run has looked at are searched, and only they, their neighbours and the people those belong to are
+        read (people/incremental.py); confidence is recomputed for the people that changed. Past
+        STORE_SEARCH_MAX such faces (a first run on a big store), or with `incremental=False`, every
+        faceprint in scope is read and every free face searched (the full path).
         """
         with self._transaction():
             collection_id = None
@@ -90,39 +96,79 @@ class PeopleOps:
                 if not allowed:
                     raise PolicyError(f"collection {collection!r} does not allow grouping faces into people "
                                       "(switch it on with set_grouping if its purpose allows)")
-            scope = self.store.scope(collection_id)
-            if not len(scope.face_ids):
+            in_scope = self.store.scope_size(collection_id)
+            if not in_scope:
                 where = f"collection {collection!r}" if collection else "the collections that allow grouping"
                 raise EmptyStoreError(f"no faces to group in {where}: ingest photos first")
-            free = np.flatnonzero(scope.person < 0)
-            row_of = {int(f): k for k, f in enumerate(scope.face_ids)}
-            cannot = [(row_of[f], p) for f, p in scope.rejected if f in row_of]
-            labels = scope.person.copy()
+            top = self.catalog.max_face_id()
+            work = self._working_set(collection_id, in_scope, top) if incremental else None
+            if work is not None:
+                face_ids, image_ids, x, person = work.face_ids, work.image_ids, work.x, work.person
+                free, cannot, search, refresh_all = work.queries, work.cannot, work.search, False
+            else:
+                scope = self.store.scope(collection_id)
+                face_ids, image_ids, x, person = scope.face_ids, scope.image_ids, scope.x, scope.person
+                free = np.flatnonzero(person < 0)
+                row_of = {int(f): k for k, f in enumerate(face_ids)}
+                cannot = [(row_of[f], p) for f, p in scope.rejected if f in row_of]
+                search, refresh_all = self._store_search(face_ids), not incremental
+            labels = person.copy()
             if len(free):
-                search = self._store_search(scope.face_ids)
-                labels = grouping.group(scope.x, self.params, photo=scope.image_ids, start=scope.person,
-                                        cannot_join=cannot, new_rows=free, search=search)
-            conf = grouping.confidence(scope.x, labels)
-            existing = set(scope.person[scope.person >= 0].tolist())
-            new_person: dict[int, int] = {}
-            rows, joined = [], 0
-            for k in free[labels[free] >= 0]:
-                label = int(labels[k])
-                if label in existing:
-                    joined += 1
-                    person = label
-                else:
-                    if label not in new_person:
-                        new_person[label] = self.store.create_person()
-                    person = new_person[label]
-                rows.append((int(scope.face_ids[k]), person, "auto", _num(conf[k])))
-            self.store.assign(rows)
-            self._refresh_confidence(scope, labels, conf, free)
-            report = ClusterReport(len(scope.face_ids), len(rows), joined, len(new_person), len(free) - len(rows))
+                labels = grouping.group(x, self.params, photo=image_ids, start=person, cannot_join=cannot,
+                                        new_rows=free, search=search)
+            grouped, joined, new_people = self._apply(face_ids, x, person, labels, free, refresh_all)
+            if collection is None:
+                self.store.set_seen_through(top)  # every face up to `top` is now in a person or seen
+            report = ClusterReport(in_scope, grouped, joined, new_people, len(free) - grouped)
             self._record("people.cluster", {"collection": collection} if collection else {},
                          {"faces": report.faces_in_scope, "grouped": report.faces_grouped,
                           "new_people": report.new_people})
         return report
+
+    def _working_set(self, collection_id: int | None, in_scope: int, top: int) -> incremental.WorkingSet | None:
+        """The incremental run's working set, or None when the full path is the one to take: no store index,
+        a scope under half the store (see `_store_search`), or more new faces than STORE_SEARCH_MAX."""
+        if self.face_search is None or 2 * in_scope < top:
+            return None
+        pending, images = self.store.pending(collection_id, self.store.seen_through)
+        if len(pending) > grouping.STORE_SEARCH_MAX:
+            return None
+        return incremental.working_set(self.store, collection_id, pending, images, self.face_search,
+                                       k=self.params.k, min_sim=self.params.edge_threshold,
+                                       max_queries=grouping.STORE_SEARCH_MAX)
+
+    def _apply(self, face_ids: np.ndarray, x: np.ndarray, person: np.ndarray, labels: np.ndarray, free: np.ndarray,
+               refresh_all: bool) -> tuple[int, int, int]:
+        """Write a grouping's outcome: new memberships, new people, confidence, faces seen and left free.
+
+        Confidence (the mean cosine to the rest of the person) is recomputed for the people that gained faces
+        and the new ones, from every face of theirs (all are rows here). `refresh_all`: also every other face
+        already in a person (what the full path did before). Returns (grouped, joined existing, new people).
+        """
+        got = labels[free]
+        changed = np.unique(got[got >= 0])
+        conf = grouping.confidence(x, labels if refresh_all else np.where(np.isin(labels, changed), labels, -1))
+        existing = set(np.unique(person[person >= 0]).tolist())
+        new_person: dict[int, int] = {}
+        rows, joined = [], 0
+        for k in free[got >= 0]:
+            label = int(labels[k])
+            if label in existing:
+                joined += 1
+                target = label
+            else:
+                if label not in new_person:
+                    new_person[label] = self.store.create_person()
+                target = new_person[label]
+            rows.append((int(face_ids[k]), target, "auto", _num(conf[k])))
+        self.store.assign(rows)
+        self.store.mark_seen(face_ids[free[got < 0]].tolist())
+        if len(free):
+            held = np.flatnonzero(person >= 0)
+            if not refresh_all:
+                held = held[np.isin(person[held], changed)]
+            self.store.set_confidence([(int(face_ids[k]), _num(conf[k])) for k in held])
+        return len(rows), joined, len(new_person)
 
     def _store_search(self, face_ids: np.ndarray) -> knn.Search | None:
         """The store's index as a search in scope rows, when the scope is at least half of the store's faces;
@@ -131,12 +177,6 @@ class PeopleOps:
         if self.face_search is None or 2 * len(face_ids) < self.catalog.max_face_id():
             return None
         return knn.row_search(knn.from_pairs(self.face_search), face_ids, spare=self.params.k)
-
-    def _refresh_confidence(self, scope, labels, conf, free) -> None:
-        """Faces already in a person whose group grew: their confidence is recomputed (the review queue uses it)."""
-        held = np.flatnonzero(scope.person >= 0)
-        if len(held) and len(free):
-            self.store.set_confidence([(int(scope.face_ids[k]), _num(conf[k])) for k in held])
 
     # -- reading -----------------------------------------------------------------------------------------
     def list(self, *, faces: bool = False, include_single: bool = False, named: bool | None = None) -> list[Person]:
@@ -266,6 +306,8 @@ class PeopleOps:
             collection_id, _ = self.store.collection_grouping(collection)
             self.store.set_grouping(collection_id, allowed)
             dropped = 0 if allowed else self.store.unassign_collection(collection_id)
+            if allowed:
+                self.store.set_seen_through(0)  # faces it had in people while off are free again: look at all
             if dropped:
                 self.store.prune_empty()
             self.store.record_decision(self.actor, "grouping", None, collection_id, dropped)
