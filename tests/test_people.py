@@ -225,3 +225,49 @@ def test_agglomerate_constraints_on_real_faceprints(ops: PeopleOps):
     assert labels[0] == 5 and labels[1] != 5 and labels[2] == 5 and labels[3] == 5
     conf = confidence(x, labels)
     assert np.isnan(conf[1]) and np.allclose(conf[[0, 2, 3]], 1.0, atol=1e-5)
+
+
+def _people_state(catalog: Catalog) -> dict[int, tuple[int, str, float | None]]:
+    """Face id -> (person, state, confidence) of every membership (rejections included)."""
+    return {int(f): (int(p), s, c) for f, p, s, c in catalog.conn.execute(
+        "SELECT face_id, person_id, state, confidence FROM person_faces WHERE state != 'rejected'")}
+
+
+def test_incremental_run_equals_the_full_read_path(built: Path, tmp_path: Path):
+    """New faces ('later', 'groups') grouped by the incremental path give the people and confidences the
+    full-read path gives, after the same first run and operator decisions, while searching fewer faces."""
+    outcome, asked = {}, {}
+    for name, incremental in (("full", False), ("incremental", True)):
+        shutil.copytree(built, tmp_path / name)
+        with Engine.open(tmp_path / name, mode="write") as engine:
+            searched: list[int] = []
+
+            def face_search(vectors, k, store=engine.store, searched=searched):
+                searched.append(len(vectors))
+                return store.search(vectors, k)
+
+            ops = PeopleOps(engine.catalog, face_search=face_search)
+            ops.cluster("first", incremental=False)  # the same start on both copies
+            biggest = ops.list(faces=True)[0]
+            ops.reject(biggest.id, biggest.faces[-1].face_id)
+            ops.split(biggest.id, [f.face_id for f in biggest.faces[:2]])
+            before = _people_state(engine.catalog)
+            searched.clear()
+            report = ops.cluster(incremental=incremental)
+            outcome[name] = (report, before, _people_state(engine.catalog))
+            asked[name] = sum(searched)
+    (full, before, after_full), (inc, before_inc, after_inc) = outcome["full"], outcome["incremental"]
+    assert before == before_inc
+    assert full.joined_existing >= 15 and full.new_people >= 1, full
+    assert (inc.faces_grouped, inc.joined_existing, inc.new_people) == (
+        full.faces_grouped, full.joined_existing, full.new_people)
+    assert {f: v[:2] for f, v in after_inc.items()} == {f: v[:2] for f, v in after_full.items()}
+    # Confidence of every face of the people that changed (gained faces, or new): the same.
+    changed = {after_full[f][0] for f in after_full if f not in before}
+    touched = [f for f, v in after_full.items() if v[0] in changed]
+    assert len(touched) > len(set(after_full) - set(before))
+    assert all(after_inc[f][2] == pytest.approx(after_full[f][2], abs=1e-4) for f in touched)
+    for f, v in before.items():  # decisions kept: confirmed faces stay where the operator put them
+        if v[1] == "confirmed":
+            assert after_inc[f][:2] == v[:2]
+    assert 0 < asked["incremental"] < asked["full"], asked
