@@ -104,18 +104,19 @@ class PeopleOps:
             work = self._working_set(collection_id, in_scope, top) if incremental else None
             if work is not None:
                 face_ids, image_ids, x, person = work.face_ids, work.image_ids, work.x, work.person
-                free, cannot, search, refresh_all = work.queries, work.cannot, work.search, False
+                queries, cannot, search, refresh_all = work.queries, work.cannot, work.search, False
             else:
                 scope = self.store.scope(collection_id)
                 face_ids, image_ids, x, person = scope.face_ids, scope.image_ids, scope.x, scope.person
-                free = np.flatnonzero(person < 0)
+                queries = np.flatnonzero(person < 0)
                 row_of = {int(f): k for k, f in enumerate(face_ids)}
                 cannot = [(row_of[f], p) for f, p in scope.rejected if f in row_of]
                 search, refresh_all = self._store_search(face_ids), not incremental
+            free = np.flatnonzero(person < 0)  # the queries, and (incremental) free faces their edges reach
             labels = person.copy()
-            if len(free):
+            if len(queries):
                 labels = grouping.group(x, self.params, photo=image_ids, start=person, cannot_join=cannot,
-                                        new_rows=free, search=search)
+                                        new_rows=queries, search=search)
             grouped, joined, new_people = self._apply(face_ids, x, person, labels, free, refresh_all)
             if collection is None:
                 self.store.set_seen_through(top)  # every face up to `top` is now in a person or seen
