@@ -166,6 +166,8 @@ class PeopleStore:
 
     def embeddings(self, face_ids: list[int]) -> np.ndarray:
         """float32 (n, dim) faceprints of the given faces, in the order given (primary-key lookups)."""
+        if not face_ids:
+            return np.zeros((0, 0), np.float32)
         found: dict[int, bytes] = {}
         for chunk in id_chunks(face_ids):
             found.update((int(f), e) for f, e in self.conn.execute(
