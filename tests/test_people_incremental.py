@@ -156,3 +156,19 @@ def test_grouping_switched_off_and_on_looks_at_the_collection_again(grouped):
     # b's faces that were in people, free again though older than the last run (the rest were seen alone).
     assert spy.searched == [len(in_people)]
     assert b_faces & set(memberships(spy.ops)) == in_people
+
+
+def test_a_first_run_on_a_big_scope_takes_the_full_path_then_runs_are_incremental(tmp_path: Path, monkeypatch):
+    from faceindex.people import grouping
+
+    monkeypatch.setattr(grouping, "STORE_SEARCH_MAX", 100)  # "big": more new faces than the store's index takes
+    gallery = make_gallery(600, seed=61)
+    store = FaceStore(tmp_path / "store")
+    fill(store, "a", gallery.vectors, 0)
+    spy = Spy(store)
+    first = spy.ops.cluster()
+    assert first.new_people > 20 and spy.searched == [] and spy.read == 0  # a job graph over the scope read
+    fill(store, "a", gallery.probes(30, seed=67)[0], 600)
+    second = spy.ops.cluster()
+    assert spy.searched == [30] and second.joined_existing >= 15, second
+    store.close()

@@ -131,9 +131,10 @@ class PeopleOps:
         a scope under half the store (see `_store_search`), or more new faces than STORE_SEARCH_MAX."""
         if self.face_search is None or 2 * in_scope < top:
             return None
-        pending, images = self.store.pending(collection_id, self.store.seen_through)
-        if len(pending) > grouping.STORE_SEARCH_MAX:
+        found = self.store.pending(collection_id, self.store.seen_through, grouping.STORE_SEARCH_MAX)
+        if found is None:
             return None
+        pending, images = found
         return incremental.working_set(self.store, collection_id, pending, images, self.face_search,
                                        k=self.params.k, min_sim=self.params.edge_threshold,
                                        max_queries=grouping.STORE_SEARCH_MAX)

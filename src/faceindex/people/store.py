@@ -132,8 +132,9 @@ class PeopleStore:
             "SELECT count(*) FROM faces f JOIN images i ON i.id = f.image_id JOIN collections c"
             f" ON c.id = i.collection_id WHERE {where}", args).fetchone()[0])
 
-    def pending(self, collection_id: int | None, after_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """(face ids, image ids) int64 of faces in scope no grouping run has looked at: in no person, not seen.
+    def pending(self, collection_id: int | None, after_id: int, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(face ids, image ids) int64 of faces in scope no grouping run has looked at: in no person, not seen;
+        None when there are more than `limit` (the caller then reads the whole scope anyway).
 
         Only faces above `after_id` (the `seen_through` watermark) and faces an operator rejected are
         candidates, so the query reads a range of new faces, not the whole faces table.
@@ -143,9 +144,11 @@ class PeopleStore:
                 " AND NOT EXISTS (SELECT 1 FROM person_seen s WHERE s.face_id = f.id)")
         base = ("SELECT f.id, f.image_id FROM faces f JOIN images i ON i.id = f.image_id JOIN collections c"
                 f" ON c.id = i.collection_id WHERE {where}{free}")
-        rows = self.conn.execute(f"{base} AND f.id > ?", (*args, after_id)).fetchall()
+        rows = self.conn.execute(f"{base} AND f.id > ? ORDER BY f.id LIMIT ?", (*args, after_id, limit + 1)).fetchall()
         rows += self.conn.execute(f"{base} AND f.id <= ? AND f.id IN (SELECT face_id FROM person_faces"
-                                  " WHERE state = 'rejected')", (*args, after_id)).fetchall()
+                                  " WHERE state = 'rejected') LIMIT ?", (*args, after_id, limit + 1)).fetchall()
+        if len(rows) > limit:
+            return None
         pairs = sorted((int(r[0]), int(r[1])) for r in rows)
         return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
