@@ -172,3 +172,28 @@ def test_a_first_run_on_a_big_scope_takes_the_full_path_then_runs_are_incrementa
     second = spy.ops.cluster()
     assert spy.searched == [30] and second.joined_existing >= 15, second
     store.close()
+
+
+def test_cli_full_revisits_the_faces_left_alone(tmp_path: Path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from faceindex.cli import app
+
+    gallery = make_gallery(300, seed=71)
+    store = FaceStore(tmp_path / "store")
+    fill(store, "a", gallery.vectors, 0)
+    store.close()
+
+    def cluster(*extra: str) -> dict:
+        result = CliRunner().invoke(app, ["people", "cluster", "--store", str(tmp_path / "store"), "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output.strip().splitlines()[-1])
+
+    first = cluster()
+    assert first["new_people"] > 10 and first["unassigned"] > 0
+    again = cluster()
+    assert (again["faces_grouped"], again["unassigned"]) == (0, 0)  # nothing new: nothing looked at
+    full = cluster("--full")
+    assert full["faces_grouped"] + full["unassigned"] == first["unassigned"]  # every free face looked at again

@@ -14,15 +14,18 @@ PersonArg = Annotated[str, typer.Argument(help="Person id, or the exact name an 
 
 def cluster(
     collection: Annotated[str | None, typer.Option("--collection", "-c", help="Only this collection.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Read every faceprint and search every face not in a person "
+                                       "again, not only the new ones (minutes at a million faces).")] = False,
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Group the faces not yet in a person: they join existing people or form new ones (2 faces or more).
 
     Never undoes an operator's decision (names, merges, splits, rejections, confirmations); two faces of one
-    photo never become one person; collections with grouping off take no part.
+    photo never become one person; collections with grouping off take no part. Only faces no run has looked at
+    are searched; `--full` also revisits the faces earlier runs left alone.
     """
     with open_engine(store, write=True) as engine:
-        report = engine.people.cluster(collection)
+        report = engine.people.cluster(collection, incremental=not full)
     if as_json:
         emit_json(report.to_dict())
         return
