@@ -20,6 +20,9 @@ In one run:
 Each phase reports wall seconds and process CPU seconds (all threads). The machine is shared: wall time
 depends on the other jobs, so "idle 2-core estimate" = CPU of the multi-threaded FAISS phases / threads
 + CPU of the single-threaded phases (agglomeration), what the run would take with the cores to itself.
+
+These are the arrays alone; `people cluster` end to end (catalog + store index, the Engine path) is measured by
+bench/bench_people_e2e.py.
 """
 
 from __future__ import annotations

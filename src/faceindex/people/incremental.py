@@ -15,7 +15,8 @@ to new faces count (they come from the new faces' searches), but its own k-NN li
 searching the free neighbours too cost 12 k searches for 1 000 new faces at 100 k faces (a quarter of the faces
 stay free, and at cosine >= 0.92 they chain), 15 CPU s against 16 for the full path. So a pair of old free
 faces that only a better graph would join (a from-scratch run's job graph missed their edge), or a free face
-whose person grew without any new face near it, waits for a run with `incremental=False`.
+whose person grew without any new face near it, waits for a run with `incremental=False`
+(`faceindex people cluster --full`).
 """
 
 from __future__ import annotations
