@@ -323,8 +323,16 @@ class VectorFile:
     def close(self) -> None:
         self._map = None
 
-    def delete(self) -> None:
-        """Unmap and unlink (only work files are deleted by the index; saved ones are replaced)."""
+    def delete(self, *, wipe: bool = False) -> None:
+        """Unmap and unlink (only work files are deleted by the index; saved ones are replaced).
+
+        ``wipe``: overwrite the valid rows with zeros and flush first, so the freed disk blocks do not keep
+        faceprints (an abandoned build may hold faces erased since); costs one write of the file."""
+        if wipe and self._map is not None and self.rows:
+            step = _CRC_CHUNK_ROWS
+            for lo in range(0, self.rows, step):
+                self._map[lo : lo + step] = 0.0
+            self._map.flush()
         self.close()
         if self._finalizer is not None:
             self._finalizer.detach()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import faiss
@@ -89,6 +89,9 @@ class VectorIndex:
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self._vf: VectorFile | None = None  # the float32 rows of an sq8 or ivf index (None otherwise)
         self._trained_for = 0  # faces an ivf index's lists were sized for (auto nlist)
+        self.checkpoint: Callable[[], None] | None = None
+        """Called between the steps of a bulk build (after training, between added chunks); it may raise to
+        abandon the build (FaceStore drops a snapshot build when faces were deleted meanwhile)."""
 
     # -- size and shape -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -234,8 +237,20 @@ class VectorIndex:
                 return
             self._build(vf, labels)
         except BaseException:
-            vf.delete()
+            vf.delete(wipe=True)  # an abandoned build: its rows may include faces erased since
             raise
+
+    def discard(self) -> None:
+        """Abandon an index that was never saved: zero and delete its vectors work file (it may hold faceprints
+        erased since it was built) and drop the structure. The index is empty and unusable afterwards."""
+        if self._vf is not None and self._vf.temp:
+            self._vf.delete(wipe=True)
+        self._vf = None
+        self._index, self._labels, self._dead, self._selector = fx.new_flat(self.dim), np.empty(0, np.int64), 0, None
+
+    def _step(self) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint()
 
     def remove(self, ids: np.ndarray, *, compact: bool = True) -> int:
         """Remove faces by id (unknown ids are ignored); returns how many were removed.
@@ -316,6 +331,7 @@ class VectorIndex:
             m = min(n, _SQ8_TRAIN_SAMPLE)
             index.train(np.ascontiguousarray(rows[np.sort(rng.choice(n, m, replace=False))] if m < n else rows))
         for lo in range(0, n, _ADD_CHUNK):  # chunks: page the mapped rows in a bounded amount at a time
+            self._step()
             chunk = np.ascontiguousarray(rows[lo : lo + _ADD_CHUNK])
             if kind == fx.IVF:
                 index.add_with_ids(chunk, np.arange(lo, lo + len(chunk), dtype=np.int64))
