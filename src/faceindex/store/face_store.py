@@ -15,7 +15,7 @@ import numpy as np
 from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
 from faceindex.store.index_factory import LAYOUT_AUTO, LAYOUT_SQ8_MMAP, IndexParams
-from faceindex.store.index_file import VECTORS_SUFFIX
+from faceindex.store.index_file import VECTORS_SUFFIX, remove_dead_work_files
 from faceindex.store.milvus_vectors import COLLECTION
 from faceindex.store.rwlock import ReadWriteLock
 from faceindex.store.vector_index import VectorIndex
@@ -126,6 +126,8 @@ class FaceStore:
                 self._drop_index_files()
                 self._mirror.open_for_writing()
             return
+        if remove_dead_work_files(self.root):
+            log.warning("removed the index work file of a build that did not finish (its process is gone)")
         if self.catalog.get_meta("index_saved_epoch") not in (None, str(self.catalog.epoch)):
             # Deletions committed but the index file was not rewritten (crash mid-erasure): finish now,
             # so the erased faceprints leave the index file at the first open for writing.

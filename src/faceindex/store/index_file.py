@@ -342,13 +342,46 @@ class VectorFile:
 def _remove_stale(target: Path) -> None:
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         stale.unlink(missing_ok=True)
-    for work in target.parent.glob(f"{_WORK_PREFIX}*"):
+    for work in _dead_work_files(target.parent):
+        work.unlink(missing_ok=True)
+
+
+def _dead_work_files(directory: Path) -> list[Path]:
+    """Work files in ``directory`` whose process is gone (killed mid-build, say)."""
+    dead = []
+    for work in Path(directory).glob(f"{_WORK_PREFIX}*"):
         try:
             pid = int(work.name[len(_WORK_PREFIX) :].split("-", 1)[0])
         except ValueError:
             continue
         if pid != os.getpid() and not _alive(pid):
-            work.unlink(missing_ok=True)
+            dead.append(work)
+    return dead
+
+
+def remove_dead_work_files(directory: Path) -> int:
+    """Zero, then delete the vectors work files of dead processes in ``directory``; returns how many.
+
+    A process killed mid-build leaves its work file: faceprints that may be erased later, outside any index the
+    erasure rewrites. Zeroing first (one write of the file, fsynced) keeps them off the freed disk blocks too.
+    """
+    removed = 0
+    for work in _dead_work_files(directory):
+        try:
+            with open(work, "r+b") as f:
+                size = os.fstat(f.fileno()).st_size
+                zeros = bytes(min(size, 1 << 24))
+                for _ in range(0, size, len(zeros) or 1):
+                    f.write(zeros[: size - f.tell()])
+                f.flush()
+                os.fsync(f.fileno())
+            work.unlink()
+            removed += 1
+        except FileNotFoundError:
+            continue  # another process removed it first
+        except OSError as e:
+            raise StoreError(f"cannot remove the stale vectors work file {work}: {e}") from e
+    return removed
 
 
 def _alive(pid: int) -> bool:
