@@ -58,7 +58,12 @@ class FaceStore:
     is in step). Catching the index up with the catalog (appends) and `forget_vectors` take an exclusive
     lock, so a search never sees an index being mutated; `rebuild_index` builds the new index beside the one
     in use and takes the exclusive lock only to swap it in, so searches go on during a rebuild (answered
-    by the old index). The index file itself is written under the store's write lock.
+    by the old index). The index file itself is written under the store's write lock, which a rebuild takes
+    only for its end (catch-up, save, swap), so adds, erasures and people operations go on during it too.
+
+    Lock order: a snapshot build holds `_build` while it waits for
+    the write lock at its end, so nothing waits for `_build` (or for a build to finish) while holding the write
+    lock — such callers build under the lock themselves.
 
     Catalog elsewhere: `catalog_url` "postgresql://…" keeps the catalog in that database (store.pg_connections)
     instead of `<root>/catalog.sqlite`; the directory still holds the write lock and the store's local files.
@@ -198,7 +203,9 @@ class FaceStore:
                             return self._index
                         continue  # one batch per hold of the lock: searches interleave with a long catch-up
                 wait = self._building  # no index to serve: wait for the build in progress, then look again
-            if not wait:
+            if not wait or self._holds_write_lock():
+                # (Holding the write lock, waiting would deadlock: the build in progress takes it for its end.
+                # Build under it instead; the other build, ending later, swaps in an index no less current.)
                 return self.rebuild_index()
             with self._builds_done:
                 self._builds_done.wait_for(lambda: self._builds == 0)
@@ -260,7 +267,7 @@ class FaceStore:
                            "epoch": int(watermark.get("epoch", -1))}
         return self._tuned(index)
 
-    def _append_batch(self, index: VectorIndex, watermark: dict) -> bool:
+    def _append_batch(self, index: VectorIndex, watermark: dict, *, mark_dirty: bool = True) -> bool:
         """Append the next batch (<= 50 k) of faces above the watermark; False when there was none left."""
         # Read the top id first: every face at or below it is committed, so the watermark may move there even
         # when the last faces are rejected ones (no faceprint), and `_behind` stays cheap and exact.
@@ -268,11 +275,11 @@ class FaceStore:
         for ids, vectors in self.catalog.iter_embeddings(after_id=watermark["max_face_id"]):
             index.add(ids, vectors)
             watermark["max_face_id"] = int(ids[-1])
-            self._dirty = True
+            self._dirty = self._dirty or mark_dirty
             return True
         if top > watermark["max_face_id"]:
             watermark["max_face_id"] = top
-            self._dirty = True
+            self._dirty = self._dirty or mark_dirty
         return False
 
     def _file_lock(self):
@@ -354,9 +361,11 @@ class FaceStore:
             watermark = {"max_face_id": max(top, int(fresh.max_id())), "epoch": epoch}
             if self.build_hook is not None:
                 self.build_hook(fresh)
+            while self._append_batch(fresh, watermark, mark_dirty=False):  # faces committed during the build:
+                checkpoint()  # appended without the lock first (this index is not shared yet), then the rest
             with self._file_lock():
                 checkpoint()
-                while self._append_batch(fresh, watermark):  # faces committed during the build
+                while self._append_batch(fresh, watermark, mark_dirty=False):
                     pass
                 self._swap(fresh, watermark)
             return fresh
@@ -402,7 +411,9 @@ class FaceStore:
         file (it holds faceprints just erased; an erasure's scrub comes next and must not find them there)."""
         epoch = self.catalog.epoch
         with self._builds_done:
-            if not self._builds_done.wait_for(lambda: self._snapshot_epoch in (None, epoch), timeout):
+            # A build started at this epoch or later (a retry, or after yet another deletion) holds none of them.
+            if not self._builds_done.wait_for(lambda: self._snapshot_epoch is None or self._snapshot_epoch >= epoch,
+                                              timeout):
                 log.warning("an index build has not dropped its work file after %.0f s", timeout)
 
     def save_index(self) -> None:
