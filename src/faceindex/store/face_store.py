@@ -61,9 +61,8 @@ class FaceStore:
     by the old index). The index file itself is written under the store's write lock, which a rebuild takes
     only for its end (catch-up, save, swap), so adds, erasures and people operations go on during it too.
 
-    Lock order: a snapshot build holds `_build` while it waits for
-    the write lock at its end, so nothing waits for `_build` (or for a build to finish) while holding the write
-    lock — such callers build under the lock themselves.
+    Lock order: a snapshot build holds `_build` while it waits for the write lock at its end, so nothing waits
+    for `_build` (or for a build to finish) while holding the write lock: such callers build under it themselves.
 
     Catalog elsewhere: `catalog_url` "postgresql://…" keeps the catalog in that database (store.pg_connections)
     instead of `<root>/catalog.sqlite`; the directory still holds the write lock and the store's local files.
