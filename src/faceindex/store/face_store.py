@@ -320,8 +320,11 @@ class FaceStore:
             return self._locked_build()
 
     def _holds_write_lock(self) -> bool:
+        """Whether the calling thread holds the store's write lock (the catalog cannot change under it)."""
+        if not self._writes:
+            return False
         lock = getattr(self.catalog._db, "lock", None)
-        return bool(self._writes and lock is not None and lock.held_by_me)
+        return bool(lock is not None and lock.held_by_me)
 
     def _building_state(self, delta: int, snapshot_epoch: int | None = None) -> None:
         """Count builds in progress; the first one stops serving an empty index (it would answer "no match")."""
