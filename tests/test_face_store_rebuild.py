@@ -17,7 +17,7 @@ from store_support import add_images
 from faceindex.config import Settings
 from faceindex.engine import Engine
 from faceindex.privacy.scrub import find_residue
-from faceindex.store import face_store
+from faceindex.store import face_store, index_builds
 from faceindex.store.face_store import FaceStore
 from faceindex.store.vector_index import VectorIndex
 
@@ -161,7 +161,7 @@ def test_a_build_dropped_by_deletions_every_time_ends_under_the_write_lock(tmp_p
 
     def delete_one_each_time(fresh: VectorIndex) -> None:
         calls.append(len(fresh))
-        if len(calls) <= face_store.BUILD_TRIES:  # another thread deletes a face while this build runs
+        if len(calls) <= index_builds.BUILD_TRIES:  # another thread deletes a face while this build runs
             victim = threading.Thread(target=delete, args=(len(calls),))
             victim.start()
             victim.join(WAIT_S)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from faceindex.errors import ModelMismatchError, StoreError
 from faceindex.store.catalog import Catalog
+from faceindex.store.index_builds import IndexBuilds
 from faceindex.store.index_factory import LAYOUT_AUTO, LAYOUT_SQ8_MMAP, IndexParams
 from faceindex.store.index_file import VECTORS_SUFFIX, remove_dead_work_files
 from faceindex.store.milvus_vectors import COLLECTION
@@ -27,21 +27,7 @@ log = logging.getLogger(__name__)
 CATALOG_FILE = "catalog.sqlite"
 INDEX_FILE = "index.faiss"
 EMBEDDING_DIM = 128
-BUILD_TRIES = 3
-"""Builds without the write lock that deletions may drop before the next one holds the lock throughout."""
-LOCKED_BUILD_BELOW = 20_000
-"""Faces (top face id) below which a rebuild holds the write lock throughout: an exact index that small builds
-in well under a second, less than the snapshot bookkeeping and a possible drop would cost."""
-DROP_WAIT_S = 60.0
-"""How long a deletion waits for a build of its process to drop its work file (one build checkpoint: a batch of
-50 k faces read or 256 k added, or one IVF training: seconds, a minute at 10 M faces)."""
-
-
-class _BuildDropped(Exception):
-    """The catalog's epoch moved during a snapshot build: faces were deleted, the build may hold them."""
-
-
-class FaceStore:
+class FaceStore(IndexBuilds):
     """Owns `<root>/catalog.sqlite` (truth) and `<root>/index.faiss` (derived, rebuildable).
 
     The index file carries a watermark `{"max_face_id", "epoch"}`: faces are only ever appended with
@@ -95,13 +81,8 @@ class FaceStore:
         self._watermark = {"max_face_id": 0, "epoch": -1}
         self._dirty = False
         self._rw = ReadWriteLock()
-        self._build = threading.Lock()  # one snapshot build at a time; never held while waiting for the write lock
         self._building = False  # a build is running; read and written under _rw.write()
-        self._builds = 0  # builds in progress (a locked one may run beside a snapshot one)
-        self._builds_done = threading.Condition()  # notified whenever a build starts or ends
-        self._snapshot_epoch: int | None = None  # the catalog epoch the snapshot build in progress started from
-        self.locked_build_below = LOCKED_BUILD_BELOW
-        """Stores with fewer faces (top face id) rebuild under the write lock: see `rebuild_index`."""
+        self._init_builds()
         self.build_hook: Callable[[VectorIndex], None] | None = None
         """Called in the building thread with the new index, complete but not yet saved or serving (tests)."""
         self._writes = False
@@ -284,139 +265,6 @@ class FaceStore:
     def _file_lock(self):
         """The store's write lock while the index file may be rewritten (always taken before the index lock)."""
         return self.catalog.write_lock() if self._writes else nullcontext()
-
-    def rebuild_index(self) -> VectorIndex:
-        """Rebuild the index from the catalog's faceprints and persist it (`faceindex reindex`).
-
-        Neither searches nor writers wait for the build (minutes at millions of faces). It is made from a
-        snapshot without the store's write lock: the catalog's epoch and top face id are noted, the faceprints
-        up to there are built beside the index in use (which keeps serving), and the write lock is taken only
-        for the short end: faces added meanwhile are appended (the catch-up of `index()`), then the index is
-        saved and swapped in. A deletion or erasure meanwhile (the epoch moved: by this process or another)
-        means the build may hold erased faceprints: it is dropped — its work file zeroed and deleted, no file
-        ever written from it — as soon as a checkpoint of the build sees the new epoch, and built again. After
-        `BUILD_TRIES` dropped builds, or for a store under `locked_build_below` faces (an exact index builds
-        in well under a second), the build holds the write lock throughout as before: it cannot be dropped.
-
-        An index with no faces is not served meanwhile (it would answer "no match"): searches then wait for
-        the build. A kill -9 mid-build leaves the saved index untouched (the next save removes the dead
-        process's work file).
-        """
-        if self._mirror is not None:
-            with self._file_lock(), self._rw.write():
-                return self._mirror.rebuild()
-        if self._holds_write_lock():
-            return self._locked_build()  # the catalog cannot change under this caller: nothing to drop
-        with self._build:  # one build at a time in this process; never held while waiting for the write lock
-            fresh = None
-            small = self.catalog.max_face_id() < self.locked_build_below
-            for attempt in range(0 if small or not self._writes else BUILD_TRIES):
-                fresh = self._snapshot_build()
-                if fresh is not None:
-                    return fresh
-                log.info("index build %d/%d dropped: faces were deleted meanwhile", attempt + 1, BUILD_TRIES)
-            if not small and self._writes:
-                log.warning("index build dropped %d times by deletions; building under the write lock", BUILD_TRIES)
-            return self._locked_build()
-
-    def _holds_write_lock(self) -> bool:
-        """Whether the calling thread holds the store's write lock (the catalog cannot change under it)."""
-        if not self._writes:
-            return False
-        lock = getattr(self.catalog._db, "lock", None)
-        return bool(lock is not None and lock.held_by_me)
-
-    def _building_state(self, delta: int, snapshot_epoch: int | None = None) -> None:
-        """Count builds in progress; the first one stops serving an empty index (it would answer "no match")."""
-        with self._rw.write():
-            self._builds += delta
-            self._building = self._builds > 0
-            if delta > 0 and self._index is not None and len(self._index) == 0:
-                self._index = None
-        with self._builds_done:
-            if delta > 0 and snapshot_epoch is not None:
-                self._snapshot_epoch = snapshot_epoch
-            elif delta < 0 and snapshot_epoch is not None:
-                self._snapshot_epoch = None
-            self._builds_done.notify_all()
-
-    def _snapshot_build(self) -> VectorIndex | None:
-        """One build without the write lock; the swapped-in index, or None when a deletion dropped it."""
-        epoch = self.catalog.epoch  # before the top id: a deletion between the two reads moves the epoch
-        top = self.catalog.max_face_id()
-        fresh = self._new_index()
-
-        def checkpoint() -> None:
-            if self.catalog.epoch != epoch:
-                raise _BuildDropped
-
-        def batches():
-            for batch in self.catalog.iter_embeddings():
-                checkpoint()
-                yield batch
-
-        self._building_state(+1, epoch)
-        try:
-            fresh.checkpoint = checkpoint
-            fresh.extend(batches())  # one build sized for the snapshot (VectorIndex wipes its work file if dropped)
-            fresh.checkpoint = None
-            watermark = {"max_face_id": max(top, int(fresh.max_id())), "epoch": epoch}
-            if self.build_hook is not None:
-                self.build_hook(fresh)
-            while self._append_batch(fresh, watermark, mark_dirty=False):  # faces committed during the build:
-                checkpoint()  # appended without the lock first (this index is not shared yet), then the rest
-            with self._file_lock():
-                checkpoint()
-                while self._append_batch(fresh, watermark, mark_dirty=False):
-                    pass
-                self._swap(fresh, watermark)
-            return fresh
-        except _BuildDropped:
-            fresh.discard()
-            return None
-        except BaseException:
-            fresh.discard()
-            raise
-        finally:
-            self._building_state(-1, epoch)
-
-    def _locked_build(self) -> VectorIndex:
-        """The build as before: the write lock held throughout, so the catalog cannot change under it."""
-        with self._file_lock():
-            self._building_state(+1)
-            try:
-                watermark = {"max_face_id": 0, "epoch": self.catalog.epoch}
-                fresh = self._new_index()
-                top = self.catalog.max_face_id()
-                try:
-                    fresh.extend(self.catalog.iter_embeddings())
-                    watermark["max_face_id"] = max(top, int(fresh.max_id()))
-                    if self.build_hook is not None:
-                        self.build_hook(fresh)
-                    self._swap(fresh, watermark)
-                except BaseException:
-                    fresh.discard()
-                    raise
-            finally:
-                self._building_state(-1)
-        return fresh
-
-    def _swap(self, fresh: VectorIndex, watermark: dict) -> None:
-        """Save `fresh` (under the write lock) and make it the index in use."""
-        if self._writes:
-            self._save_as(fresh, watermark)
-        with self._rw.write():
-            self._index, self._watermark, self._dirty = fresh, watermark, False
-
-    def _wait_for_dropped_build(self, timeout: float = DROP_WAIT_S) -> None:
-        """After a deletion: wait until a build of this process that started before it has dropped its work
-        file (it holds faceprints just erased; an erasure's scrub comes next and must not find them there)."""
-        epoch = self.catalog.epoch
-        with self._builds_done:
-            # A build started at this epoch or later (a retry, or after yet another deletion) holds none of them.
-            if not self._builds_done.wait_for(lambda: self._snapshot_epoch is None or self._snapshot_epoch >= epoch,
-                                              timeout):
-                log.warning("an index build has not dropped its work file after %.0f s", timeout)
 
     def save_index(self) -> None:
         """Persist the index atomically (mode 0600) if it changed since the last save; only once opened for
