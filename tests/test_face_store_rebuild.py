@@ -70,19 +70,24 @@ def test_an_insert_commits_while_a_rebuild_builds_and_is_searchable_after_the_sw
     """Fails before the snapshot build: the insert waited for the store's write lock the whole build."""
     store, cid = _store(tmp_path / "store", 150)
     parked, builder = _start_parked_build(store)
-    committed = threading.Event()
+    committed, joined = threading.Event(), {}
+    second = threading.Thread(target=lambda: joined.update(index=store.rebuild_index()))
     try:
         inserter = threading.Thread(target=lambda: (add_images(store.catalog, cid, 30, seed=2, prefix="/late"),
                                                     committed.set()))
         inserter.start()
         assert committed.wait(WAIT_S), "the insert waited for the index build"
         assert store.gallery_size() == 150  # the old index serves until the swap
+        # A second rebuild asked for meanwhile joins this one (it swaps in an index caught up after the ask).
+        second.start()
     finally:
         parked.release.set()
         builder.join(WAIT_S)
         inserter.join(WAIT_S)
+        if second.is_alive():
+            second.join(WAIT_S)
     late = store.catalog.max_face_id()
-    assert parked.calls == 1  # no deletion meanwhile: built once
+    assert parked.calls == 1 and joined["index"] is store._index  # built once: no deletion, the second joined
     assert len(store._index) == 180  # the faces committed during the build were appended before the swap
     assert store.search(_vector(store, late), 1)[0][0][0] == late
     saved, watermark = VectorIndex.load(store.index_path)

@@ -30,7 +30,7 @@ class IndexBuilds:
     State (set by `_init_builds`): `_build` (one snapshot build at a time in this process; never held while
     waiting for the write lock), `_builds` (builds in progress: a locked one may run beside a snapshot one),
     `_builds_done` (a Condition notified whenever a build starts or ends), `_snapshot_epoch` (the catalog epoch
-    the snapshot build in progress started from) and `locked_build_below`.
+    the snapshot build in progress started from), `_swaps` and `locked_build_below`.
     """
 
     build_hook: Callable[[VectorIndex], None] | None
@@ -40,6 +40,7 @@ class IndexBuilds:
         self._builds = 0
         self._builds_done = threading.Condition()
         self._snapshot_epoch: int | None = None
+        self._swaps = 0  # indexes swapped in by builds (a waiting rebuild_index joins a build that swapped)
         self.locked_build_below = LOCKED_BUILD_BELOW
         """Stores with fewer faces (top face id) rebuild under the write lock: see `rebuild_index`."""
 
@@ -65,7 +66,12 @@ class IndexBuilds:
                 return self._mirror.rebuild()
         if self._holds_write_lock():
             return self._locked_build()  # the catalog cannot change under this caller: nothing to drop
+        swaps = self._swaps
         with self._build:  # one build at a time in this process; never held while waiting for the write lock
+            if self._swaps != swaps and self._index is not None:
+                # A build swapped in while this call waited: it was caught up with the catalog and its epoch
+                # checked at the swap, after this call began, so it is the index this call would build.
+                return self._index
             fresh = None
             small = self.catalog.max_face_id() < self.locked_build_below
             for attempt in range(0 if small or not self._writes else BUILD_TRIES):
@@ -165,6 +171,7 @@ class IndexBuilds:
             self._save_as(fresh, watermark)
         with self._rw.write():
             self._index, self._watermark, self._dirty = fresh, watermark, False
+            self._swaps += 1
 
     def _wait_for_dropped_build(self, timeout: float = DROP_WAIT_S) -> None:
         """After a deletion: wait until a build of this process that started before it has dropped its work

@@ -309,9 +309,9 @@ class VectorIndex:
                 vf.delete()
                 raise
         if old_vf is not None:
-            # A work file goes now (erased rows were zeroed in it already); a saved one stays until the
+            # A work file goes now, zeroed (an unsaved build may hold rows erased since); a saved one stays until the
             # next save replaces or deletes it, so the saved index stays loadable meanwhile.
-            old_vf.delete() if old_vf.temp else old_vf.close()
+            old_vf.delete(wipe=True) if old_vf.temp else old_vf.close()
 
     def _build(self, vf: VectorFile, labels: np.ndarray) -> None:
         """Build the approximate structure of a memory-mapped layout over every row of ``vf`` (adopted)."""
