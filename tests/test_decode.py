@@ -237,6 +237,40 @@ def test_big_jpeg_uses_draft_for_detection_and_full_resolution_for_full(faces_di
     assert mean_abs_diff(d.detection, shrunk) < 4.0
 
 
+def test_jpeg_under_twice_the_detection_size_is_decoded_once(faces_dir, monkeypatch):
+    """No draft step fits a 2500 px JPEG shrunk to 1600 px, so its full-size pixels are decoded for detection:
+    full() reuses them instead of decoding the file again, and gives what a decode of its own gives."""
+    path = faces_dir / "people/Angelina_Jolie/deepface__img4.jpg"  # 2500x1728
+    loaded = []
+    original_load = ImageFile.ImageFile.load
+
+    def spy_load(self):  # load() runs again as a no-op on a loaded image: count the images it ran on
+        loaded.append(self)
+        return original_load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy_load, raising=False)
+    d = decode_image(path)
+    assert {im.size for im in loaded} == {(2500, 1728)} and d.scale == pytest.approx(2500 / 1600)
+    decoded_files = {id(im) for im in loaded}
+    full = d.full()
+    assert {id(im) for im in loaded} == decoded_files and full.shape == (1728, 2500, 3)  # no second decode
+    monkeypatch.undo()
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(full, np.array(im.convert("RGB")))
+    assert d.full() is full
+
+
+@pytest.mark.parametrize("orientation", (1, 6, 8))
+def test_full_reused_pixels_are_turned_upright(medium_jpeg, orientation):
+    """The kept full-size pixels get the EXIF turn too (scale 1.5: decoded at full size, no draft)."""
+    data = jpeg_with_exif(medium_jpeg, exif_bytes(orientation=orientation))
+    with Image.open(io.BytesIO(medium_jpeg)) as im:
+        stored = np.array(im)  # 900x1200 as stored
+    d = decode_image(data, detect_max_side=800)
+    assert d.scale == 1.5 and d._full_image is not None
+    np.testing.assert_array_equal(d.full(), upright_by_spec(stored, orientation))
+
+
 def test_small_image_is_not_upscaled(photo):
     d = decode_image(encode(photo, "PNG"), detect_max_side=1600)
     assert d.detection.shape == (48, 72, 3) and d.scale == 1.0

@@ -40,6 +40,32 @@ def effective_upsample(rgb: np.ndarray, upsample: int, max_side: int = MAX_UPSAM
     return upsample
 
 
+_frontal_lock = threading.Lock()
+_frontal_template: bytes | None = None
+
+
+def new_frontal_detector():
+    """A new dlib frontal (HOG) face detector object, ~1 ms after the first of the process.
+
+    dlib builds its built-in detector by parsing the model from text: ~0.25 CPU-s per call, paid by each
+    HogDetector (the fast path, the turned look, the thorough path) and each thread of each, in every
+    worker process. The first one is pickled here and the others are unpickled copies: the same weights,
+    so the same detections, for a thousandth of the cost. Each call returns its own object (one per thread:
+    see HogDetector).
+    """
+    global _frontal_template
+    import pickle
+
+    import dlib
+
+    with _frontal_lock:
+        if _frontal_template is None:
+            detector = dlib.get_frontal_face_detector()
+            _frontal_template = pickle.dumps(detector)
+            return detector
+    return pickle.loads(_frontal_template)  # noqa: S301 - bytes pickled by this process a moment ago
+
+
 class HogDetector:
     """dlib's HOG + linear SVM frontal detector: ~40 ms for a 250 px image on one core.
 
@@ -51,10 +77,8 @@ class HogDetector:
     name = "dlib-hog"
 
     def __init__(self, upsample: int = 1):
-        import dlib
-
         self.upsample = upsample
-        self._make = dlib.get_frontal_face_detector
+        self._make = new_frontal_detector
         # One dlib detector per thread: its scan keeps scratch state, and two threads in one detector abort the
         # process (seen as a SIGABRT/SIGSEGV of `faceindex serve` under concurrent searches). Creating one is
         # cheap (the HOG filters are built into dlib), so each thread gets its own on first use.

@@ -234,7 +234,12 @@ class _Pools:
                                    initargs=(self.pipeline.settings.model_dump_json(), self._queue(context)))
         try:
             try:
-                pool.submit(worker_ready).result()
+                # One no-op per worker, submitted together: a spawn pool starts a process per submit only while
+                # none is idle, so one probe at a time would start the second worker only after the first had
+                # imported and loaded its models (~1 s with a core idle). Work starts once the first is up.
+                ready = [pool.submit(worker_ready) for _ in range(workers)]
+                wait(ready, return_when=FIRST_COMPLETED)
+                next(f for f in ready if f.done()).result()
             except BrokenProcessPool as exc:
                 self.queue_left = queue  # the source taken to peek is in it again
                 raise _PoolStartFailed(str(exc) or "a worker process ended at start") from exc
