@@ -4,6 +4,7 @@ Both use the same dlib HOG detector (upsample 1) and the same dlib ResNet weight
 runs in the same invocation, so the ratio is what to read, not the absolute seconds.
 
     python bench/bench_ingest.py --images 400 [--source ../shared/faces/lfw-devtrain/images]
+    python bench/bench_ingest.py --images 60 --source ../shared/faces/people --profile   (CPU per stage, no baseline)
 
 Needs `pip install --no-deps face_recognition` (its `dlib` requirement would compile dlib from
 source; dlib-bin already provides the module).
@@ -71,8 +72,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--profile", action="store_true",
+                        help="only print one worker's CPU per stage on the sample (ingest_profile.py)")
     args = parser.parse_args()
     images = pick_images(args.source, args.images)
+    if args.profile:
+        from ingest_profile import print_profile
+
+        print(f"### One worker's CPU per stage, {len(images)} photos from {args.source.name} ({dt.date.today()})")
+        print(f"- machine: {machine_line()}")
+        print_profile(images)
+        return
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
