@@ -72,6 +72,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--baseline-only", action="store_true",
+                        help="skip the informational rows (CLI on all cores, faceindex on dlib's runtime): the ratio "
+                        "needs only the CLI --cpus 1 and faceindex's default")
+    parser.add_argument("--also-src", type=Path, action="append", default=[],
+                        help="also time the default `faceindex add` with these sources first on PYTHONPATH (e.g. "
+                        "another checkout's src/, for a before/after in the same run); repeatable")
     parser.add_argument("--profile", action="store_true",
                         help="only print one worker's CPU per stage on the sample (ingest_profile.py)")
     args = parser.parse_args()
@@ -93,14 +99,19 @@ def main() -> None:
             shutil.copy(src, unknown / f"{n:05d}_{src.name}")
         shutil.copy(images[0], known / "someone.jpg")
         rows = []
-        for cpus in (1, -1):
+        for cpus in (1,) if args.baseline_only else (1, -1):
             rows.append((f"face_recognition CLI --cpus {cpus}", *run_face_recognition(known, unknown, cpus)))
-        rows.append(("faceindex add --workers 1, dlib runtime",
-                     *run_faceindex(unknown, tmp / "s1", 1, {"FACEINDEX_EMBED_RUNTIME": "dlib"})))
+        if not args.baseline_only:
+            rows.append(("faceindex add --workers 1, dlib runtime",
+                         *run_faceindex(unknown, tmp / "s1", 1, {"FACEINDEX_EMBED_RUNTIME": "dlib"})))
         rows.append((f"faceindex add --workers {cores} (default)", *run_faceindex(unknown, tmp / "s2", cores)))
+        for n, src in enumerate(args.also_src):
+            env = {"PYTHONPATH": os.pathsep.join([str(src.resolve()), os.environ.get("PYTHONPATH", "")])}
+            rows.append((f"faceindex add --workers {cores} (default), sources {src}",
+                         *run_faceindex(unknown, tmp / f"also{n}", cores, env)))
     base = rows[0][1]
     print(f"### Ingest throughput, {len(images)} photos from {args.source.name} ({dt.date.today()})")
-    print(f"- command: `python bench/bench_ingest.py --images {args.images}`")
+    print(f"- command: `python {' '.join(sys.argv)}`")
     print(f"- machine: {machine_line()}")
     print("\n| run | seconds | photos/s | faces found | photos with no face | speed vs face_recognition --cpus 1 |")
     print("|---|---|---|---|---|---|")
