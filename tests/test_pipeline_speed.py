@@ -25,7 +25,7 @@ PHOTOS = ("people/Barack_Obama/face_recognition__obama.jpg", "groups/deepface__c
 
 
 def windows(detector, rgb: np.ndarray) -> list:
-    rects, scores, kinds = detector.run(rgb, 1, -0.5)
+    rects, scores, kinds = detector.run(rgb, detect.effective_upsample(rgb, 1), -0.5)
     return [((r.left(), r.top(), r.right(), r.bottom()), s, k) for r, s, k in zip(rects, scores, kinds, strict=True)]
 
 
