@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from faceindex.config import Settings
+from faceindex.errors import ModelFileError
 from faceindex.pipeline import detect, parallel
 from faceindex.pipeline.analyse import FacePipeline
 from faceindex.pipeline.decode import decode_image
@@ -92,3 +93,13 @@ def test_pool_starts_every_worker_at_once_and_the_parent_loads_no_model(faces_di
         for a, b in zip(outcomes[name].analysis.accepted, analysis.accepted, strict=True):
             np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
     assert sum(len(a.accepted) for a in in_process.values()) >= 3
+
+
+@pytest.mark.parametrize("workers", (1, 2))
+def test_a_model_that_cannot_load_stops_the_stream_instead_of_skipping_every_file(faces_dir, tmp_path, workers):
+    """Models load lazily now: a missing model file must still stop the run with its error (as when the parent
+    loaded them first), never become every file's skip reason (a re-run would then count them as unchanged)."""
+    photos = [faces_dir / name for name in PHOTOS[:2]]
+    pipeline = FacePipeline(Settings(detector="yunet", yunet_model=tmp_path / "missing.onnx", workers=workers))
+    with pytest.raises(ModelFileError, match="YuNet model not found"):
+        list(parallel.analyse_stream(((str(p), p.name, p) for p in photos), pipeline, workers))

@@ -74,6 +74,14 @@ class FacePipeline:
                     self.__dict__["embedder"] = DlibEmbedder(runtime=s.embed_runtime, flip=s.flip_augment)
         return self.__dict__["embedder"]
 
+    def load(self) -> FacePipeline:
+        """Load the models now (no-op once loaded); raises their errors (ModelFileError, ...). Returns self.
+
+        Whoever analyses many files calls this first, so a model that cannot load stops the run with its
+        reason instead of becoming every file's reason to be skipped."""
+        self.detector, self.embedder  # noqa: B018 - the properties load them
+        return self
+
     def _build_detector(self) -> FaceDetector:
         s = self.settings
         if s.detail == "fast":

@@ -28,6 +28,7 @@ from faceindex.pipeline.video_analyse import analyse_video
 from faceindex.pipeline.video_decode import is_video_file
 
 _pipeline: FacePipeline | None = None
+_load_error: Exception | None = None  # in a worker: why its models could not load (worker_ready raises it)
 Key = TypeVar("Key")
 
 MAX_POOL_BREAKS = 20
@@ -66,16 +67,22 @@ _progress_queue = None  # in a worker process: where video progress goes (a mult
 
 def init_worker(settings_json: str, progress_queue=None) -> None:
     """Process-pool initializer: load the models once per worker process."""
-    global _pipeline, _progress_queue
+    global _pipeline, _progress_queue, _load_error
     _progress_queue = progress_queue
     # Ctrl-C reaches the whole foreground process group; the parent alone decides what it means (it stops
     # and says so in one line). A worker killed by it would print a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _pipeline = FacePipeline(Settings.model_validate_json(settings_json))
+    try:
+        _pipeline.load()
+    except FaceIndexError as exc:  # e.g. a missing model file: the parent raises it (worker_ready), not a crash
+        _load_error = exc
 
 
 def worker_ready() -> bool:
-    """A no-op task: its answer proves a worker process started and loaded its models."""
+    """A no-op task: its answer proves a worker process started and loaded its models (else it raises why not)."""
+    if _load_error is not None:
+        raise _load_error
     return _pipeline is not None
 
 
@@ -85,6 +92,7 @@ def analyse_file(path: str, uri: str, pipeline: FacePipeline | None = None,
     pipeline = pipeline or _pipeline
     if pipeline is None:
         raise RuntimeError("worker used before init_worker")
+    pipeline.load()  # outside the try: a model that cannot load is the run's error, not this file's
     try:
         if is_video_file(path):  # by content, like photos: a video is analysed into tracks
             report = progress or (_queue_progress if _progress_queue is not None else None)
