@@ -24,7 +24,7 @@ RELEASED = {
     "core": ["0001_initial", "0006_images_faces_withheld"],
     "privacy": ["0002_subjects_consent", "0003_optout_templates", "0004_erasure_journal", "0005_upload_erasures"],
     "service": ["0100_api_keys", "0101_web_sessions", "0102_ingest_jobs"],
-    "people": ["people_0001_tables"],
+    "people": ["people_0001_tables", "people_0002_seen"],
     "ingest": ["ingest_0001_detail"],
     "video": ["video_0001_tables"],
 }
