@@ -47,11 +47,11 @@ def upload(svc: Service, collection: str, files: list[tuple[str, Path]]) -> dict
     return job
 
 
-def cluster(svc: Service, collection: str | None = None) -> dict:
-    response = svc.client.post("/api/v1/people/cluster", headers=svc.auth("curator"),
-                               json={"collection": collection} if collection else None)
+def cluster(svc: Service, collection: str | None = None, *, full: bool = False) -> dict:
+    body = ({"collection": collection} if collection else {}) | ({"full": True} if full else {})
+    response = svc.client.post("/api/v1/people/cluster", headers=svc.auth("curator"), json=body or None)
     assert response.status_code == 202, response.text
-    assert response.json()["kind"] == "people.cluster"
+    assert response.json()["kind"] == ("people.cluster.full" if full else "people.cluster")
     job = svc.wait_job(response.json()["id"])
     assert job["status"] == "done", job
     return job
@@ -321,15 +321,21 @@ def test_review_queue(svc):
 
 
 def test_a_new_grouping_run_keeps_every_decision(svc):
+    """Both runs the REST job offers keep every decision: the incremental one, then `full` (`people cluster
+    --full`), which looks again at every face earlier runs left alone — so it looks at more faces."""
     before = people_of(svc)
-    job = cluster(svc)
-    assert job["counts"]["new_people"] == 0
-    after = people_of(svc)
-    for who, detail in before.items():
-        assert after[who]["id"] == detail["id"] and after[who]["name"] == detail["name"]
-        assert {f["face_id"] for f in after[who]["faces"]} >= {f["face_id"] for f in detail["faces"]}
-    assert after["Barack_Obama"]["name"] == "Barack Obama"
-    assert not any(identity(f) == "groups" for f in after["Angelina_Jolie"]["faces"])  # the rejected face stays out
+    looked = {}
+    for full in (False, True):
+        job = cluster(svc, full=full)
+        assert job["counts"]["new_people"] == 0
+        looked[full] = job["counts"]["faces_grouped"] + job["counts"]["unassigned"]
+        after = people_of(svc)
+        for who, detail in before.items():
+            assert after[who]["id"] == detail["id"] and after[who]["name"] == detail["name"]
+            assert {f["face_id"] for f in after[who]["faces"]} >= {f["face_id"] for f in detail["faces"]}
+        assert after["Barack_Obama"]["name"] == "Barack Obama"
+        assert not any(identity(f) == "groups" for f in after["Angelina_Jolie"]["faces"])  # the rejected face stays out
+    assert looked[True] > looked[False], looked
 
 
 def test_grouping_switch_per_collection(svc, faces_dir):

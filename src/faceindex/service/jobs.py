@@ -35,7 +35,12 @@ from faceindex.video.timecode import timecode
 log = logging.getLogger("faceindex.service.jobs")
 
 CLUSTER = "people.cluster"
-"""The job kind that groups faces into people (people.operations.PeopleOps.cluster); every other kind ingests."""
+"""The job kind that groups faces into people (people.operations.PeopleOps.cluster, incremental); every kind not
+in CLUSTER_KINDS ingests."""
+CLUSTER_FULL = "people.cluster.full"
+"""Grouping that also looks again at every face earlier runs left alone (`incremental=False`: reads every
+faceprint; minutes at a million faces) — `people cluster --full` in the CLI."""
+CLUSTER_KINDS = (CLUSTER, CLUSTER_FULL)
 KEEP_FINISHED = 200
 """Finished jobs remembered for polling; older ones are forgotten first."""
 PROGRESS_SAVE_S = 2.0
@@ -190,7 +195,7 @@ class JobManager:
                          "duration_s": duration_s, "duration": None if duration_s is None else timecode(duration_s)}
 
         try:
-            if job.kind == CLUSTER:
+            if job.kind in CLUSTER_KINDS:
                 job.counts = self._cluster(job)
             else:
                 if self._pipeline is None:
@@ -222,4 +227,4 @@ class JobManager:
         """Group faces into people (`job.collection`, or every collection allowing it when empty): on a big store
         this runs minutes, so it is a job. Opens its own Engine as an ingest does; needs no face models."""
         with Engine(settings=self.settings, actor=job.actor) as engine:
-            return engine.people.cluster(job.collection or None).to_dict()
+            return engine.people.cluster(job.collection or None, incremental=job.kind != CLUSTER_FULL).to_dict()

@@ -14,7 +14,7 @@ from faceindex.engine import Engine
 from faceindex.errors import ConflictError, EmptyStoreError, NotFoundError, PolicyError
 from faceindex.people.operations import PeopleOps
 from faceindex.people.store import Person, PersonFace
-from faceindex.service.jobs import CLUSTER, Job
+from faceindex.service.jobs import CLUSTER, CLUSTER_FULL, Job
 from faceindex.service.principal import Principal
 from faceindex.service.schemas_people import (
     GroupingPublic,
@@ -148,7 +148,7 @@ def grouping_states(engine: Engine) -> list[GroupingPublic]:
             for c in engine.catalog.list_collections()] if ops.store.available else []
 
 
-def submit_cluster(state: ServiceState, principal: Principal, collection: str | None) -> Job:
+def submit_cluster(state: ServiceState, principal: Principal, collection: str | None, *, full: bool = False) -> Job:
     """Queue a grouping run after checking what can be checked at once (the collection exists, allows grouping,
     has faces), so a plain mistake is an immediate error and not a failed job to poll for."""
     with state.gate.read(principal) as engine:
@@ -166,4 +166,5 @@ def submit_cluster(state: ServiceState, principal: Principal, collection: str | 
         if not any(reads.collection_counts(engine.catalog, c.id)[1] for c in scope):
             where = f"collection {scope[0].name!r}" if collection is not None else "the collections that allow grouping"
             raise EmptyStoreError(f"no faces to group in {where}: ingest photos first")
-    return state.jobs.submit(CLUSTER, "" if collection is None else found.name, [], principal.actor)
+    return state.jobs.submit(CLUSTER_FULL if full else CLUSTER, "" if collection is None else found.name, [],
+                             principal.actor)

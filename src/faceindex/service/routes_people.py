@@ -83,7 +83,8 @@ def cluster(principal: CanWritePeople, state: StateDep, body: ClusterBody | None
     """Group the faces not yet in a person, as a background job (poll GET /api/v1/jobs/{id}): they join
     existing people or form new ones. Never undoes a name, merge, split, rejection or confirmation. 409
     `empty_store` when there is nothing to group; 403 `policy` for a collection that does not allow it."""
-    return views.submit_cluster(state, principal, body.collection if body else None).to_dict()
+    return views.submit_cluster(state, principal, body.collection if body else None,
+                                full=bool(body and body.full)).to_dict()
 
 
 @router.get("/grouping", response_model=list[GroupingPublic])

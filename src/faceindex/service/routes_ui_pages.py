@@ -18,6 +18,7 @@ from faceindex.errors import FaceIndexError
 from faceindex.service import people_search
 from faceindex.service.auth import Principal, Require
 from faceindex.service.deps import MAX_INT, IdPath, Offset, OptionalId, StateDep
+from faceindex.service.jobs import CLUSTER_KINDS
 from faceindex.service.keys import ROLES, KeyStore
 from faceindex.service.search_views import candidate_rows, fused_photos_view, probe_view
 from faceindex.service.shared import (
@@ -121,7 +122,7 @@ def collections_page(request: Request, principal: page("collections:read"), stat
     """`selected`: the collection the ingest forms start on (the one just created or uploaded to)."""
     with state.gate.read(principal) as engine:
         collections = [collection_public(engine, c) for c in engine.catalog.list_collections()]
-    ingests = [j for j in state.jobs.list() if j.kind != "people.cluster"]  # grouping runs show on /people
+    ingests = [j for j in state.jobs.list() if j.kind not in CLUSTER_KINDS]  # grouping runs show on /people
     jobs = [j.to_dict() for j in ingests[:20]] if principal.can("ingest") else []
     return render(request, "collections.html", principal, collections=collections, jobs=jobs, bases=LEGAL_BASES,
                   folders=[str(p) for p in state.config.allowed_folders], selected=selected,

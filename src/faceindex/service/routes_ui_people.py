@@ -22,7 +22,7 @@ from faceindex.service import people_search
 from faceindex.service import people_views as views
 from faceindex.service.auth import Principal, Require
 from faceindex.service.deps import MAX_INT, IdPath, Offset, StateDep
-from faceindex.service.jobs import CLUSTER
+from faceindex.service.jobs import CLUSTER_KINDS
 from faceindex.service.shared import find_collection, render
 from faceindex.service.state import ServiceState
 from faceindex.service.uploads import display_name
@@ -64,7 +64,7 @@ def _people(request: Request, principal: Principal, state: ServiceState, *, unna
         found = views.people_page(engine, unnamed=unnamed, min_size=1 if single else 2, query=q.strip() or None,
                                   limit=PEOPLE_PAGE, offset=offset)
     can_write = principal.can("people:write")
-    jobs = [j.to_dict() for j in state.jobs.list() if j.kind == CLUSTER][:3] if can_write else []
+    jobs = [j.to_dict() for j in state.jobs.list() if j.kind in CLUSTER_KINDS][:3] if can_write else []
     filters = {k: v for k, v in (("unnamed", "1" if unnamed else ""), ("single", "1" if single else ""), ("q", q))
                if v}
     grouping = []

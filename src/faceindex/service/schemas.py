@@ -89,7 +89,7 @@ class VideoProgressPublic(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
-    kind: Literal["upload", "folder", "people.cluster"]
+    kind: Literal["upload", "folder", "people.cluster", "people.cluster.full"]
     collection: str
     status: Literal["queued", "running", "done", "failed"]
     total: int | None = Field(description="Files found (known once the scan finished).")

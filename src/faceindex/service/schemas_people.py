@@ -100,6 +100,9 @@ class ClusterBody(BaseModel):
     collection: str | None = Field(None, max_length=200,
                                    description="Only this collection (id or name); absent: every collection "
                                                "that allows grouping.")
+    full: bool = Field(False, description="Also look again at every face earlier runs left alone (reads every "
+                                          "faceprint: minutes at a million faces); default: only new faces and "
+                                          "their neighbourhood.")
 
 
 class GroupingPublic(BaseModel):
