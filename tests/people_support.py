@@ -11,31 +11,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from privacy_support import open_engine  # one cached pipeline and one Settings for both test families
 from typer.testing import CliRunner
 
 from faceindex.cli import app
-from faceindex.config import Settings
 from faceindex.engine import Engine
-from faceindex.pipeline.analyse import FacePipeline
 
 PEOPLE = ("Angelina_Jolie", "Jennifer_Aniston", "Katy_Perry", "Scarlett_Johansson", "Matt_Damon", "Jack_Dorsey",
           "Mark_Zuckerberg", "Leonardo_DiCaprio")
 
 _cache: dict[str, object] = {}
-
-
-def settings() -> Settings:
-    return Settings(workers=1)  # 2 shared cores: a pool would load the models again per process
-
-
-def pipeline() -> FacePipeline:
-    if "pipeline" not in _cache:
-        _cache["pipeline"] = FacePipeline(settings())
-    return _cache["pipeline"]  # type: ignore[return-value]
-
-
-def open_engine(store: Path, *, mode: str = "write", **kwargs) -> Engine:
-    return Engine.open(store, settings(), pipeline=pipeline(), mode=mode, **kwargs)
 
 
 def photos_of(faces_dir: Path, person: str) -> list[Path]:
