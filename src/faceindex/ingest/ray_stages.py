@@ -15,8 +15,8 @@ from faceindex.pipeline.parallel import AnalysisOutcome, analyse_file
 
 CHANGED = ("the file changed between hashing and analysis (or a worker sees another file at this path); not "
            "recorded, a later run indexes its current content")
-"""Reason of a file whose bytes on the worker do not hash to what the driver's scan found. It starts like none of
-runner.RETRIED_REASONS on purpose: such an outcome is sent back with retry=True and never recorded at all."""
+"""Reason of a file whose bytes on the worker do not hash to what the driver's scan found: such an outcome is sent
+back with retry=True and never recorded at all (a later run indexes the file's current content)."""
 
 
 def read_files(batch: dict[str, np.ndarray], *, max_bytes: int) -> dict[str, np.ndarray]:

@@ -31,14 +31,6 @@ BATCH_SECONDS = 5.0
 its first result is BATCH_SECONDS old. Smaller batches lose less analysis to a kill -9 (it is redone by
 the next run); larger ones write fewer audit events (~720 an hour of a slow ingest, one per 32 files of a fast one)."""
 
-RETRIED_REASONS = ("worker failed", "out of memory", "unexpected ")
-"""Skip reasons that are not a property of the file (a dead worker process, memory pressure, a bug of ours,
-as older versions recorded them). Today every recorded skip is tried again by the next run (`_to_retry`): a
-file that still cannot be indexed is reported as skipped again, with its reason, and the run exits as partial
-— never counted as "unchanged", which would tell the operator it is indexed. The list stays for the Ray stages'
-outcomes that must not look like a recorded reason (ingest/ray_stages.py)."""
-
-
 @dataclass
 class IngestReport:
     """Counts of one run; `skipped` lists (path, reason) of every file recorded as not indexable, `failed`
@@ -233,7 +225,7 @@ class IngestRunner:
             return False
 
         def copy(batch: IngestReport) -> None:
-            if not self._make_room(collection, source, batch):
+            if not self._make_room(self.catalog.find_image(collection.id, source.uri), source, batch):
                 return
             image_id = self.catalog.insert_image(
                 collection.id, source.uri, sha256=source.sha256, size_bytes=source.size, width=twin["width"],
@@ -250,12 +242,12 @@ class IngestRunner:
         self._stage(copy, report)
         return True
 
-    def _make_room(self, collection: Collection, source: SourceFile, batch: IngestReport) -> bool:
+    def _make_room(self, current, source: SourceFile, batch: IngestReport) -> bool:
         """Inside the batch transaction, before a file is recorded: drop the row of an earlier version of it
-        (changed content, or a skip to try again). False when the current row already holds this very content
-        (another writer, a concurrent `add` of the same folder, has just indexed it): it counts as unchanged
-        here, instead of a UNIQUE constraint error."""
-        current = self.catalog.find_image(collection.id, source.uri)
+        (changed content, or a skip to try again). `current`: the file's catalog row (or None) as the caller
+        read it in this transaction (the store's write lock is held: it cannot change before the write). False
+        when the current row already holds this very content (another writer, a concurrent `add` of the same
+        folder, has just indexed it): it counts as unchanged here, instead of a UNIQUE constraint error."""
         if current is None:
             return True
         if current["sha256"] == source.sha256 and source.sha256 is not None and not _to_retry(current):
@@ -272,7 +264,7 @@ class IngestRunner:
                 and current["error"] == reason):
             batch.skipped.append((source.uri, reason))  # skipped again, as recorded: reported, the row kept
             return
-        if not self._make_room(collection, source, batch):
+        if not self._make_room(current, source, batch):
             return
         self.catalog.insert_image(collection.id, source.uri, sha256=source.sha256,
                                   size_bytes=source.size if source.sha256 else None, status="skipped", error=reason)
@@ -309,7 +301,7 @@ class IngestRunner:
                     and not _to_retry(current) and self._wants_more_detail(current)):
                 self._add_detail(batch, current, outcome.analysis, model_id)
                 return
-            if not self._make_room(collection, source, batch):
+            if not self._make_room(current, source, batch):
                 return
             analysis = outcome.analysis
             if isinstance(analysis, AnalysedVideo):
