@@ -129,7 +129,7 @@ class PeopleOps:
     def _working_set(self, collection_id: int | None, in_scope: int, top: int) -> incremental.WorkingSet | None:
         """The incremental run's working set, or None when the full path is the one to take: no store index,
         a scope under half the store (see `_store_search`), or more new faces than STORE_SEARCH_MAX."""
-        if self.face_search is None or 2 * in_scope < top:
+        if not self._index_serves(in_scope, top):
             return None
         found = self.store.pending(collection_id, self.store.seen_through, grouping.STORE_SEARCH_MAX)
         if found is None:
@@ -172,11 +172,15 @@ class PeopleOps:
             self.store.set_confidence([(int(face_ids[k]), _num(conf[k])) for k in held])
         return len(rows), joined, len(new_person)
 
+    def _index_serves(self, in_scope: int, top: int) -> bool:
+        """Whether the store's index may find the scope's neighbours: there is one, and the scope is at least half
+        of the store's faces (`top`: the highest face id). Else neighbours from outside the scope (collections
+        that do not allow grouping) would crowd out the ones that count, and a graph over the scope is built."""
+        return self.face_search is not None and 2 * in_scope >= top
+
     def _store_search(self, face_ids: np.ndarray) -> knn.Search | None:
-        """The store's index as a search in scope rows, when the scope is at least half of the store's faces;
-        else None (a graph over the scope is built): neighbours from outside the scope (collections that do not
-        allow grouping) would crowd out the ones that count."""
-        if self.face_search is None or 2 * len(face_ids) < self.catalog.max_face_id():
+        """The store's index as a search in scope rows when it serves the scope (`_index_serves`), else None."""
+        if not self._index_serves(len(face_ids), self.catalog.max_face_id()):
             return None
         return knn.row_search(knn.from_pairs(self.face_search), face_ids, spare=self.params.k)
 
